@@ -1,0 +1,341 @@
+// The only pybind11 file: ebgc._core. Thin wrappers over the header-only stages; the GIL is
+// released around native work, and core exceptions become the classes of ebgc.errors.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include "ebgc/codec.hpp"
+
+namespace py = pybind11;
+using namespace ebgc;
+
+namespace {
+
+struct ByteView {
+  const uint8_t* data;
+  size_t size;
+};
+
+// Any contiguous bytes-like object (bytes, bytearray, memoryview, uint8 arrays).
+ByteView byte_view(const py::buffer& b, py::buffer_info& keep) {
+  keep = b.request();
+  if (keep.ndim > 1) {
+    for (py::ssize_t i = keep.ndim - 1, stride = keep.itemsize; i >= 0; --i) {
+      if (keep.strides[i] != stride) throw py::type_error("blob must be a contiguous bytes-like object");
+      stride *= keep.shape[i];
+    }
+  } else if (keep.ndim == 1 && keep.shape[0] > 1 && keep.strides[0] != keep.itemsize) {
+    throw py::type_error("blob must be a contiguous bytes-like object");
+  }
+  return {static_cast<const uint8_t*>(keep.ptr), size_t(keep.size * keep.itemsize)};
+}
+
+template <class T>
+py::array_t<T> vector_to_array(std::vector<T>&& v) {
+  auto* heap = new std::vector<T>(std::move(v));
+  py::capsule owner(heap, [](void* p) { delete static_cast<std::vector<T>*>(p); });
+  return py::array_t<T>({py::ssize_t(heap->size())}, {py::ssize_t(sizeof(T))}, heap->data(), owner);
+}
+
+py::bytes to_bytes(const std::vector<uint8_t>& v) {
+  return py::bytes(reinterpret_cast<const char*>(v.data()), v.size());
+}
+
+char dtype_kind(const py::buffer_info& info) {
+  if (info.format == py::format_descriptor<float>::format() && info.itemsize == 4) return 'f';
+  if (info.format == py::format_descriptor<double>::format() && info.itemsize == 8) return 'd';
+  return 0;
+}
+
+py::bytes compress_array(py::buffer arr, std::vector<uint64_t> shape, double error_bound, int mode,
+                   int coder, unsigned threads, unsigned chunk_log2) {
+  py::buffer_info info = arr.request();
+  char kind = dtype_kind(info);
+  if (!kind) throw py::type_error("ebgc compresses float32 or float64 data");
+  uint64_t n = 1;
+  for (uint64_t d : shape) n *= d;
+  if (n != uint64_t(info.size)) throw InvalidArgument("shape does not match the buffer");
+  if (mode != 0 && mode != 1) throw InvalidArgument("mode must be abs or rel");
+  if (coder < kCoderAuto || coder >= int(kCoderCount)) throw InvalidArgument("unknown coder");
+  CompressOptions opt;
+  opt.mode = BoundMode(mode);
+  opt.error_bound = error_bound;
+  opt.coder = coder;
+  opt.threads = threads;
+  opt.chunk_log2 = chunk_log2;
+  std::vector<uint8_t> blob;
+  {
+    py::gil_scoped_release nogil;
+    if (kind == 'f') blob = ebgc::compress(static_cast<const float*>(info.ptr), shape, opt);
+    else blob = ebgc::compress(static_cast<const double*>(info.ptr), shape, opt);
+  }
+  return to_bytes(blob);
+}
+
+void decompress_into(py::buffer blob, py::buffer out, unsigned threads) {
+  py::buffer_info keep;
+  ByteView v = byte_view(blob, keep);
+  py::buffer_info o = out.request(true);
+  char kind = dtype_kind(o);
+  if (!kind) throw InvalidArgument("out must be a float32 or float64 array");
+  py::gil_scoped_release nogil;
+  if (kind == 'f') ebgc::decompress(v.data, v.size, static_cast<float*>(o.ptr), uint64_t(o.size), threads);
+  else ebgc::decompress(v.data, v.size, static_cast<double*>(o.ptr), uint64_t(o.size), threads);
+}
+
+py::dict header(py::buffer blob) {
+  py::buffer_info keep;
+  ByteView v = byte_view(blob, keep);
+  ParsedBlob pb = parse_blob(v.data, v.size);
+  const Header& h = pb.header;
+  uint64_t n_outliers = 0;
+  if (h.coder != Coder::Raw && h.elements() > 0) {
+    ByteReader r(pb.payload, size_t(h.payload_size));
+    n_outliers = r.varint("outlier count");
+  }
+  py::dict d;
+  d["format_version"] = int(h.version);
+  d["dtype"] = dtype_name(h.dtype);
+  py::tuple shape(h.shape.size());
+  for (size_t i = 0; i < h.shape.size(); ++i) shape[i] = py::int_(h.shape[i]);
+  d["shape"] = shape;
+  d["mode"] = h.mode == BoundMode::Abs ? "abs" : "rel";
+  d["error_bound"] = h.error_bound;
+  d["abs_bound"] = h.abs_bound;
+  d["coder"] = coder_name(h.coder);
+  d["predictor"] = "zero";
+  d["chunk_elements"] = h.chunk_elems();
+  d["n_outliers"] = n_outliers;
+  d["nbytes"] = v.size;
+  d["payload_nbytes"] = h.payload_size;
+  d["raw_nbytes"] = h.elements() * dtype_size(h.dtype);
+  return d;
+}
+
+// ---- single stages, for tests and experiments ------------------------------------------------
+
+py::bytes huffman_encode(py::array_t<uint16_t, py::array::c_style | py::array::forcecast> symbols,
+                         unsigned alphabet_size) {
+  if (alphabet_size < 1 || alphabet_size > kHuffMaxSymbols)
+    throw InvalidArgument("alphabet_size must be in [1, 4096]");
+  auto s = symbols.unchecked<1>();
+  std::vector<uint64_t> counts(alphabet_size, 0);
+  for (py::ssize_t i = 0; i < s.shape(0); ++i) {
+    if (s(i) >= alphabet_size) throw InvalidArgument("symbol outside the alphabet");
+    ++counts[s(i)];
+  }
+  HuffmanCode hc(huffman_lengths(counts));
+  ByteWriter w;
+  write_huffman_lengths(w, hc.len);
+  BitWriter bits;
+  for (py::ssize_t i = 0; i < s.shape(0); ++i) hc.put(bits, s(i));
+  bits.flush();
+  w.bytes(bits.out.data(), bits.out.size());
+  return to_bytes(w.buf);
+}
+
+py::array_t<uint16_t> huffman_decode(py::buffer data, uint64_t count) {
+  py::buffer_info keep;
+  ByteView v = byte_view(data, keep);
+  ByteReader r(v.data, v.size);
+  HuffmanCode hc(read_huffman_lengths(r, kHuffMaxSymbols));
+  // Every code is at least one bit: the count is bounded by the stream before allocating.
+  require_format(count <= uint64_t(r.remaining()) * 8, "count larger than the stream can hold");
+  BitReader bits(v.data + r.pos, r.remaining());
+  std::vector<uint16_t> out(count);
+  for (uint64_t i = 0; i < count; ++i) {
+    bits.refill();
+    out[i] = uint16_t(hc.get(bits));
+  }
+  require_format(!bits.overran(), "Huffman stream truncated");
+  return vector_to_array(std::move(out));
+}
+
+py::bytes bitpack_encode(py::array_t<uint32_t, py::array::c_style | py::array::forcecast> values) {
+  auto v = values.unchecked<1>();
+  const uint64_t n = uint64_t(v.shape(0)), blocks = (n + kPackBlock - 1) / kPackBlock;
+  // Layout of the codec's bit-packing streams: all widths, then the packed blocks in order.
+  std::vector<uint8_t> widths(blocks), data;
+  uint32_t blk[kPackBlock];
+  for (uint64_t k = 0; k < blocks; ++k) {
+    uint32_t acc = 0;
+    for (unsigned j = 0; j < kPackBlock; ++j) {
+      uint64_t i = k * kPackBlock + j;
+      blk[j] = i < n ? v(py::ssize_t(i)) : 0;
+      acc |= blk[j];
+    }
+    unsigned w = bit_width(acc);
+    widths[k] = uint8_t(w);
+    if (!w) continue;
+    size_t at = data.size();
+    data.resize(at + packed_block_bytes(w));
+    pack_block(blk, w, data.data() + at);
+  }
+  widths.insert(widths.end(), data.begin(), data.end());
+  return to_bytes(widths);
+}
+
+py::array_t<uint32_t> bitpack_decode(py::buffer data, uint64_t count) {
+  py::buffer_info keep;
+  ByteView v = byte_view(data, keep);
+  const uint64_t blocks = (count + kPackBlock - 1) / kPackBlock;
+  require_format(blocks <= v.size, "count larger than the stream can hold");
+  std::vector<uint32_t> out(count);
+  const uint8_t* p = v.data + blocks;
+  const uint8_t* end = v.data + v.size;
+  uint32_t blk[kPackBlock];
+  for (uint64_t k = 0; k < blocks; ++k) {
+    unsigned w = v.data[k];
+    require_format(w <= 32, "bad bit-packing width");
+    if (w) {
+      require_format(size_t(end - p) >= packed_block_bytes(w), "bit-packed data truncated");
+      unpack_block(p, w, blk);
+      p += packed_block_bytes(w);
+    } else {
+      std::fill(blk, blk + kPackBlock, 0u);
+    }
+    for (unsigned j = 0; j < kPackBlock && k * kPackBlock + j < count; ++j) out[k * kPackBlock + j] = blk[j];
+  }
+  require_format(p == end, "bit-packed data length mismatch");
+  return vector_to_array(std::move(out));
+}
+
+py::bytes context_encode(py::array_t<int32_t, py::array::c_style | py::array::forcecast> codes) {
+  auto c = codes.unchecked<1>();
+  const size_t n = size_t(c.shape(0));
+  std::vector<uint8_t> sym(n);
+  ContextCounts counts{};
+  ContextWindow win;
+  BitWriter raw;
+  for (size_t i = 0; i < n; ++i) {
+    if (!(std::fabs(double(c(py::ssize_t(i)))) < kMaxCode)) throw InvalidArgument("code out of range");
+    Symbolized z = symbolize(c(py::ssize_t(i)));
+    sym[i] = uint8_t(z.symbol);
+    ++counts[win.bucket()][z.symbol];
+    win.push(z.symbol);
+    raw.put(z.raw, z.nraw);
+  }
+  raw.flush();
+  ContextModel m = ContextModel::fit(counts);
+  ByteWriter w;
+  m.write(w);
+  std::vector<uint8_t> scratch, a;
+  rans_encode_chunk(m, sym.data(), n, scratch, a);
+  w.varint(a.size());
+  w.bytes(a.data(), a.size());
+  w.bytes(raw.out.data(), raw.out.size());
+  return to_bytes(w.buf);
+}
+
+py::array_t<int32_t> context_decode(py::buffer data, uint64_t count) {
+  py::buffer_info keep;
+  ByteView v = byte_view(data, keep);
+  ByteReader r(v.data, v.size);
+  ContextModel m = ContextModel::read(r);
+  uint64_t la = r.varint("rANS length");
+  const uint8_t* a = r.take(la, "rANS stream");
+  require_format(count <= kMaxElements && count <= (la + 1) * (uint64_t(1) << 16), "count too large for the stream");
+  RansChunkDecoder dec(m, a, size_t(la));
+  BitReader raw(v.data + r.pos, r.remaining());
+  std::vector<int32_t> out(count);
+  for (uint64_t i = 0; i < count; ++i) {
+    uint32_t s = dec.next();
+    raw.refill();
+    out[i] = desymbolize(s, raw.get(kSymbolTable.info[s].nraw));
+  }
+  dec.finish();
+  require_format(!raw.overran(), "raw bits truncated");
+  return vector_to_array(std::move(out));
+}
+
+template <class T>
+py::tuple quantize_t(const py::buffer_info& info, double abs_bound) {
+  const T* x = static_cast<const T*>(info.ptr);
+  const size_t n = size_t(info.size);
+  std::vector<int32_t> codes(n);
+  std::vector<uint64_t> outliers;
+  LinearQuantizer qz(abs_bound);
+  for (size_t i = 0; i < n; ++i) {
+    int32_t q;
+    if (!qz.quantize(x[i], 0.0, q)) {
+      outliers.push_back(i);
+      q = 0;
+    }
+    codes[i] = q;
+  }
+  return py::make_tuple(vector_to_array(std::move(codes)), vector_to_array(std::move(outliers)));
+}
+
+py::tuple quantize(py::buffer x, double abs_bound) {
+  if (!(abs_bound >= 0) || !std::isfinite(abs_bound)) throw InvalidArgument("abs_bound must be finite and >= 0");
+  py::buffer_info info = x.request();
+  if (info.ndim != 1 || (info.shape[0] > 1 && info.strides[0] != info.itemsize))
+    throw InvalidArgument("quantize takes a contiguous 1-D array");
+  char kind = dtype_kind(info);
+  if (kind == 'f') return quantize_t<float>(info, abs_bound);
+  if (kind == 'd') return quantize_t<double>(info, abs_bound);
+  throw py::type_error("quantize takes float32 or float64 data");
+}
+
+py::array dequantize(py::array_t<int32_t, py::array::c_style | py::array::forcecast> codes, double abs_bound,
+                     const std::string& dtype) {
+  if (!(abs_bound >= 0) || !std::isfinite(abs_bound)) throw InvalidArgument("abs_bound must be finite and >= 0");
+  auto c = codes.unchecked<1>();
+  LinearQuantizer qz(abs_bound);
+  if (dtype == "float32") {
+    std::vector<float> out(size_t(c.shape(0)));
+    for (size_t i = 0; i < out.size(); ++i) out[i] = qz.reconstruct<float>(c(py::ssize_t(i)), 0.0);
+    return vector_to_array(std::move(out));
+  }
+  if (dtype == "float64") {
+    std::vector<double> out(size_t(c.shape(0)));
+    for (size_t i = 0; i < out.size(); ++i) out[i] = qz.reconstruct<double>(c(py::ssize_t(i)), 0.0);
+    return vector_to_array(std::move(out));
+  }
+  throw InvalidArgument("dtype must be 'float32' or 'float64'");
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "ebgc native core: one-shot codec and its stages";
+  py::module_ errors = py::module_::import("ebgc.errors");
+  static py::handle format_error = py::object(errors.attr("FormatError")).release();
+  static py::handle checksum_error = py::object(errors.attr("ChecksumError")).release();
+  static py::handle version_error = py::object(errors.attr("VersionError")).release();
+  static py::handle invalid_argument = py::object(errors.attr("InvalidArgumentError")).release();
+  static py::handle ebgc_error = py::object(errors.attr("EbgcError")).release();
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const ChecksumError& e) {
+      PyErr_SetString(checksum_error.ptr(), e.what());
+    } catch (const VersionError& e) {
+      PyErr_SetString(version_error.ptr(), e.what());
+    } catch (const FormatError& e) {
+      PyErr_SetString(format_error.ptr(), e.what());
+    } catch (const InvalidArgument& e) {
+      PyErr_SetString(invalid_argument.ptr(), e.what());
+    } catch (const ebgc::Error& e) {
+      PyErr_SetString(ebgc_error.ptr(), e.what());
+    }
+  });
+
+  m.attr("FORMAT_VERSION") = int(kFormatVersion);
+  m.attr("DEFAULT_CHUNK_LOG2") = kDefaultChunkLog2;
+  m.def("default_threads", &default_threads, "Number of hardware threads.");
+  m.def("compress", &compress_array, py::arg("data"), py::arg("shape"), py::arg("error_bound"), py::arg("mode"),
+        py::arg("coder"), py::arg("threads"), py::arg("chunk_log2") = kDefaultChunkLog2,
+        "Compress a C-contiguous float32/float64 buffer; mode 0=abs 1=rel; coder -1=auto.");
+  m.def("decompress_into", &decompress_into, py::arg("blob"), py::arg("out"), py::arg("threads"),
+        "Decode a blob into a C-contiguous writable float buffer of the right size and dtype.");
+  m.def("header", &header, py::arg("blob"), "Validate a blob (checksum included) and return its header.");
+  m.def("huffman_encode", &huffman_encode, py::arg("symbols"), py::arg("alphabet_size"));
+  m.def("huffman_decode", &huffman_decode, py::arg("data"), py::arg("count"));
+  m.def("bitpack_encode", &bitpack_encode, py::arg("values"));
+  m.def("bitpack_decode", &bitpack_decode, py::arg("data"), py::arg("count"));
+  m.def("context_encode", &context_encode, py::arg("codes"));
+  m.def("context_decode", &context_decode, py::arg("data"), py::arg("count"));
+  m.def("quantize", &quantize, py::arg("x"), py::arg("abs_bound"));
+  m.def("dequantize", &dequantize, py::arg("codes"), py::arg("abs_bound"), py::arg("dtype"));
+}

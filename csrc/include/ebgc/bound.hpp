@@ -1,0 +1,59 @@
+// Stage 1 — bound: turn the user's request into the absolute bound every value must meet.
+//   abs: |x - x'| <= eb.
+//   rel: eb * (max - min) over the finite values (as SZ3's REL), computed in double.
+// Defined cases: no finite value or max == min gives an absolute bound of 0, i.e. exact
+// reconstruction; NaN and +-Inf never enter the range and are always stored exactly.
+#pragma once
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+
+#include "errors.hpp"
+
+namespace ebgc {
+
+enum class BoundMode : uint8_t { Abs = 0, Rel = 1 };
+
+struct FiniteRange {
+  double lo = std::numeric_limits<double>::infinity();
+  double hi = -std::numeric_limits<double>::infinity();
+  bool empty() const { return !(lo <= hi); }
+  void merge(const FiniteRange& o) {
+    if (o.lo < lo) lo = o.lo;
+    if (o.hi > hi) hi = o.hi;
+  }
+};
+
+template <class T>
+FiniteRange finite_range(const T* x, size_t n) {
+  // Two accumulators in T keep the loop simple enough to vectorize; NaN/Inf are skipped.
+  T lo = std::numeric_limits<T>::infinity(), hi = -std::numeric_limits<T>::infinity();
+  const T big = std::numeric_limits<T>::max();
+  for (size_t i = 0; i < n; ++i) {
+    T v = x[i];
+    bool finite = v >= -big && v <= big;  // false for NaN and +-Inf
+    lo = finite && v < lo ? v : lo;
+    hi = finite && v > hi ? v : hi;
+  }
+  FiniteRange r;
+  if (lo <= hi) {
+    r.lo = double(lo);
+    r.hi = double(hi);
+  }
+  return r;
+}
+
+inline void check_requested_bound(double eb) {
+  if (!(eb > 0) || !std::isfinite(eb))
+    throw InvalidArgument("error_bound must be a finite number > 0");
+}
+
+inline double absolute_bound(BoundMode mode, double eb, const FiniteRange& range) {
+  check_requested_bound(eb);
+  if (mode == BoundMode::Abs) return eb;
+  if (range.empty()) return 0.0;
+  return eb * (range.hi - range.lo);  // may be 0 (constant) or +Inf (double overflow): both defined
+}
+
+}  // namespace ebgc

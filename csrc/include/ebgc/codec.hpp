@@ -1,0 +1,404 @@
+// The one-shot codec: bound -> zero predictor -> linear quantizer -> entropy coder -> container.
+// Work is split into chunks of 2^chunk_log2 values that are coded independently (threads), while
+// the entropy tables (Huffman lengths, context model) are fitted once per tensor.
+#pragma once
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "bitpack.hpp"
+#include "bound.hpp"
+#include "format.hpp"
+#include "huffman.hpp"
+#include "parallel.hpp"
+#include "predictor_zero.hpp"
+#include "quantizer.hpp"
+#include "rans_context.hpp"
+#include "symbolize.hpp"
+
+namespace ebgc {
+
+constexpr int kCoderAuto = -1;
+
+struct CompressOptions {
+  BoundMode mode = BoundMode::Rel;
+  double error_bound = 1e-2;
+  int coder = kCoderAuto;  // kCoderAuto or a Coder value
+  unsigned threads = 1;
+  unsigned chunk_log2 = kDefaultChunkLog2;
+};
+
+// ---- outliers: values the quantizer could not bound, stored bit-exactly -------------------------
+template <class T>
+struct Outliers {
+  std::vector<uint64_t> index;
+  std::vector<T> value;
+  void add(uint64_t i, T v) {
+    index.push_back(i);
+    value.push_back(v);
+  }
+  void append(const Outliers& o) {
+    index.insert(index.end(), o.index.begin(), o.index.end());
+    value.insert(value.end(), o.value.begin(), o.value.end());
+  }
+  void write(ByteWriter& w) const {
+    w.varint(index.size());
+    uint64_t prev = 0;
+    for (size_t k = 0; k < index.size(); ++k) {
+      w.varint(k ? index[k] - prev - 1 : index[k]);  // gaps: indices strictly increase
+      prev = index[k];
+    }
+    w.bytes(value.data(), value.size() * sizeof(T));
+  }
+  void read(ByteReader& r, uint64_t n) {
+    uint64_t count = r.varint("outlier count");
+    // Each outlier takes at least 1 + sizeof(T) bytes: bound the count before allocating.
+    require_format(count <= n && count <= r.remaining() / (1 + sizeof(T)), "bad outlier count");
+    index.resize(count);
+    uint64_t prev = 0;
+    for (uint64_t k = 0; k < count; ++k) {
+      uint64_t gap = r.varint("outlier index");
+      uint64_t i = k ? prev + 1 + gap : gap;
+      require_format(gap < n && i < n && (k == 0 || i > prev), "outlier index out of range");
+      index[k] = prev = i;
+    }
+    value.resize(count);
+    std::memcpy(value.data(), r.take(count * sizeof(T), "outlier values"), count * sizeof(T));
+  }
+  void patch(T* out) const {
+    for (size_t k = 0; k < index.size(); ++k) out[index[k]] = value[k];
+  }
+};
+
+// ---- per-chunk encoder output ----------------------------------------------------------------
+template <class T>
+struct ChunkOut {
+  std::vector<uint8_t> a, b;  // the chunk's two streams (coder-specific meaning)
+  Outliers<T> outliers;
+  ContextCounts counts{};     // symbol counts per context bucket (pass 1)
+  uint64_t bitpack_bytes = 0; // what bit-packing would cost (pass 1)
+};
+
+// Pass 1 of the symbol coders: quantize, symbolize, count; raw bits go straight to stream b.
+template <class T>
+void quantize_symbols(const T* x, uint64_t begin, uint64_t end, const LinearQuantizer& qz,
+                      uint8_t* sym, ChunkOut<T>& co) {
+  ZeroPredictor predict;
+  ContextWindow win;
+  BitWriter raw;
+  raw.out.reserve((end - begin) / 2);
+  uint32_t block_or = 0;
+  for (uint64_t i = begin; i < end; ++i) {
+    int32_t q;
+    if (!qz.quantize(x[i], predict(i), q)) {
+      co.outliers.add(i, x[i]);
+      q = 0;
+    }
+    Symbolized z = symbolize(q);
+    sym[i] = uint8_t(z.symbol);
+    ++co.counts[win.bucket()][z.symbol];
+    win.push(z.symbol);
+    raw.put(z.raw, z.nraw);
+    block_or |= zigzag(q);
+    if (((i - begin) & (kPackBlock - 1)) == kPackBlock - 1 || i + 1 == end) {
+      co.bitpack_bytes += 1 + packed_block_bytes(bit_width(block_or));
+      block_or = 0;
+    }
+  }
+  raw.flush();
+  co.b = std::move(raw.out);
+}
+
+template <class T>
+void bitpack_chunk(const T* x, uint64_t begin, uint64_t end, const LinearQuantizer& qz,
+                   ChunkOut<T>& co) {
+  ZeroPredictor predict;
+  const uint64_t blocks = (end - begin + kPackBlock - 1) / kPackBlock;
+  co.a.resize(blocks);
+  co.b.reserve((end - begin) * 2);
+  uint32_t v[kPackBlock];
+  for (uint64_t k = 0; k < blocks; ++k) {
+    const uint64_t b0 = begin + k * kPackBlock, b1 = std::min(end, b0 + kPackBlock);
+    uint32_t acc = 0;
+    for (uint64_t i = b0; i < b0 + kPackBlock; ++i) {
+      int32_t q = 0;
+      if (i < b1 && !qz.quantize(x[i], predict(i), q)) {
+        co.outliers.add(i, x[i]);
+        q = 0;
+      }
+      v[i - b0] = zigzag(q);
+      acc |= v[i - b0];
+    }
+    const unsigned w = bit_width(acc);
+    co.a[k] = uint8_t(w);
+    if (w) {
+      size_t at = co.b.size();
+      co.b.resize(at + packed_block_bytes(w));
+      pack_block(v, w, co.b.data() + at);
+    }
+  }
+}
+
+inline void huffman_encode_symbols(const HuffmanCode& hc, const uint8_t* sym, size_t n,
+                                   std::vector<uint8_t>& out) {
+  BitWriter w;
+  w.out.reserve(n / 2);
+  for (size_t i = 0; i < n; ++i) hc.put(w, sym[i]);
+  w.flush();
+  out = std::move(w.out);
+}
+
+// Estimated bytes of the symbol streams under each symbol coder (tables included).
+inline double context_cost(const ContextModel& m, const ContextCounts& counts) {
+  static const auto log2tab = [] {
+    std::vector<double> t(kRansScale + 1, 0);
+    for (uint32_t f = 1; f <= kRansScale; ++f) t[f] = std::log2(double(f));
+    return t;
+  }();
+  double bits = 0;
+  for (unsigned b = 0; b < kCtxBuckets; ++b)
+    for (unsigned s = 0; s < kSymbols; ++s)
+      if (counts[b][s]) bits += double(counts[b][s]) * (kRansScaleBits - log2tab[m.freq[m.group_of[b]][s]]);
+  ByteWriter w;
+  m.write(w);
+  return bits / 8 + double(w.size());
+}
+
+inline double huffman_cost(const std::vector<uint8_t>& len, const std::vector<uint64_t>& total) {
+  double bits = 0;
+  for (size_t s = 0; s < len.size(); ++s) bits += double(total[s]) * len[s];
+  return bits / 8 + (len.size() + 1) / 2 + 1;
+}
+
+template <class T>
+std::vector<uint8_t> compress(const T* x, const std::vector<uint64_t>& shape, const CompressOptions& opt) {
+  check_requested_bound(opt.error_bound);
+  if (shape.size() > kMaxDims) throw InvalidArgument("too many dimensions (at most 16)");
+  if (opt.chunk_log2 < kMinChunkLog2 || opt.chunk_log2 > kMaxChunkLog2)
+    throw InvalidArgument("chunk_log2 out of range");
+  uint64_t n = 1;
+  for (uint64_t d : shape) n *= d;
+  if (n > kMaxElements) throw InvalidArgument("array too large");
+  const unsigned threads = std::max(1u, opt.threads);
+
+  Header h;
+  h.dtype = sizeof(T) == 4 ? DType::Float32 : DType::Float64;
+  h.mode = opt.mode;
+  h.shape = shape;
+  h.chunk_log2 = uint8_t(opt.chunk_log2);
+  h.error_bound = opt.error_bound;
+  const uint64_t chunk = h.chunk_elems(), nchunks = h.chunks();
+  auto chunk_end = [&](uint64_t c) { return std::min(n, (c + 1) * chunk); };
+
+  FiniteRange range;
+  if (opt.mode == BoundMode::Rel) {
+    std::vector<FiniteRange> part(nchunks);
+    parallel_for(nchunks, threads, [&](size_t c) { part[c] = finite_range(x + c * chunk, chunk_end(c) - c * chunk); });
+    for (auto& p : part) range.merge(p);
+  }
+  h.abs_bound = absolute_bound(opt.mode, opt.error_bound, range);
+  const LinearQuantizer qz(h.abs_bound);
+  const double raw_cost = double(n * sizeof(T));
+
+  std::vector<uint8_t> payload;
+  if (opt.coder == int(Coder::Raw) || n == 0) {
+    h.coder = Coder::Raw;
+    payload.assign(reinterpret_cast<const uint8_t*>(x), reinterpret_cast<const uint8_t*>(x) + n * sizeof(T));
+    return seal(h, payload);
+  }
+
+  std::vector<ChunkOut<T>> out(nchunks);
+  Outliers<T> outliers;
+  ByteWriter tables;
+  if (opt.coder == int(Coder::Bitpack)) {
+    h.coder = Coder::Bitpack;
+    parallel_for(nchunks, threads, [&](size_t c) { bitpack_chunk(x, c * chunk, chunk_end(c), qz, out[c]); });
+  } else {
+    std::vector<uint8_t> sym(n);
+    parallel_for(nchunks, threads, [&](size_t c) { quantize_symbols(x, c * chunk, chunk_end(c), qz, sym.data(), out[c]); });
+    ContextCounts counts{};
+    std::vector<uint64_t> total(kSymbols, 0);
+    double raw_bits = 0, packed = 0, n_out = 0;
+    for (auto& co : out) {
+      for (unsigned b = 0; b < kCtxBuckets; ++b)
+        for (unsigned s = 0; s < kSymbols; ++s) counts[b][s] += co.counts[b][s], total[s] += co.counts[b][s];
+      raw_bits += double(co.b.size());
+      packed += double(co.bitpack_bytes);
+      n_out += double(co.outliers.index.size());
+    }
+    const double outlier_cost = n_out * (sizeof(T) + 2);
+    const ContextModel model = ContextModel::fit(counts);
+    const HuffmanCode huff(huffman_lengths(total));
+    double cost_context = context_cost(model, counts) + raw_bits + 12.0 * nchunks + outlier_cost;
+    double cost_huffman = huffman_cost(huff.len, total) + raw_bits + 4.0 * nchunks + outlier_cost;
+    double cost_bitpack = packed + 3.0 * nchunks + outlier_cost;
+    Coder pick;
+    if (opt.coder == kCoderAuto) {
+      pick = Coder::Context;
+      double best = cost_context;
+      if (cost_huffman <= best) pick = Coder::Huffman, best = cost_huffman;  // faster at equal size
+      if (cost_bitpack <= best) pick = Coder::Bitpack, best = cost_bitpack;
+      if (raw_cost <= best) pick = Coder::Raw;
+    } else {
+      pick = Coder(opt.coder);
+    }
+    h.coder = pick;
+    if (pick == Coder::Raw) {
+      payload.assign(reinterpret_cast<const uint8_t*>(x), reinterpret_cast<const uint8_t*>(x) + n * sizeof(T));
+      return seal(h, payload);
+    }
+    if (pick == Coder::Bitpack) {
+      sym = std::vector<uint8_t>();
+      for (auto& co : out) co = ChunkOut<T>();
+      parallel_for(nchunks, threads, [&](size_t c) { bitpack_chunk(x, c * chunk, chunk_end(c), qz, out[c]); });
+    } else if (pick == Coder::Huffman) {
+      write_huffman_lengths(tables, huff.len);
+      parallel_for(nchunks, threads, [&](size_t c) {
+        huffman_encode_symbols(huff, sym.data() + c * chunk, chunk_end(c) - c * chunk, out[c].a);
+      });
+    } else {
+      model.write(tables);
+      parallel_for(nchunks, threads, [&](size_t c) {
+        std::vector<uint8_t> scratch;
+        rans_encode_chunk(model, sym.data() + c * chunk, chunk_end(c) - c * chunk, scratch, out[c].a);
+      });
+    }
+  }
+
+  // Payload: outliers, coder tables, chunk directory, chunk streams.
+  for (auto& co : out) outliers.append(co.outliers);
+  ByteWriter w;
+  outliers.write(w);
+  w.bytes(tables.buf.data(), tables.size());
+  size_t streams = 0;
+  for (auto& co : out) {
+    w.varint(co.a.size());
+    w.varint(co.b.size());
+    streams += co.a.size() + co.b.size();
+  }
+  w.buf.reserve(w.size() + streams);
+  for (auto& co : out) {
+    w.bytes(co.a.data(), co.a.size());
+    w.bytes(co.b.data(), co.b.size());
+    co = ChunkOut<T>();  // release as we go: keeps peak memory near one copy of the output
+  }
+  return seal(h, w.buf);
+}
+
+// ---- decoding -----------------------------------------------------------------------------------
+struct ParsedBlob {
+  Header header;
+  const uint8_t* payload = nullptr;
+};
+
+inline ParsedBlob parse_blob(const uint8_t* blob, size_t size) {
+  ByteReader r(blob, size);
+  ParsedBlob p;
+  p.header = read_header(blob, size, r);
+  p.payload = blob + r.pos;
+  return p;
+}
+
+template <class T>
+void decompress(const uint8_t* blob, size_t size, T* out, uint64_t out_elems, unsigned threads) {
+  ParsedBlob pb = parse_blob(blob, size);
+  const Header& h = pb.header;
+  if (dtype_size(h.dtype) != sizeof(T)) throw InvalidArgument("output dtype does not match the blob");
+  const uint64_t n = h.elements();
+  if (out_elems != n) throw InvalidArgument("output size does not match the blob");
+  ByteReader r(pb.payload, size_t(h.payload_size));
+  threads = std::max(1u, threads);
+
+  if (h.coder == Coder::Raw) {
+    require_format(h.payload_size == n * sizeof(T), "raw payload size does not match the shape");
+    if (n) std::memcpy(out, pb.payload, n * sizeof(T));
+    return;
+  }
+  require_format(n > 0, "empty tensors are stored raw");
+  Outliers<T> outliers;
+  outliers.read(r, n);
+  std::vector<uint8_t> huff_len;
+  ContextModel model;
+  std::unique_ptr<HuffmanCode> huff;
+  if (h.coder == Coder::Huffman) {
+    huff.reset(new HuffmanCode(read_huffman_lengths(r, kSymbols)));
+  } else if (h.coder == Coder::Context) {
+    model = ContextModel::read(r);
+  }
+  const uint64_t chunk = h.chunk_elems(), nchunks = h.chunks();
+  // Every chunk has two length fields (>= 2 bytes): bounds the directory before allocating it.
+  require_format(nchunks <= r.remaining() / 2, "chunk directory larger than the blob");
+  std::vector<uint64_t> len_a(nchunks), len_b(nchunks), off(nchunks + 1);
+  for (uint64_t c = 0; c < nchunks; ++c) {
+    len_a[c] = r.varint("chunk length");
+    len_b[c] = r.varint("chunk length");
+  }
+  uint64_t at = 0;
+  for (uint64_t c = 0; c < nchunks; ++c) {
+    const uint64_t cn = std::min(n, (c + 1) * chunk) - c * chunk;
+    const uint64_t blocks = (cn + kPackBlock - 1) / kPackBlock;
+    if (h.coder == Coder::Bitpack) require_format(len_a[c] == blocks, "bad bit-packing width count");
+    if (h.coder == Coder::Huffman) require_format(len_a[c] >= (cn + 7) / 8, "Huffman chunk too short");
+    if (h.coder == Coder::Context) require_format(len_a[c] >= 8, "rANS chunk too short");
+    off[c] = at;
+    require_format(len_a[c] <= r.remaining() && len_b[c] <= r.remaining(), "chunk longer than the blob");
+    at += len_a[c] + len_b[c];
+    require_format(at <= r.remaining(), "chunks run past the end of the blob");
+  }
+  require_format(at == r.remaining(), "trailing bytes after the last chunk");
+  const uint8_t* base = pb.payload + r.pos;
+  const LinearQuantizer qz(h.abs_bound);
+
+  parallel_for(nchunks, threads, [&](size_t c) {
+    const uint64_t begin = c * chunk, end = std::min(n, begin + chunk);
+    const uint8_t* a = base + off[c];
+    const uint8_t* b = a + len_a[c];
+    if (h.coder == Coder::Bitpack) {
+      uint32_t v[kPackBlock];
+      const uint8_t* p = b;
+      const uint8_t* pend = b + len_b[c];
+      for (uint64_t k = 0; k < len_a[c]; ++k) {
+        const unsigned w = a[k];
+        require_format(w <= 32, "bad bit-packing width");
+        const uint64_t b0 = begin + k * kPackBlock, b1 = std::min(end, b0 + kPackBlock);
+        if (!w) {
+          const T zero = qz.reconstruct<T>(0, 0.0);
+          for (uint64_t i = b0; i < b1; ++i) out[i] = zero;
+          continue;
+        }
+        require_format(size_t(pend - p) >= packed_block_bytes(w), "bit-packed data truncated");
+        unpack_block(p, w, v);
+        p += packed_block_bytes(w);
+        for (uint64_t i = b0; i < b1; ++i) out[i] = qz.reconstruct<T>(unzigzag(v[i - b0]), 0.0);
+      }
+      require_format(p == pend, "bit-packed data length mismatch");
+      return;
+    }
+    BitReader raw(b, size_t(len_b[c]));
+    if (h.coder == Coder::Huffman) {
+      BitReader bits(a, size_t(len_a[c]));
+      for (uint64_t i = begin; i < end; ++i) {
+        bits.refill();
+        const uint32_t s = huff->get(bits);
+        require_format(s < kSymbols, "Huffman symbol out of range");
+        raw.refill();
+        out[i] = qz.reconstruct<T>(desymbolize(s, raw.get(kSymbolTable.info[s].nraw)), 0.0);
+      }
+      require_format(!bits.overran(), "Huffman chunk truncated");
+    } else {
+      RansChunkDecoder dec(model, a, size_t(len_a[c]));
+      for (uint64_t i = begin; i < end; ++i) {
+        const uint32_t s = dec.next();
+        raw.refill();
+        out[i] = qz.reconstruct<T>(desymbolize(s, raw.get(kSymbolTable.info[s].nraw)), 0.0);
+      }
+      dec.finish();
+    }
+    require_format(!raw.overran(), "raw bits truncated");
+  });
+  outliers.patch(out);
+}
+
+}  // namespace ebgc

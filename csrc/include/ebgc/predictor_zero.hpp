@@ -1,0 +1,16 @@
+// Stage 2 — predictor, one-shot: predict zero. Gradients are noise-like and have no spatial
+// smoothness, so Lorenzo/interpolation predictors only add residual energy on them (see
+// docs/DESIGN.md); the cross-round predictors of the stateful codec live beside this file.
+#pragma once
+#include <cstdint>
+
+namespace ebgc {
+
+enum class PredictorId : uint8_t { Zero = 0 };
+
+struct ZeroPredictor {
+  static constexpr PredictorId id = PredictorId::Zero;
+  double operator()(size_t /*index*/) const { return 0.0; }
+};
+
+}  // namespace ebgc

@@ -1,0 +1,58 @@
+// Stage 3 — linear quantizer. Step 2*eb, codes centred on the prediction. Every reconstruction is
+// verified in exactly the arithmetic the decoder uses; a value that fails (NaN, Inf, huge, rounding
+// edge, code out of range) becomes an outlier stored bit-exactly. This is why the bound holds in
+// floating point, not only on paper.
+#pragma once
+#include <cfloat>
+#include <cmath>
+#include <cstdint>
+
+namespace ebgc {
+
+// Codes live in (-2^30, 2^30): symbolize.hpp needs at most 29 extra bits.
+constexpr double kMaxCode = double((1 << 30) - 1);
+
+struct LinearQuantizer {
+  double step;      // 2 * abs_bound (1 in exact mode, abs_bound == 0)
+  double inv_step;  // 1 / step, used only to find the candidate code
+  double check;     // bound the verified error must meet (slightly tightened, see below)
+
+  explicit LinearQuantizer(double abs_bound) {
+    if (abs_bound > 0) {
+      step = 2.0 * abs_bound;
+      if (!std::isfinite(step)) step = DBL_MAX;  // huge bounds: every finite value maps to code 0
+    } else {
+      step = 1.0;  // exact mode: integers are codes, everything else is an outlier
+    }
+    inv_step = 1.0 / step;
+    // The error is measured in double; a double subtraction is exact for float32 inputs and
+    // within 2^-53 relative for float64 ones. Tightening by 2^-50 makes the measured test imply
+    // the mathematical one.
+    check = abs_bound * (1.0 - 0x1p-50);
+    if (abs_bound > 0 && !(check > 0)) check = 0;  // denormal bound: demand exactness
+  }
+
+  // The single definition of a reconstruction, shared by encoder and decoder.
+  template <class T>
+  inline T reconstruct(int32_t code, double prediction) const {
+    return T(prediction + double(code) * step);
+  }
+
+  // Returns false when x must be stored as an outlier.
+  template <class T>
+  inline bool quantize(T x, double prediction, int32_t& code) const {
+    double xd = double(x);
+    double v = (xd - prediction) * inv_step;
+    if (!(std::fabs(v) < kMaxCode)) return false;  // NaN, Inf, out of code range
+    // Round half to even without libm: valid for |v| < 2^51.
+    double q = (v + 0x1.8p52) - 0x1.8p52;
+    int32_t c = int32_t(q);
+    T rec = reconstruct<T>(c, prediction);
+    double err = std::fabs(double(rec) - xd);
+    if (!(err <= check)) return false;
+    code = c;
+    return true;
+  }
+};
+
+}  // namespace ebgc

@@ -1,0 +1,301 @@
+// Stage 4c — context-modelled rANS over the symbols of symbolize.hpp.
+// The context of a symbol is the sum of the 8 symbols before it (its chunk's start counts as
+// zeros): gradients have a local scale, so a run of small codes predicts small codes. The 16
+// context buckets are merged per tensor, adjacent ones only, while merging lowers the estimated
+// size (entropy + table); each merged group gets its own frequency table of 12-bit precision.
+// Two interleaved 32-bit rANS states with 16-bit renormalization; the encoder runs backwards.
+#pragma once
+#include <array>
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#include "bitio.hpp"
+#include "bytes.hpp"
+#include "errors.hpp"
+#include "symbolize.hpp"
+
+namespace ebgc {
+
+constexpr unsigned kCtxHistory = 8;
+constexpr unsigned kCtxBuckets = 16;
+constexpr unsigned kCtxMaxSum = kCtxHistory * (kSymbols - 1);
+constexpr unsigned kRansScaleBits = 12;
+constexpr uint32_t kRansScale = 1u << kRansScaleBits;
+constexpr uint32_t kRansLow = 1u << 16;
+
+struct ContextBucketLut {
+  std::array<uint8_t, kCtxMaxSum + 1> bucket{};
+  constexpr ContextBucketLut() {
+    // Upper ends of buckets 0..14 (about sqrt(2) apart); everything above is bucket 15.
+    constexpr unsigned upper[kCtxBuckets - 1] = {0, 1, 2, 3, 5, 7, 10, 14, 19, 27, 38, 54, 76, 108, 152};
+    for (unsigned s = 0; s <= kCtxMaxSum; ++s) {
+      unsigned b = 0;
+      while (b < kCtxBuckets - 1 && s > upper[b]) ++b;
+      bucket[s] = uint8_t(b);
+    }
+  }
+};
+inline constexpr ContextBucketLut kCtxBucketLut{};
+
+// Running context: the sum of the last kCtxHistory symbols.
+struct ContextWindow {
+  uint8_t ring[kCtxHistory] = {};
+  unsigned sum = 0, head = 0;
+  inline unsigned bucket() const { return kCtxBucketLut.bucket[sum]; }
+  inline void push(uint32_t s) {
+    sum += s - ring[head];
+    ring[head] = uint8_t(s);
+    head = (head + 1) & (kCtxHistory - 1);
+  }
+};
+
+using ContextCounts = std::array<std::array<uint64_t, kSymbols>, kCtxBuckets>;
+
+struct ContextModel {
+  uint8_t group_of[kCtxBuckets] = {};  // bucket -> group
+  unsigned groups = 0;
+  std::vector<std::array<uint16_t, kSymbols>> freq, start;  // encoder view
+  std::vector<std::vector<uint32_t>> table;                   // decoder view, kRansScale per group
+
+  // Normalize counts to sum kRansScale with every present symbol >= 1.
+  static std::array<uint16_t, kSymbols> normalize(const std::array<uint64_t, kSymbols>& c) {
+    std::array<uint16_t, kSymbols> f{};
+    uint64_t total = 0;
+    for (uint64_t v : c) total += v;
+    if (!total) {
+      f[0] = uint16_t(kRansScale);  // unused group: any valid table
+      return f;
+    }
+    int64_t sum = 0;
+    unsigned largest = 0;
+    for (unsigned s = 0; s < kSymbols; ++s) {
+      if (!c[s]) continue;
+      uint64_t v = (c[s] * kRansScale) / total;
+      f[s] = uint16_t(v ? v : 1);
+      sum += f[s];
+      if (c[s] > c[largest] || !c[largest]) largest = s;
+    }
+    int64_t diff = int64_t(kRansScale) - sum;
+    if (diff >= 0) {
+      f[largest] = uint16_t(f[largest] + diff);
+    } else {
+      // Take back from the largest frequencies, never below 1.
+      while (diff < 0) {
+        unsigned big = 0;
+        for (unsigned s = 1; s < kSymbols; ++s)
+          if (f[s] > f[big]) big = s;
+        int64_t take = std::min<int64_t>(-diff, int64_t(f[big]) - 1);
+        if (take <= 0) take = 1;  // unreachable: kSymbols < kRansScale
+        f[big] = uint16_t(f[big] - take);
+        diff += take;
+      }
+    }
+    return f;
+  }
+
+  static double estimate_bits(const std::array<uint64_t, kSymbols>& c) {
+    uint64_t total = 0;
+    unsigned top = 0;
+    for (unsigned s = 0; s < kSymbols; ++s) {
+      total += c[s];
+      if (c[s]) top = s + 1;
+    }
+    if (!total) return 0;
+    double bits = 8;  // alphabet size byte
+    for (unsigned s = 0; s < top; ++s) {
+      if (!c[s]) {
+        bits += 1;
+        continue;
+      }
+      double p = double(c[s]) / double(total);
+      bits += double(c[s]) * -std::log2(p);
+      bits += 2 * std::log2(p * kRansScale + 2) + 1;  // gamma-coded frequency
+    }
+    return bits;
+  }
+
+  // Build from the per-bucket counts of one tensor.
+  static ContextModel fit(const ContextCounts& counts) {
+    std::vector<std::array<uint64_t, kSymbols>> g(counts.begin(), counts.end());
+    std::vector<std::vector<unsigned>> members(kCtxBuckets);
+    for (unsigned b = 0; b < kCtxBuckets; ++b) members[b] = {b};
+    for (;;) {
+      double best_gain = 0;
+      size_t best = SIZE_MAX;
+      for (size_t i = 0; i + 1 < g.size(); ++i) {
+        std::array<uint64_t, kSymbols> m;
+        for (unsigned s = 0; s < kSymbols; ++s) m[s] = g[i][s] + g[i + 1][s];
+        double gain = estimate_bits(g[i]) + estimate_bits(g[i + 1]) - estimate_bits(m);
+        if (gain > best_gain) best_gain = gain, best = i;
+      }
+      if (best == SIZE_MAX) break;
+      for (unsigned s = 0; s < kSymbols; ++s) g[best][s] += g[best + 1][s];
+      members[best].insert(members[best].end(), members[best + 1].begin(), members[best + 1].end());
+      g.erase(g.begin() + best + 1);
+      members.erase(members.begin() + best + 1);
+    }
+    ContextModel m;
+    m.groups = unsigned(g.size());
+    for (unsigned k = 0; k < m.groups; ++k)
+      for (unsigned b : members[k]) m.group_of[b] = uint8_t(k);
+    for (auto& c : g) m.freq.push_back(normalize(c));
+    m.finish();
+    return m;
+  }
+
+  void finish() {
+    start.assign(groups, {});
+    table.assign(groups, std::vector<uint32_t>(kRansScale));
+    for (unsigned k = 0; k < groups; ++k) {
+      uint32_t cum = 0;
+      for (unsigned s = 0; s < kSymbols; ++s) {
+        start[k][s] = uint16_t(cum);
+        for (uint32_t j = 0; j < freq[k][s]; ++j)
+          table[k][cum + j] = s | (uint32_t(freq[k][s] - 1) << 7) | (j << 19);
+        cum += freq[k][s];
+      }
+    }
+  }
+
+  // Serialization: group count, 16 bucket->group nibbles, then per group the alphabet size and
+  // the Elias-gamma coded (frequency + 1) of each symbol below it.
+  void write(ByteWriter& w) const {
+    w.u8(uint8_t(groups));
+    for (unsigned b = 0; b < kCtxBuckets; b += 2) w.u8(uint8_t(group_of[b] | group_of[b + 1] << 4));
+    BitWriter bits;
+    for (unsigned k = 0; k < groups; ++k) {
+      unsigned top = 0;
+      for (unsigned s = 0; s < kSymbols; ++s)
+        if (freq[k][s]) top = s + 1;
+      bits.put(top, 7);
+      for (unsigned s = 0; s < top; ++s) {
+        uint32_t v = uint32_t(freq[k][s]) + 1;  // >= 1
+        unsigned nb = 31u - unsigned(__builtin_clz(v));
+        bits.put(0, nb);                                  // nb zeros, a one, then the low nb bits
+        bits.put(1u | ((v & ((1u << nb) - 1)) << 1), nb + 1);
+      }
+    }
+    bits.flush();
+    w.varint(bits.out.size());
+    w.bytes(bits.out.data(), bits.out.size());
+  }
+
+  static ContextModel read(ByteReader& r) {
+    ContextModel m;
+    m.groups = r.u8("context group count");
+    require_format(m.groups >= 1 && m.groups <= kCtxBuckets, "bad context group count");
+    const uint8_t* map = r.take(kCtxBuckets / 2, "context bucket map");
+    for (unsigned b = 0; b < kCtxBuckets; ++b) {
+      m.group_of[b] = (map[b / 2] >> (4 * (b & 1))) & 15u;
+      require_format(m.group_of[b] < m.groups, "context bucket maps to a missing group");
+    }
+    uint64_t nbytes = r.varint("context table length");
+    const uint8_t* p = r.take(nbytes, "context tables");
+    BitReader bits(p, size_t(nbytes));
+    m.freq.assign(m.groups, {});
+    for (unsigned k = 0; k < m.groups; ++k) {
+      bits.refill();
+      unsigned top = bits.get(7);
+      require_format(top <= kSymbols, "context alphabet too large");
+      uint32_t sum = 0;
+      for (unsigned s = 0; s < top; ++s) {
+        bits.refill();
+        unsigned nb = 0;
+        while (nb <= 13 && bits.peek(1) == 0) {
+          bits.skip(1);
+          ++nb;
+          if (bits.bits < 16) bits.refill();
+        }
+        require_format(nb <= 13, "bad context frequency code");
+        bits.refill();
+        uint32_t w = bits.get(nb + 1);  // the one, then the low bits
+        uint32_t v = (1u << nb) | (w >> 1);
+        m.freq[k][s] = uint16_t(v - 1);
+        sum += v - 1;
+        require_format(!bits.overran(), "context tables truncated");
+      }
+      require_format(sum == kRansScale, "context frequencies do not sum to the scale");
+    }
+    m.finish();
+    return m;
+  }
+};
+
+// Encodes one chunk of symbols; returns the rANS bytes (two states, then 16-bit words).
+inline void rans_encode_chunk(const ContextModel& m, const uint8_t* sym, size_t n,
+                              std::vector<uint8_t>& ctx_scratch, std::vector<uint8_t>& out) {
+  ctx_scratch.resize(n);
+  ContextWindow win;
+  for (size_t i = 0; i < n; ++i) {
+    ctx_scratch[i] = m.group_of[win.bucket()];
+    win.push(sym[i]);
+  }
+  std::vector<uint16_t> words;
+  words.reserve(n / 4 + 16);
+  uint32_t x[2] = {kRansLow, kRansLow};
+  for (size_t i = n; i-- > 0;) {
+    const unsigned g = ctx_scratch[i], s = sym[i];
+    const uint32_t f = m.freq[g][s], st = m.start[g][s];
+    uint32_t& xs = x[i & 1];
+    if (uint64_t(xs) >= (uint64_t(f) << (32 - kRansScaleBits))) {
+      words.push_back(uint16_t(xs));
+      xs >>= 16;
+    }
+    xs = ((xs / f) << kRansScaleBits) + (xs % f) + st;
+  }
+  size_t base = out.size();
+  out.resize(base + 8 + 2 * words.size());
+  uint8_t* p = out.data() + base;
+  for (int k = 0; k < 2; ++k)
+    for (int b = 0; b < 4; ++b) *p++ = uint8_t(x[k] >> (8 * b));
+  for (size_t j = words.size(); j-- > 0;) {
+    *p++ = uint8_t(words[j]);
+    *p++ = uint8_t(words[j] >> 8);
+  }
+}
+
+// Streaming decoder of one chunk: next() returns the next symbol.
+struct RansChunkDecoder {
+  const ContextModel& m;
+  const uint8_t* p;
+  size_t n, pos = 8;
+  uint32_t x[2];
+  unsigned parity = 0;
+  bool overrun = false;
+  ContextWindow win;
+
+  RansChunkDecoder(const ContextModel& model, const uint8_t* data, size_t size)
+      : m(model), p(data), n(size) {
+    require_format(size >= 8, "rANS chunk shorter than its states");
+    for (int k = 0; k < 2; ++k)
+      x[k] = uint32_t(p[4 * k]) | uint32_t(p[4 * k + 1]) << 8 | uint32_t(p[4 * k + 2]) << 16 |
+             uint32_t(p[4 * k + 3]) << 24;
+    require_format(x[0] >= kRansLow && x[1] >= kRansLow, "bad rANS state");
+  }
+  inline uint32_t next() {
+    uint32_t& xs = x[parity];
+    parity ^= 1;
+    const uint32_t e = m.table[m.group_of[win.bucket()]][xs & (kRansScale - 1)];
+    const uint32_t s = e & 127u;
+    xs = (((e >> 7) & 4095u) + 1) * (xs >> kRansScaleBits) + (e >> 19);
+    if (xs < kRansLow) {
+      if (pos + 2 <= n) {
+        xs = (xs << 16) | uint32_t(p[pos]) | uint32_t(p[pos + 1]) << 8;
+        pos += 2;
+      } else {
+        overrun = true;
+        xs = kRansLow;  // keep going; finish() reports it
+      }
+    }
+    win.push(s);
+    return s;
+  }
+  // After the last symbol: the states are back at their start and every word was read.
+  void finish() const {
+    require_format(!overrun && pos == n && x[0] == kRansLow && x[1] == kRansLow,
+                   "rANS chunk is corrupt");
+  }
+};
+
+}  // namespace ebgc

@@ -1,0 +1,136 @@
+"""One-shot API: compress one array into a self-describing blob, and back."""
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any, Optional
+
+import numpy as np
+
+from . import _core
+from .errors import InvalidArgumentError, UnsupportedDTypeError
+
+MODES = {"abs": 0, "rel": 1}
+CODERS = {"auto": -1, "raw": 0, "bitpack": 1, "huffman": 2, "context": 3}
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _as_host_array(data: Any) -> np.ndarray:
+    """A numpy view of `data` (numpy, DLPack or buffer-protocol CPU arrays), copied only if the
+    layout is not C-contiguous native-endian."""
+    if isinstance(data, (np.ndarray, np.generic)):
+        arr = np.asarray(data)
+    elif hasattr(data, "__dlpack__"):
+        try:
+            arr = np.from_dlpack(data)
+        except (BufferError, RuntimeError, TypeError, ValueError) as exc:
+            raise InvalidArgumentError(
+                f"cannot read {type(data).__name__} through DLPack on the CPU ({exc}); "
+                "GPU arrays need the CUDA backend, tensors that require grad need .detach()"
+            ) from exc
+    else:
+        try:
+            memoryview(data)
+        except TypeError:
+            raise UnsupportedDTypeError(
+                f"expected a float32/float64 array (numpy, DLPack or buffer protocol), "
+                f"got {type(data).__name__}"
+            ) from None
+        arr = np.asarray(data)
+    if arr.dtype not in _FLOATS and arr.dtype.newbyteorder("=") not in _FLOATS:
+        raise UnsupportedDTypeError(f"ebgc compresses float32 or float64 data, not {arr.dtype}")
+    if not arr.dtype.isnative:
+        arr = arr.astype(arr.dtype.newbyteorder("="))
+    return np.ascontiguousarray(arr)
+
+
+def _threads(threads: Optional[int]) -> int:
+    if threads is None:
+        return int(_core.default_threads())
+    if isinstance(threads, bool) or not isinstance(threads, numbers.Integral) or threads < 1:
+        raise InvalidArgumentError(f"threads must be None or an integer >= 1, not {threads!r}")
+    return int(threads)
+
+
+def _error_bound(error_bound: Any) -> float:
+    if isinstance(error_bound, bool) or not isinstance(error_bound, numbers.Real):
+        raise InvalidArgumentError(f"error_bound must be a number, not {type(error_bound).__name__}")
+    eb = float(error_bound)
+    if not (math.isfinite(eb) and eb > 0):
+        raise InvalidArgumentError(f"error_bound must be finite and > 0, not {error_bound!r}")
+    return eb
+
+
+def _choice(value: Any, table: dict, what: str) -> int:
+    if not isinstance(value, str) or value not in table:
+        raise InvalidArgumentError(f"unknown {what} {value!r}; expected one of {sorted(table)}")
+    return table[value]
+
+
+def compress(
+    data: Any,
+    error_bound: float,
+    *,
+    mode: str = "rel",
+    coder: str = "auto",
+    threads: Optional[int] = None,
+) -> bytes:
+    """Compress a float32/float64 array so that every value comes back within the bound.
+
+    mode="rel": the absolute bound is ``error_bound * (max - min)`` over the finite values;
+    mode="abs": it is ``error_bound``. NaN and +-Inf come back exactly; an array whose finite range
+    is zero (or that has no finite value) comes back exactly.
+
+    coder: "auto" picks, per array, the smallest of "context" (context-modelled rANS, best
+    ratio), "huffman", "bitpack" (fastest) and "raw".
+
+    threads: worker threads (default: all cores). The GIL is released while compressing.
+    Contiguous input is read in place; other layouts are copied once.
+    """
+    eb = _error_bound(error_bound)
+    mode_id = _choice(mode, MODES, "mode")
+    coder_id = _choice(coder, CODERS, "coder")
+    nthreads = _threads(threads)
+    arr = _as_host_array(data)
+    return _core.compress(arr, list(arr.shape), eb, mode_id, coder_id, nthreads)
+
+
+def _blob_buffer(blob: Any):
+    if isinstance(blob, (bytes, bytearray, memoryview)):
+        return blob
+    if isinstance(blob, np.ndarray) and blob.dtype == np.uint8:
+        return np.ascontiguousarray(blob)
+    raise TypeError(f"blob must be bytes, bytearray, memoryview or a uint8 array, not {type(blob).__name__}")
+
+
+def info(blob: Any) -> dict:
+    """Validate a blob (checksum included) and describe its header."""
+    h = dict(_core.header(_blob_buffer(blob)))
+    h["ratio"] = h["raw_nbytes"] / h["nbytes"] if h["nbytes"] else float("nan")
+    return h
+
+
+def decompress(blob: Any, *, out: Optional[np.ndarray] = None, threads: Optional[int] = None) -> np.ndarray:
+    """Decode a blob made by :func:`compress`; returns an array of the original shape and dtype.
+
+    out: an optional C-contiguous, writeable numpy array of the blob's dtype and element count,
+    filled in place and returned. Invalid blobs raise FormatError (ChecksumError, VersionError).
+    """
+    buf = _blob_buffer(blob)
+    nthreads = _threads(threads)
+    h = _core.header(buf)  # validates before anything is allocated
+    dtype = np.dtype(h["dtype"])
+    shape = tuple(h["shape"])
+    if out is None:
+        out = np.empty(shape, dtype=dtype)
+    else:
+        if not isinstance(out, np.ndarray):
+            raise InvalidArgumentError(f"out must be a numpy array, not {type(out).__name__}")
+        if out.dtype != dtype:
+            raise InvalidArgumentError(f"out has dtype {out.dtype}, the blob holds {dtype}")
+        if out.size != math.prod(shape):
+            raise InvalidArgumentError(f"out has {out.size} elements, the blob holds {math.prod(shape)}")
+        if not out.flags.c_contiguous or not out.flags.writeable:
+            raise InvalidArgumentError("out must be C-contiguous and writeable")
+    _core.decompress_into(buf, out, nthreads)
+    return out

@@ -1,0 +1,369 @@
+"""The ``ebgc`` command line: compress / decompress / info / bench / demo.
+
+    ebgc compress IN.npy OUT.ebgc --error-bound 1e-2 [--mode rel] [--coder auto] [--threads N]
+    ebgc decompress IN.ebgc OUT.npy [--threads N]
+    ebgc info IN.ebgc [--json]
+    ebgc bench [TRACE.npz ...] [--bounds 1e-2 1e-3] [--mode rel] [--repeats 3] [--threads 1]
+               [--methods NAME ...] [--out DIR] [--quiet]
+    ebgc demo
+
+Exit codes: 0 success, 1 an error ebgc or the file system reported (one line on stderr, no
+traceback), 2 bad usage (and ``demo``, which is not available yet).
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from .errors import EbgcError
+
+__all__ = ["main"]
+
+_CODERS = ("auto", "huffman", "context", "bitpack", "raw")
+
+
+class CliError(Exception):
+    """A user-facing problem found by the CLI itself (bad input file, bad option value)."""
+
+
+def _threads(value: str) -> int | None:
+    """``N`` (>= 1) or ``all`` (all cores; ``0`` means the same)."""
+    v = value.strip().lower()
+    if v in ("all", "0"):
+        return None
+    try:
+        n = int(v)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a thread count or 'all', got {value!r}") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"thread count must be >= 1 (or 'all'), got {n}")
+    return n
+
+
+def _positive_float(value: str) -> float:
+    try:
+        f = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {value!r}") from None
+    if not (f > 0 and math.isfinite(f)):
+        raise argparse.ArgumentTypeError(f"expected a positive finite number, got {value!r}")
+    return f
+
+
+def _positive_int(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {value!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {n}")
+    return n
+
+
+def _load_npy(path: str) -> np.ndarray:
+    with open(path, "rb") as f:
+        magic = f.read(6)
+    if magic[:4] == b"PK\x03\x04":
+        raise CliError(f"{path}: is an .npz archive; 'ebgc compress' takes one array in a .npy file")
+    if magic != b"\x93NUMPY":
+        raise CliError(f"{path}: not a .npy file")
+    try:
+        obj = np.load(path, allow_pickle=False)
+    except (OSError, EbgcError):
+        raise
+    except Exception as exc:  # ValueError (pickled / not npy), EOFError, BadZipFile ...
+        raise CliError(f"{path}: not a readable .npy file ({exc})") from None
+    if not isinstance(obj, np.ndarray):
+        with contextlib.suppress(Exception):
+            obj.close()
+        raise CliError(f"{path}: is an .npz archive; 'ebgc compress' takes one array in a .npy file")
+    return obj
+
+
+def _fmt_bytes(n: int) -> str:
+    return f"{n:,} bytes"
+
+
+def _fmt_shape(shape: Sequence[int]) -> str:
+    shape = tuple(shape)
+    if not shape:
+        return "scalar"
+    return " x ".join(str(int(s)) for s in shape)
+
+
+def _ratio(raw: int, wire: int) -> str:
+    return f"{raw / wire:.2f}x" if wire else "n/a"
+
+
+# --------------------------------------------------------------------------------------------
+# subcommands
+
+
+def _cmd_compress(args: argparse.Namespace) -> int:
+    import ebgc
+
+    x = _load_npy(args.input)
+    blob = ebgc.compress(x, args.error_bound, mode=args.mode, coder=args.coder, threads=args.threads)
+    Path(args.output).write_bytes(blob)
+    info = ebgc.info(blob)
+    raw = int(info.get("raw_nbytes", x.nbytes))
+    print(f"{args.input} -> {args.output}: {_fmt_bytes(raw)} -> {_fmt_bytes(len(blob))} "
+          f"(ratio {_ratio(raw, len(blob))})")
+    print(f"  {info.get('dtype', x.dtype)} [{_fmt_shape(info.get('shape', x.shape))}], "
+          f"{info.get('mode', args.mode)} bound {args.error_bound:g} "
+          f"(absolute {float(info.get('abs_bound', float('nan'))):.6g}), "
+          f"coder {info.get('coder', args.coder)}, {int(info.get('n_outliers', 0)):,} outliers")
+    return 0
+
+
+def _cmd_decompress(args: argparse.Namespace) -> int:
+    import ebgc
+
+    blob = Path(args.input).read_bytes()
+    arr = ebgc.decompress(blob, threads=args.threads)
+    with open(args.output, "wb") as f:
+        np.save(f, np.asarray(arr), allow_pickle=False)
+    print(f"{args.input} -> {args.output}: {arr.dtype} [{_fmt_shape(arr.shape)}], "
+          f"{_fmt_bytes(len(blob))} -> {_fmt_bytes(arr.nbytes)}")
+    return 0
+
+
+_INFO_ORDER = ("format_version", "dtype", "shape", "mode", "error_bound", "abs_bound", "coder",
+               "n_outliers", "nbytes", "raw_nbytes")
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    import ebgc
+
+    blob = Path(args.input).read_bytes()
+    info = dict(ebgc.info(blob))
+    nbytes = int(info.get("nbytes", len(blob)))
+    raw = info.get("raw_nbytes")
+    if args.json:
+        doc: dict[str, Any] = {"file": args.input, "file_bytes": len(blob)}
+        for k, v in info.items():
+            if isinstance(v, tuple):
+                v = list(v)
+            elif isinstance(v, np.generic):
+                v = v.item()
+            doc[k] = v
+        if raw is not None and nbytes:
+            doc["ratio"] = int(raw) / nbytes
+        print(json.dumps(doc, indent=2, default=str))
+        return 0
+    shape = tuple(info.get("shape", ()))
+    n_values = int(np.prod(shape)) if shape else 1
+    mode = info.get("mode", "?")
+    lines = [
+        ("file", f"{args.input} ({_fmt_bytes(len(blob))})"),
+        ("format version", str(info.get("format_version", "?"))),
+        ("dtype", str(info.get("dtype", "?"))),
+        ("shape", f"{_fmt_shape(shape)} ({n_values:,} values)"),
+        ("bound mode", {"rel": "rel (eb x (max - min) of the finite values)",
+                        "abs": "abs (|x - x'| <= eb)"}.get(mode, str(mode))),
+        ("requested bound", f"{float(info.get('error_bound', float('nan'))):g}"),
+        ("absolute bound", f"{float(info.get('abs_bound', float('nan'))):.6g}"),
+        ("coder", str(info.get("coder", "?"))),
+        ("outliers", f"{int(info.get('n_outliers', 0)):,} (stored exactly)"),
+        ("compressed size", _fmt_bytes(nbytes)),
+    ]
+    if raw is not None:
+        lines.append(("uncompressed size", _fmt_bytes(int(raw))))
+        lines.append(("ratio", _ratio(int(raw), nbytes)))
+    extra_labels = {"predictor": "predictor", "chunk_elements": "chunk size (values)",
+                    "payload_nbytes": "payload size"}
+    for k, v in info.items():  # what else the core reports
+        if k in _INFO_ORDER or k == "ratio":
+            continue
+        if k.endswith("nbytes") and isinstance(v, (int, np.integer)):
+            v = _fmt_bytes(int(v))
+        elif isinstance(v, (int, np.integer)) and not isinstance(v, bool):
+            v = f"{int(v):,}"
+        lines.insert(-3 if raw is not None else len(lines), (extra_labels.get(k, k.replace("_", " ")), str(v)))
+    width = max(len(k) for k, _ in lines)
+    for k, v in lines:
+        print(f"{k:<{width}} : {v}")
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from . import bench
+
+    out_console = Console(width=None if sys.stdout.isatty() else 140)
+    err_console = Console(stderr=True)
+    threads = args.threads or [1]
+    methods = bench.make_methods(threads, include=args.methods)
+    families = {m.family for m in methods}
+    if not args.quiet and args.methods is None:
+        missing = [peer for peer, fam in (("pysz (SZ3)", "SZ3"), ("zfpy (ZFP)", "ZFP"))
+                   if fam not in families]
+        if missing:
+            err_console.print(f"note: {', '.join(missing)} not installed; those peers are skipped",
+                              highlight=False)
+
+    with contextlib.ExitStack() as stack:
+        if args.traces:
+            traces = [bench.load_trace(p) for p in args.traces]
+        else:
+            sample = stack.enter_context(bench.sample_path())
+            traces = [bench.load_trace(sample, name="sample")]
+            traces[0].path = "ebgc/data/sample.npz (shipped sample)"
+    names = [t.name for t in traces]
+    if len(set(names)) != len(names):  # same stem twice: keep them apart
+        for i, t in enumerate(traces):
+            t.name = f"{t.name}#{i}"
+
+    rows = bench.run_bench(traces, bounds=args.bounds, mode=args.mode, methods=methods,
+                           repeats=args.repeats, quiet=args.quiet, console=err_console)
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    machine = bench.machine_info()
+    config = {
+        "traces": [t.path or t.name for t in traces],
+        "bound_mode": args.mode,
+        "bounds": list(args.bounds),
+        "repeats": args.repeats,
+        "ebgc_threads": ["all" if t is None else t for t in threads],
+        "methods": [m.name for m in methods],
+        "raw_max_elements": bench.RAW_MAX_ELEMENTS,
+    }
+    csv_path = bench.write_csv(rows, out / "bench.csv", machine, config)
+    json_path = bench.write_json(rows, out / "bench.json", machine, config)
+    png_path: Path | None = out / "bench.png"
+    try:
+        bench.plot_results(rows, png_path)
+    except ImportError as exc:
+        err_console.print(f"note: no plot ({exc})", highlight=False)
+        png_path = None
+
+    title = (f"ebgc bench - {machine['cpu']}, ebgc threads "
+             f"{', '.join(str(t) for t in config['ebgc_threads'])}, median of {args.repeats}")
+    out_console.print(bench.results_table(rows, title=title))
+    summ = bench.summarize(rows)
+    for p in summ["per_trace_bound"]:
+        out_console.print(f"{p['trace']} {p['bound_mode']} {p['bound']:g}: ebgc {p['ebgc_ratio']:.2f} "
+                          f"vs {p['sz3_best']} {p['sz3_best_ratio']:.2f} -> "
+                          f"x{p['ebgc_over_sz3_best']:.3f}", highlight=False)
+    if summ["geomean_ebgc_over_sz3_best"] is not None:
+        out_console.print(f"geometric mean ebgc / SZ3-best: {summ['geomean_ebgc_over_sz3_best']:.3f}",
+                          highlight=False)
+    written = [str(csv_path), str(json_path)] + ([str(png_path)] if png_path else [])
+    out_console.print(f"wrote {', '.join(written)}", highlight=False)
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    print("ebgc demo: not available yet. The federated-learning demo (training with compressed "
+          "model updates) arrives with the PyTorch/FL integration (ebgc.torch). Until then, "
+          "'ebgc bench' measures ebgc on the shipped sample of real FL updates.", file=sys.stderr)
+    return 2
+
+
+# --------------------------------------------------------------------------------------------
+# parser and entry point
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    try:
+        from . import __version__ as version
+    except ImportError:
+        version = "unknown"
+    p = argparse.ArgumentParser(
+        prog="ebgc",
+        description="Error-bounded lossy compression for neural-network gradients.",
+    )
+    p.add_argument("--version", action="version", version=f"ebgc {version}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    c = sub.add_parser("compress", help="compress one array (.npy) into an .ebgc blob",
+                       description="Compress one float32/float64 array from a .npy file.")
+    c.add_argument("input", metavar="IN.npy")
+    c.add_argument("output", metavar="OUT.ebgc")
+    c.add_argument("-e", "--error-bound", type=float, required=True,
+                   help="error bound: relative to max - min (rel) or absolute (abs)")
+    c.add_argument("--mode", choices=("rel", "abs"), default="rel", help="bound mode (default rel)")
+    c.add_argument("--coder", choices=_CODERS, default="auto", help="entropy coder (default auto)")
+    c.add_argument("--threads", type=_threads, default=None, metavar="N",
+                   help="worker threads, or 'all' (default all cores)")
+    c.set_defaults(func=_cmd_compress)
+
+    d = sub.add_parser("decompress", help="decompress an .ebgc blob into a .npy file",
+                       description="Decompress an .ebgc blob into a .npy file.")
+    d.add_argument("input", metavar="IN.ebgc")
+    d.add_argument("output", metavar="OUT.npy")
+    d.add_argument("--threads", type=_threads, default=None, metavar="N",
+                   help="worker threads, or 'all' (default all cores)")
+    d.set_defaults(func=_cmd_decompress)
+
+    i = sub.add_parser("info", help="describe an .ebgc blob (header only)",
+                       description="Print what an .ebgc blob's header says.")
+    i.add_argument("input", metavar="IN.ebgc")
+    i.add_argument("--json", action="store_true", help="print the header as JSON")
+    i.set_defaults(func=_cmd_info)
+
+    b = sub.add_parser(
+        "bench", help="benchmark ebgc against SZ3 / ZFP / fp16 on gradient traces",
+        description="Benchmark ebgc against its peers (SZ3 via pysz, ZFP via zfpy, fp16 cast) "
+                    "on gradient traces (.npz, keys r???/c?/param). Without a trace, the shipped "
+                    "sample of real federated-learning updates is used. Writes DIR/bench.csv, "
+                    "DIR/bench.json and DIR/bench.png.")
+    b.add_argument("traces", nargs="*", metavar="TRACE.npz")
+    b.add_argument("--bounds", type=_positive_float, nargs="+", default=[1e-2, 1e-3],
+                   metavar="EB", help="error bounds (default 1e-2 1e-3)")
+    b.add_argument("--mode", choices=("rel", "abs"), default="rel", help="bound mode (default rel)")
+    b.add_argument("--repeats", type=_positive_int, default=3,
+                   help="timed passes; the median is reported (default 3)")
+    b.add_argument("--threads", type=_threads, nargs="+", default=None, metavar="N",
+                   help="ebgc thread settings to time, e.g. '1 all' (default 1; peers run on one)")
+    b.add_argument("--methods", nargs="+", default=None, metavar="NAME",
+                   help="only these methods or families (e.g. ebgc SZ3 ZFP fp16)")
+    b.add_argument("--out", default="ebgc-bench", metavar="DIR",
+                   help="output directory (default ./ebgc-bench)")
+    b.add_argument("-q", "--quiet", action="store_true", help="no progress bar or notes")
+    b.set_defaults(func=_cmd_bench)
+
+    dm = sub.add_parser("demo", help="(not available yet) federated-learning demo",
+                        description="Not available yet: arrives with the PyTorch/FL integration.")
+    dm.set_defaults(func=_cmd_demo)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; return the exit code (0 ok, 1 error, 2 usage)."""
+    parser = _build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, usage errors
+        code = exc.code
+        return code if isinstance(code, int) else (0 if code is None else 2)
+    if getattr(args, "func", None) is None:
+        parser.print_help(sys.stderr)
+        return 2
+    from .bench import BenchError
+
+    try:
+        return int(args.func(args))
+    except (EbgcError, CliError, BenchError) as exc:
+        print(f"ebgc {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        print(f"ebgc {args.command}: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"ebgc {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
