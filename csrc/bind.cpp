@@ -79,8 +79,9 @@ void decompress_into(py::buffer blob, py::buffer out, unsigned threads) {
   char kind = dtype_kind(o);
   if (!kind) throw InvalidArgument("out must be a float32 or float64 array");
   py::gil_scoped_release nogil;
-  if (kind == 'f') ebgc::decompress(v.data, v.size, static_cast<float*>(o.ptr), uint64_t(o.size), threads);
-  else ebgc::decompress(v.data, v.size, static_cast<double*>(o.ptr), uint64_t(o.size), threads);
+  ParsedBlob pb = parse_blob(v.data, v.size);
+  if (kind == 'f') ebgc::decompress(pb, static_cast<float*>(o.ptr), uint64_t(o.size), threads);
+  else ebgc::decompress(pb, static_cast<double*>(o.ptr), uint64_t(o.size), threads);
 }
 
 py::dict header(py::buffer blob) {
@@ -88,11 +89,7 @@ py::dict header(py::buffer blob) {
   ByteView v = byte_view(blob, keep);
   ParsedBlob pb = parse_blob(v.data, v.size);
   const Header& h = pb.header;
-  uint64_t n_outliers = 0;
-  if (h.coder != Coder::Raw && h.elements() > 0) {
-    ByteReader r(pb.payload, size_t(h.payload_size));
-    n_outliers = r.varint("outlier count");
-  }
+  const uint64_t n_outliers = pb.outlier_index.size();
   py::dict d;
   d["format_version"] = int(h.version);
   d["dtype"] = dtype_name(h.dtype);
@@ -208,7 +205,7 @@ py::bytes context_encode(py::array_t<int32_t, py::array::c_style | py::array::fo
   ContextWindow win;
   BitWriter raw;
   for (size_t i = 0; i < n; ++i) {
-    if (!(std::fabs(double(c(py::ssize_t(i)))) < kMaxCode)) throw InvalidArgument("code out of range");
+    if (!(std::fabs(double(c(py::ssize_t(i)))) <= kMaxCode)) throw InvalidArgument("code out of range");
     Symbolized z = symbolize(c(py::ssize_t(i)));
     sym[i] = uint8_t(z.symbol);
     ++counts[win.bucket()][z.symbol];

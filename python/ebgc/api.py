@@ -21,6 +21,9 @@ def _as_host_array(data: Any) -> np.ndarray:
     if isinstance(data, (np.ndarray, np.generic)):
         arr = np.asarray(data)
     elif hasattr(data, "__dlpack__"):
+        dtype_name = str(getattr(data, "dtype", "")).replace("torch.", "")
+        if dtype_name and dtype_name not in ("float32", "float64", "float", "double"):
+            raise UnsupportedDTypeError(f"ebgc compresses float32 or float64 data, not {dtype_name}")
         try:
             arr = np.from_dlpack(data)
         except (BufferError, RuntimeError, TypeError, ValueError) as exc:
@@ -41,7 +44,9 @@ def _as_host_array(data: Any) -> np.ndarray:
         raise UnsupportedDTypeError(f"ebgc compresses float32 or float64 data, not {arr.dtype}")
     if not arr.dtype.isnative:
         arr = arr.astype(arr.dtype.newbyteorder("="))
-    return np.ascontiguousarray(arr)
+    if not arr.flags.c_contiguous:
+        arr = np.ascontiguousarray(arr)  # (keeps 0-d arrays 0-d only when not called on them)
+    return arr
 
 
 def _threads(threads: Optional[int]) -> int:

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <vector>
 
 #include "bitpack.hpp"
@@ -51,24 +52,6 @@ struct Outliers {
       prev = index[k];
     }
     w.bytes(value.data(), value.size() * sizeof(T));
-  }
-  void read(ByteReader& r, uint64_t n) {
-    uint64_t count = r.varint("outlier count");
-    // Each outlier takes at least 1 + sizeof(T) bytes: bound the count before allocating.
-    require_format(count <= n && count <= r.remaining() / (1 + sizeof(T)), "bad outlier count");
-    index.resize(count);
-    uint64_t prev = 0;
-    for (uint64_t k = 0; k < count; ++k) {
-      uint64_t gap = r.varint("outlier index");
-      uint64_t i = k ? prev + 1 + gap : gap;
-      require_format(gap < n && i < n && (k == 0 || i > prev), "outlier index out of range");
-      index[k] = prev = i;
-    }
-    value.resize(count);
-    std::memcpy(value.data(), r.take(count * sizeof(T), "outlier values"), count * sizeof(T));
-  }
-  void patch(T* out) const {
-    for (size_t k = 0; k < index.size(); ++k) out[index[k]] = value[k];
   }
 };
 
@@ -203,7 +186,7 @@ std::vector<uint8_t> compress(const T* x, const std::vector<uint64_t>& shape, co
   const double raw_cost = double(n * sizeof(T));
 
   std::vector<uint8_t> payload;
-  if (opt.coder == int(Coder::Raw) || n == 0) {
+  if (opt.coder == int(Coder::Raw)) {
     h.coder = Coder::Raw;
     payload.assign(reinterpret_cast<const uint8_t*>(x), reinterpret_cast<const uint8_t*>(x) + n * sizeof(T));
     return seal(h, payload);
@@ -288,117 +271,142 @@ std::vector<uint8_t> compress(const T* x, const std::vector<uint64_t>& shape, co
 }
 
 // ---- decoding -----------------------------------------------------------------------------------
+// parse_blob() validates everything but the entropy-coded streams themselves (checksum, header,
+// outliers, tables, chunk directory) without allocating in proportion to any declared size, so
+// the caller can allocate the output only for a blob that is well-formed.
 struct ParsedBlob {
   Header header;
-  const uint8_t* payload = nullptr;
+  std::vector<uint64_t> outlier_index;
+  const uint8_t* outlier_values = nullptr;
+  std::unique_ptr<HuffmanCode> huffman;
+  ContextModel context;
+  std::vector<uint64_t> len_a, len_b, offset;  // chunk directory
+  const uint8_t* streams = nullptr;
+  const uint8_t* raw_values = nullptr;         // Coder::Raw
 };
 
-inline ParsedBlob parse_blob(const uint8_t* blob, size_t size) {
-  ByteReader r(blob, size);
-  ParsedBlob p;
-  p.header = read_header(blob, size, r);
-  p.payload = blob + r.pos;
-  return p;
+inline void read_outliers(ByteReader& r, uint64_t n, size_t elem, ParsedBlob& pb) {
+  uint64_t count = r.varint("outlier count");
+  // Each outlier takes at least 1 + elem bytes: bound the count before allocating.
+  require_format(count <= n && count <= r.remaining() / (1 + elem), "bad outlier count");
+  pb.outlier_index.resize(count);
+  uint64_t prev = 0;
+  for (uint64_t k = 0; k < count; ++k) {
+    uint64_t gap = r.varint("outlier index");
+    require_format(gap < n, "outlier index out of range");
+    uint64_t i = k ? prev + 1 + gap : gap;
+    require_format(i < n, "outlier index out of range");
+    pb.outlier_index[k] = prev = i;
+  }
+  pb.outlier_values = r.take(count * elem, "outlier values");
 }
 
-template <class T>
-void decompress(const uint8_t* blob, size_t size, T* out, uint64_t out_elems, unsigned threads) {
-  ParsedBlob pb = parse_blob(blob, size);
-  const Header& h = pb.header;
-  if (dtype_size(h.dtype) != sizeof(T)) throw InvalidArgument("output dtype does not match the blob");
-  const uint64_t n = h.elements();
-  if (out_elems != n) throw InvalidArgument("output size does not match the blob");
-  ByteReader r(pb.payload, size_t(h.payload_size));
-  threads = std::max(1u, threads);
-
+inline ParsedBlob parse_blob(const uint8_t* blob, size_t size) {
+  ByteReader hr(blob, size);
+  ParsedBlob pb;
+  Header& h = pb.header;
+  h = read_header(blob, size, hr);
+  ByteReader r(blob + hr.pos, size_t(h.payload_size));
   if (h.coder == Coder::Raw) {
-    require_format(h.payload_size == n * sizeof(T), "raw payload size does not match the shape");
-    if (n) std::memcpy(out, pb.payload, n * sizeof(T));
-    return;
+    pb.raw_values = r.data;
+    return pb;
   }
-  require_format(n > 0, "empty tensors are stored raw");
-  Outliers<T> outliers;
-  outliers.read(r, n);
-  std::vector<uint8_t> huff_len;
-  ContextModel model;
-  std::unique_ptr<HuffmanCode> huff;
-  if (h.coder == Coder::Huffman) {
-    huff.reset(new HuffmanCode(read_huffman_lengths(r, kSymbols)));
-  } else if (h.coder == Coder::Context) {
-    model = ContextModel::read(r);
-  }
+  const uint64_t n = h.elements();
+  read_outliers(r, n, dtype_size(h.dtype), pb);
+  if (h.coder == Coder::Huffman) pb.huffman.reset(new HuffmanCode(read_huffman_lengths(r, kSymbols)));
+  if (h.coder == Coder::Context) pb.context = ContextModel::read(r);
   const uint64_t chunk = h.chunk_elems(), nchunks = h.chunks();
   // Every chunk has two length fields (>= 2 bytes): bounds the directory before allocating it.
   require_format(nchunks <= r.remaining() / 2, "chunk directory larger than the blob");
-  std::vector<uint64_t> len_a(nchunks), len_b(nchunks), off(nchunks + 1);
+  pb.len_a.resize(nchunks);
+  pb.len_b.resize(nchunks);
+  pb.offset.resize(nchunks);
   for (uint64_t c = 0; c < nchunks; ++c) {
-    len_a[c] = r.varint("chunk length");
-    len_b[c] = r.varint("chunk length");
+    pb.len_a[c] = r.varint("chunk length");
+    pb.len_b[c] = r.varint("chunk length");
   }
   uint64_t at = 0;
   for (uint64_t c = 0; c < nchunks; ++c) {
     const uint64_t cn = std::min(n, (c + 1) * chunk) - c * chunk;
-    const uint64_t blocks = (cn + kPackBlock - 1) / kPackBlock;
-    if (h.coder == Coder::Bitpack) require_format(len_a[c] == blocks, "bad bit-packing width count");
-    if (h.coder == Coder::Huffman) require_format(len_a[c] >= (cn + 7) / 8, "Huffman chunk too short");
-    if (h.coder == Coder::Context) require_format(len_a[c] >= 8, "rANS chunk too short");
-    off[c] = at;
-    require_format(len_a[c] <= r.remaining() && len_b[c] <= r.remaining(), "chunk longer than the blob");
-    at += len_a[c] + len_b[c];
+    const uint64_t la = pb.len_a[c], lb = pb.len_b[c];
+    if (h.coder == Coder::Bitpack) require_format(la == (cn + kPackBlock - 1) / kPackBlock, "bad bit-packing width count");
+    if (h.coder == Coder::Huffman) require_format(la >= (cn + 7) / 8, "Huffman chunk too short");
+    if (h.coder == Coder::Context) require_format(la >= 8, "rANS chunk too short");
+    require_format(la <= r.remaining() && lb <= r.remaining(), "chunk longer than the blob");
+    pb.offset[c] = at;
+    at += la + lb;
     require_format(at <= r.remaining(), "chunks run past the end of the blob");
   }
   require_format(at == r.remaining(), "trailing bytes after the last chunk");
-  const uint8_t* base = pb.payload + r.pos;
-  const LinearQuantizer qz(h.abs_bound);
+  pb.streams = r.data + r.pos;
+  return pb;
+}
 
-  parallel_for(nchunks, threads, [&](size_t c) {
-    const uint64_t begin = c * chunk, end = std::min(n, begin + chunk);
-    const uint8_t* a = base + off[c];
-    const uint8_t* b = a + len_a[c];
-    if (h.coder == Coder::Bitpack) {
-      uint32_t v[kPackBlock];
-      const uint8_t* p = b;
-      const uint8_t* pend = b + len_b[c];
-      for (uint64_t k = 0; k < len_a[c]; ++k) {
-        const unsigned w = a[k];
-        require_format(w <= 32, "bad bit-packing width");
-        const uint64_t b0 = begin + k * kPackBlock, b1 = std::min(end, b0 + kPackBlock);
-        if (!w) {
-          const T zero = qz.reconstruct<T>(0, 0.0);
-          for (uint64_t i = b0; i < b1; ++i) out[i] = zero;
-          continue;
-        }
-        require_format(size_t(pend - p) >= packed_block_bytes(w), "bit-packed data truncated");
-        unpack_block(p, w, v);
-        p += packed_block_bytes(w);
-        for (uint64_t i = b0; i < b1; ++i) out[i] = qz.reconstruct<T>(unzigzag(v[i - b0]), 0.0);
+template <class T>
+void decode_chunk(const ParsedBlob& pb, const LinearQuantizer& qz, uint64_t c, T* out) {
+  const Header& h = pb.header;
+  const uint64_t begin = c * h.chunk_elems(), end = std::min(h.elements(), begin + h.chunk_elems());
+  const uint8_t* a = pb.streams + pb.offset[c];
+  const uint8_t* b = a + pb.len_a[c];
+  const size_t la = size_t(pb.len_a[c]), lb = size_t(pb.len_b[c]);
+  if (h.coder == Coder::Bitpack) {
+    uint32_t v[kPackBlock];
+    const uint8_t* p = b;
+    for (uint64_t k = 0; k < la; ++k) {
+      const unsigned w = a[k];
+      require_format(w <= 32, "bad bit-packing width");
+      const uint64_t b0 = begin + k * kPackBlock, b1 = std::min(end, b0 + kPackBlock);
+      if (!w) {
+        const T zero = qz.reconstruct<T>(0, 0.0);
+        for (uint64_t i = b0; i < b1; ++i) out[i] = zero;
+        continue;
       }
-      require_format(p == pend, "bit-packed data length mismatch");
-      return;
+      require_format(size_t(b + lb - p) >= packed_block_bytes(w), "bit-packed data truncated");
+      unpack_block(p, w, v);
+      p += packed_block_bytes(w);
+      for (uint64_t i = b0; i < b1; ++i) out[i] = qz.reconstruct<T>(unzigzag(v[i - b0]), 0.0);
     }
-    BitReader raw(b, size_t(len_b[c]));
-    if (h.coder == Coder::Huffman) {
-      BitReader bits(a, size_t(len_a[c]));
-      for (uint64_t i = begin; i < end; ++i) {
-        bits.refill();
-        const uint32_t s = huff->get(bits);
-        require_format(s < kSymbols, "Huffman symbol out of range");
-        raw.refill();
-        out[i] = qz.reconstruct<T>(desymbolize(s, raw.get(kSymbolTable.info[s].nraw)), 0.0);
-      }
-      require_format(!bits.overran(), "Huffman chunk truncated");
-    } else {
-      RansChunkDecoder dec(model, a, size_t(len_a[c]));
-      for (uint64_t i = begin; i < end; ++i) {
-        const uint32_t s = dec.next();
-        raw.refill();
-        out[i] = qz.reconstruct<T>(desymbolize(s, raw.get(kSymbolTable.info[s].nraw)), 0.0);
-      }
-      dec.finish();
+    require_format(p == b + lb, "bit-packed data length mismatch");
+    return;
+  }
+  BitReader raw(b, lb);
+  if (h.coder == Coder::Huffman) {
+    BitReader bits(a, la);
+    const HuffmanCode& hc = *pb.huffman;
+    for (uint64_t i = begin; i < end; ++i) {
+      bits.refill();
+      const uint32_t s = hc.get(bits);
+      require_format(s < kSymbols, "Huffman symbol out of range");
+      raw.refill();
+      out[i] = qz.reconstruct<T>(desymbolize(s, raw.get(kSymbolTable.info[s].nraw)), 0.0);
     }
-    require_format(!raw.overran(), "raw bits truncated");
-  });
-  outliers.patch(out);
+    require_format(!bits.overran(), "Huffman chunk truncated");
+  } else {
+    RansChunkDecoder dec(pb.context, a, la);
+    for (uint64_t i = begin; i < end; ++i) {
+      const uint32_t s = dec.next();
+      raw.refill();
+      out[i] = qz.reconstruct<T>(desymbolize(s, raw.get(kSymbolTable.info[s].nraw)), 0.0);
+    }
+    dec.finish();
+  }
+  require_format(!raw.overran(), "raw bits truncated");
+}
+
+template <class T>
+void decompress(const ParsedBlob& pb, T* out, uint64_t out_elems, unsigned threads) {
+  const Header& h = pb.header;
+  if (dtype_size(h.dtype) != sizeof(T)) throw InvalidArgument("output dtype does not match the blob");
+  const uint64_t n = h.elements();
+  if (out_elems != n) throw InvalidArgument("output size does not match the blob");
+  if (h.coder == Coder::Raw) {
+    if (n) std::memcpy(out, pb.raw_values, n * sizeof(T));
+    return;
+  }
+  const LinearQuantizer qz(h.abs_bound);
+  parallel_for(h.chunks(), std::max(1u, threads), [&](size_t c) { decode_chunk(pb, qz, c, out); });
+  for (size_t k = 0; k < pb.outlier_index.size(); ++k)
+    std::memcpy(out + pb.outlier_index[k], pb.outlier_values + k * sizeof(T), sizeof(T));
 }
 
 }  // namespace ebgc

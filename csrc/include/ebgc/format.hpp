@@ -21,7 +21,7 @@ constexpr uint8_t kFormatVersion = 1;
 constexpr unsigned kMaxDims = 16;
 constexpr uint64_t kMaxElements = uint64_t(1) << 40;
 constexpr unsigned kDefaultChunkLog2 = 16;
-constexpr unsigned kMinChunkLog2 = 10, kMaxChunkLog2 = 24;
+constexpr unsigned kMinChunkLog2 = 10, kMaxChunkLog2 = 20;
 
 enum class DType : uint8_t { Float32 = 1, Float64 = 2 };
 enum class Coder : uint8_t { Raw = 0, Bitpack = 1, Huffman = 2, Context = 3 };
@@ -137,16 +137,16 @@ inline Header read_header(const uint8_t* blob, size_t size, ByteReader& r) {
   require_format(h.chunk_log2 >= kMinChunkLog2 && h.chunk_log2 <= kMaxChunkLog2, "bad chunk size");
   uint8_t ndim = r.u8("ndim");
   require_format(ndim <= kMaxDims, "too many dimensions");
+  // The product of the non-zero dimensions is capped too: an empty tensor must still have a
+  // shape that an array library can represent.
   uint64_t n = 1;
-  bool zero = false;
   for (unsigned i = 0; i < ndim; ++i) {
     uint64_t d = r.varint("shape");
     require_format(d <= kMaxElements, "dimension too large");
     h.shape.push_back(d);
-    if (d == 0) zero = true;
-    else if (!zero) {
+    if (d) {
+      require_format(n <= kMaxElements / d, "too many elements");
       n *= d;
-      require_format(n <= kMaxElements, "too many elements");
     }
   }
   h.error_bound = r.f64("error bound");

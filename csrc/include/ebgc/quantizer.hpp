@@ -50,6 +50,7 @@ struct LinearQuantizer {
     T rec = reconstruct<T>(c, prediction);
     double err = std::fabs(double(rec) - xd);
     if (!(err <= check)) return false;
+    if (check == 0 && std::signbit(rec) != std::signbit(x)) return false;  // exact means -0.0 too
     code = c;
     return true;
   }

@@ -1,14 +1,17 @@
 // Binarization shared by the Huffman and context coders: a quantization code becomes a small
 // symbol (its magnitude class) plus raw bits (sign, then the low bits of large magnitudes).
-//   |q| < 16           -> symbol |q|
-//   |q| in [2^e, 2^e+1) -> symbol 16 + 2(e-4) + (next bit below the leading one), e-1 raw bits
-// Signs of gradients are close to fair coins, so they go raw; magnitudes carry the entropy.
+//   |q| < 16            -> symbol |q|
+//   |q| in [2^e, 2^e+1) -> symbol 16 + 4(e-4) + (the 2 bits below the leading one), e-2 raw bits
+// Signs of gradients are close to fair coins, so they go raw; magnitudes carry the entropy, and
+// two bits of mantissa in the class keep the raw low bits close to uniform.
 #pragma once
 #include <cstdint>
 
 namespace ebgc {
 
-constexpr unsigned kSymbols = 68;  // 16 exact + 2 classes for each e in [4, 29]
+constexpr unsigned kExactSymbols = 16;
+constexpr unsigned kClassBits = 2;                                     // mantissa bits in the class
+constexpr unsigned kSymbols = kExactSymbols + (30 - 4) * (1u << kClassBits);  // |q| < 2^30: 120
 
 struct SymbolInfo {
   uint32_t base;    // smallest magnitude of the class
@@ -20,11 +23,11 @@ struct SymbolTable {
   SymbolInfo info[kSymbols];
   constexpr SymbolTable() : info{} {
     for (unsigned s = 0; s < kSymbols; ++s) {
-      if (s < 16) {
+      if (s < kExactSymbols) {
         info[s] = {s, 0, uint8_t(s ? 1 : 0)};
       } else {
-        unsigned k = s - 16, e = 4 + k / 2, hi = k & 1;
-        info[s] = {(1u << e) | (hi << (e - 1)), uint8_t(e - 1), uint8_t(e)};
+        unsigned k = s - kExactSymbols, e = 4 + (k >> kClassBits), hi = k & ((1u << kClassBits) - 1);
+        info[s] = {(1u << e) | (hi << (e - kClassBits)), uint8_t(e - kClassBits), uint8_t(e - kClassBits + 1)};
       }
     }
   }
@@ -40,11 +43,11 @@ struct Symbolized {
 inline Symbolized symbolize(int32_t q) {
   uint32_t sign = uint32_t(q) >> 31;
   uint32_t m = sign ? uint32_t(-int64_t(q)) : uint32_t(q);
-  if (m < 16) return {m, sign, m ? 1u : 0u};
+  if (m < kExactSymbols) return {m, sign, m ? 1u : 0u};
   unsigned e = 31u - unsigned(__builtin_clz(m));
-  uint32_t hi = (m >> (e - 1)) & 1u;
-  uint32_t extra = m & ((1u << (e - 1)) - 1u);
-  return {16 + 2 * (e - 4) + hi, sign | (extra << 1), e};
+  uint32_t hi = (m >> (e - kClassBits)) & ((1u << kClassBits) - 1);
+  uint32_t extra = m & ((1u << (e - kClassBits)) - 1u);
+  return {kExactSymbols + (e - 4) * (1u << kClassBits) + hi, sign | (extra << 1), e - kClassBits + 1};
 }
 
 // Inverse: given the symbol and its raw bits (nraw of them, LSB first), rebuild the code.
