@@ -1,5 +1,5 @@
 // Stage 4c — context-modelled rANS over the symbols of symbolize.hpp.
-// The context of a symbol is the sum of the 8 symbols before it (its chunk's start counts as
+// The context of a symbol is the sum of the 4 symbols before it (its chunk's start counts as
 // zeros): gradients have a local scale, so a run of small codes predicts small codes. The 16
 // context buckets are merged per tensor, adjacent ones only, while merging lowers the estimated
 // size (entropy + table); each merged group gets its own frequency table of 12-bit precision.
@@ -17,7 +17,7 @@
 
 namespace ebgc {
 
-constexpr unsigned kCtxHistory = 8;
+constexpr unsigned kCtxHistory = 4;  // measured best of 2, 4, 8, 16 on the resnet trace
 constexpr unsigned kCtxBuckets = 16;
 constexpr unsigned kCtxMaxSum = kCtxHistory * (kSymbols - 1);
 constexpr unsigned kRansScaleBits = 12;
@@ -27,11 +27,11 @@ constexpr uint32_t kRansLow = 1u << 16;
 struct ContextBucketLut {
   std::array<uint8_t, kCtxMaxSum + 1> bucket{};
   constexpr ContextBucketLut() {
-    // Upper ends of buckets 0..14 (about sqrt(2) apart); everything above is bucket 15.
+    // Upper ends of buckets 0..14 for twice the sum (about sqrt(2) apart); above is bucket 15.
     constexpr unsigned upper[kCtxBuckets - 1] = {0, 1, 2, 3, 5, 7, 10, 14, 19, 27, 38, 54, 76, 108, 152};
     for (unsigned s = 0; s <= kCtxMaxSum; ++s) {
       unsigned b = 0;
-      while (b < kCtxBuckets - 1 && s > upper[b]) ++b;
+      while (b < kCtxBuckets - 1 && 2 * s > upper[b]) ++b;
       bucket[s] = uint8_t(b);
     }
   }
