@@ -1,0 +1,33 @@
+"""Type stub of ebgc._core, the native core (csrc/bind.cpp). Use the wrappers in ebgc.api."""
+from typing import Any, Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+FORMAT_VERSION: int
+DEFAULT_CHUNK_LOG2: int
+
+def default_threads() -> int: ...
+def compress(
+    data: Any,
+    shape: Sequence[int],
+    error_bound: float,
+    mode: int,
+    coder: int,
+    threads: int,
+    chunk_log2: int = ...,
+) -> bytes:
+    """Compress a C-contiguous float32/float64 buffer; mode 0=abs 1=rel; coder -1=auto,
+    0=raw, 1=bitpack, 2=huffman, 3=context."""
+def decompress_into(blob: Any, out: Any, threads: int) -> None:
+    """Decode a blob into a C-contiguous writable float buffer of the right size and dtype."""
+def header(blob: Any) -> dict[str, Any]:
+    """Validate a blob (checksum and payload structure) and return its header."""
+def huffman_encode(symbols: npt.ArrayLike, alphabet_size: int) -> bytes: ...
+def huffman_decode(data: Any, count: int) -> npt.NDArray[np.uint16]: ...
+def bitpack_encode(values: npt.ArrayLike) -> bytes: ...
+def bitpack_decode(data: Any, count: int) -> npt.NDArray[np.uint32]: ...
+def context_encode(codes: npt.ArrayLike) -> bytes: ...
+def context_decode(data: Any, count: int) -> npt.NDArray[np.int32]: ...
+def quantize(x: Any, abs_bound: float) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.uint64]]: ...
+def dequantize(codes: npt.ArrayLike, abs_bound: float, dtype: str) -> npt.NDArray[np.floating]: ...
