@@ -16,7 +16,7 @@ File format
     parameters are recorded (no BN running statistics).  Group the keys by their ``r???/c?``
     prefix to get one message (one client's whole-model update for one round).
 
-How the shipped file was made (CPU, fixed seed, ~1 minute on 2 cores)
+How the shipped file was made (CPU, fixed seed, ~30 s on 2 cores)
     pip install torch==2.13.0 scikit-learn numpy
     python tools/record_sample.py --out python/ebgc/data/sample.npz
 

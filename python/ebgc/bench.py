@@ -750,7 +750,7 @@ def plot_results(rows: Sequence[dict], path: str | os.PathLike, title: str | Non
     ax1.grid(axis="y", alpha=0.3)
     top = max((r["ratio"] for r in rows if math.isfinite(r["ratio"])), default=1.0)
     ax1.set_ylim(0, top * 1.3)
-    ax1.legend(fontsize=7, ncol=min(n, 6), loc="upper center")
+    ax1.legend(fontsize=7, ncol=min(n, 5), loc="upper center")
 
     markers = "os^Dv<>Pp*hX"
     bound_keys: list[str] = []
@@ -769,9 +769,9 @@ def plot_results(rows: Sequence[dict], path: str | os.PathLike, title: str | Non
     from matplotlib.lines import Line2D
 
     handles = [Line2D([], [], color=colors[m], marker="o", linestyle="", label=m) for m in methods]
-    handles += [Line2D([], [], color="gray", marker=markers[i % len(markers)], linestyle="", label=bk)
-                for i, bk in enumerate(bound_keys)]
-    ax2.legend(handles=handles, fontsize=7, ncol=2, loc="best")
+    handles += [Line2D([], [], color="white", markeredgecolor="black", marker=markers[i % len(markers)],
+                       linestyle="", label=bk) for i, bk in enumerate(bound_keys)]
+    ax2.legend(handles=handles, fontsize=7, ncol=1, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax2.set_xscale("log")
     ax2.set_xlabel("compress throughput (MB/s, uncompressed bytes)")
     ax2.set_ylabel("compression ratio")

@@ -1,0 +1,216 @@
+"""The ``ebgc`` command line (ebgc.cli.main) and the benchmark engine behind ``ebgc bench``."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+
+import numpy as np
+import pytest
+
+import ebgc
+from ebgc import bench
+from ebgc.cli import main
+
+
+@pytest.fixture
+def grad_npy(tmp_path):
+    rng = np.random.default_rng(7)
+    x = (rng.standard_normal((64, 32, 3, 3)) * 1e-3).astype(np.float32)
+    path = tmp_path / "grad.npy"
+    np.save(path, x)
+    return path, x
+
+
+def _rel_bound(x: np.ndarray, eb: float) -> float:
+    x64 = x.astype(np.float64)
+    return eb * (x64.max() - x64.min())
+
+
+@pytest.mark.parametrize("mode", ["rel", "abs"])
+def test_compress_decompress_info_round_trip(tmp_path, grad_npy, capsys, mode):
+    src, x = grad_npy
+    blob_path = tmp_path / "grad.ebgc"
+    out_path = tmp_path / "back.npy"
+    eb = 1e-2 if mode == "rel" else 1e-5
+
+    assert main(["compress", str(src), str(blob_path), "--error-bound", str(eb), "--mode", mode,
+                 "--threads", "1"]) == 0
+    said = capsys.readouterr().out
+    assert "ratio" in said and str(blob_path) in said
+    assert blob_path.stat().st_size < x.nbytes
+
+    assert main(["decompress", str(blob_path), str(out_path)]) == 0
+    y = np.load(out_path, allow_pickle=False)
+    assert y.dtype == x.dtype and y.shape == x.shape
+    bound = _rel_bound(x, eb) if mode == "rel" else eb
+    assert np.max(np.abs(x.astype(np.float64) - y.astype(np.float64))) <= bound
+
+    capsys.readouterr()
+    assert main(["info", str(blob_path)]) == 0
+    text = capsys.readouterr().out
+    for word in ("format version", "float32", "64 x 32 x 3 x 3", mode, "absolute bound", "coder",
+                 "outliers", "ratio"):
+        assert word in text
+
+    assert main(["info", str(blob_path), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["dtype"] == "float32"
+    assert doc["shape"] == [64, 32, 3, 3]
+    assert doc["mode"] == mode
+    assert doc["error_bound"] == pytest.approx(eb)
+    assert doc["raw_nbytes"] == x.nbytes
+
+
+def test_compress_coder_option(tmp_path, grad_npy):
+    src, _ = grad_npy
+    blob_path = tmp_path / "g.ebgc"
+    assert main(["compress", str(src), str(blob_path), "-e", "1e-3", "--coder", "bitpack"]) == 0
+    assert ebgc.info(blob_path.read_bytes())["coder"] == "bitpack"
+
+
+def test_bad_blob_exits_1_without_traceback(tmp_path, capsys):
+    bad = tmp_path / "junk.ebgc"
+    bad.write_bytes(b"this is not an ebgc blob at all" * 4)
+    for argv in (["info", str(bad)], ["decompress", str(bad), str(tmp_path / "o.npy")]):
+        assert main(argv) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("ebgc ") and "error" in err
+        assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o.npy").exists()
+
+
+def test_bad_inputs_exit_1(tmp_path, grad_npy, capsys):
+    src, _ = grad_npy
+    out = str(tmp_path / "o.ebgc")
+    not_npy = tmp_path / "text.npy"
+    not_npy.write_text("hello")
+    ints = tmp_path / "ints.npy"
+    np.save(ints, np.arange(2000))
+    cases = [
+        ["compress", str(tmp_path / "missing.npy"), out, "-e", "1e-2"],  # OSError
+        ["compress", str(not_npy), out, "-e", "1e-2"],                   # not a .npy
+        ["compress", str(ints), out, "-e", "1e-2"],                      # UnsupportedDTypeError
+        ["compress", str(src), out, "-e", "-1"],                         # InvalidArgumentError
+        ["info", str(tmp_path / "missing.ebgc")],
+        ["bench", str(not_npy), "--out", str(tmp_path / "b"), "--quiet"],
+    ]
+    for argv in cases:
+        assert main(argv) == 1, argv
+        err = capsys.readouterr().err
+        assert "Traceback" not in err and len(err.strip().splitlines()) == 1, (argv, err)
+
+
+def test_usage_version_and_demo(capsys):
+    assert main(["--version"]) == 0
+    assert ebgc.__version__ in capsys.readouterr().out
+    assert main([]) == 2
+    assert main(["compress"]) == 2  # missing arguments: argparse usage error
+    capsys.readouterr()
+    assert main(["demo"]) == 2
+    err = capsys.readouterr().err
+    assert "not available" in err and "PyTorch" in err
+
+
+def _tiny_trace(path, rounds=2):
+    rng = np.random.default_rng(3)
+    arrays = {}
+    for r in range(rounds):
+        arrays[f"r{r:03d}/c0/conv.weight"] = (rng.standard_normal((8, 4, 3, 3)) * 1e-2).astype(np.float32)
+        arrays[f"r{r:03d}/c0/conv.bias"] = (rng.standard_normal(8) * 1e-2).astype(np.float32)  # sent raw
+        arrays[f"r{r:03d}/c0/fc.weight"] = (rng.standard_normal((10, 200)) * 1e-2).astype(np.float32)
+    np.savez(path, **arrays)
+    return arrays
+
+
+def test_bench_tiny_trace_writes_csv_json_png(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    trace = tmp_path / "tiny.npz"
+    arrays = _tiny_trace(trace)
+    out = tmp_path / "bench-out"
+    assert main(["bench", str(trace), "--bounds", "1e-2", "1e-3", "--repeats", "1", "--quiet",
+                 "--out", str(out)]) == 0
+    table = capsys.readouterr().out
+    assert "ebgc" in table and "tiny" in table
+    for name in ("bench.csv", "bench.json", "bench.png"):
+        assert (out / name).stat().st_size > 0
+    assert (out / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    doc = json.loads((out / "bench.json").read_text())
+    assert doc["machine"]["cores"] >= 1 and doc["machine"]["ebgc"] == ebgc.__version__
+    rows = doc["results"]
+    methods = {r["method"] for r in rows}
+    assert {"ebgc", "ebgc-fast", "fp16"} <= methods
+    if importlib.util.find_spec("pysz") is not None:
+        assert {"SZ3-INTERP_LORENZO", "SZ3-NOPRED", "SZ3-best"} <= methods
+    if importlib.util.find_spec("zfpy") is not None:
+        assert "ZFP" in methods
+    raw = sum(a.nbytes for a in arrays.values())
+    for r in rows:
+        assert set(bench.RESULT_FIELDS) <= set(r)
+        assert r["raw_bytes"] == raw
+        assert r["ratio"] == pytest.approx(raw / r["wire_bytes"])
+        assert r["bound_mode"] == "rel" and r["bound"] in (1e-2, 1e-3)
+    for r in rows:
+        if r["family"] == "ebgc":
+            assert r["violations"] == 0 and r["max_err_over_bound"] <= 1.0
+            assert r["compress_MBps"] > 0 and r["decompress_MBps"] > 0
+    fp16 = [r for r in rows if r["method"] == "fp16"]
+    # conv.bias (8 values) goes raw; the rest is halved
+    small = sum(a.nbytes for k, a in arrays.items() if a.size <= bench.RAW_MAX_ELEMENTS)
+    assert all(r["wire_bytes"] == small + (raw - small) // 2 for r in fp16)
+
+    with (out / "bench.csv").open() as f:
+        lines = [ln for ln in f if not ln.startswith("#")]
+    parsed = list(csv.DictReader(lines))
+    assert len(parsed) == len(rows)
+    assert {r["method"] for r in parsed} == methods
+
+
+def test_bench_engine_counts_violations():
+    """A method that ignores the bound is reported, not fatal; sizes are summed over messages."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(4096).astype(np.float32)
+    trace = bench.Trace("t", [("r000/c0", [("w", x)]), ("r001/c0", [("w", x * 2), ("b", x[:10])])])
+
+    def sloppy_compress(a, eb, mode):
+        return np.zeros_like(a).tobytes()
+
+    def sloppy_decompress(buf, shape, dtype):
+        return np.frombuffer(buf, dtype=dtype).reshape(shape)
+
+    def broken(a, eb, mode):
+        raise RuntimeError("boom")
+
+    methods = [
+        bench.Method("zeros", "test", sloppy_compress, sloppy_decompress, True),
+        bench.Method("broken", "test", broken, sloppy_decompress, True),
+    ]
+    rows = bench.run_bench([trace], bounds=[1e-2], methods=methods, repeats=1, quiet=True)
+    by = {r["method"]: r for r in rows}
+    assert by["zeros"]["violations"] == 2 and by["zeros"]["max_err_over_bound"] > 1
+    assert by["zeros"]["raw_bytes"] == trace.raw_bytes
+    assert by["broken"]["failures"] == 2
+    assert by["broken"]["wire_bytes"] == trace.raw_bytes  # failed tensors go raw
+    assert by["broken"]["violations"] == 0
+
+
+def test_check_error_is_nan_safe():
+    x = np.array([1.0, np.nan, np.inf, -2.0], dtype=np.float32)
+    assert bench.check_error(x, x.copy(), 0.0) == (0.0, 0)
+    err, over = bench.check_error(x, np.array([1.0, 0.0, np.inf, -2.0], np.float32), 0.1)
+    assert err == float("inf") and over == 1
+    err, over = bench.check_error(x[[0, 3]], np.array([1.05, np.nan], np.float32), 0.1)
+    assert err == float("inf") and over == 1
+    assert bench.abs_bound(x, 0.5, "rel") == pytest.approx(1.5)
+
+
+def test_shipped_sample_loads():
+    with bench.sample_path() as p:
+        tr = bench.load_trace(p, name="sample")
+    assert len(tr.messages) >= 3
+    first = tr.messages[0][1]
+    assert all(a.dtype == np.float32 for _, a in first)
+    assert any(a.ndim == 4 for _, a in first)  # conv weights keep OIHW
+    assert sum(a.size for _, a in first) > 50_000
