@@ -58,6 +58,14 @@ struct ContextModel {
   std::vector<std::array<uint16_t, kSymbols>> freq, start;  // encoder view
   std::vector<std::array<double, kSymbols>> inv_freq;       // 1 / freq, for the encoder
   std::vector<std::vector<uint32_t>> table;                   // decoder view, kRansScale per group
+  std::array<const uint32_t*, kCtxMaxSum + 1> table_for_sum{}; // context sum -> its group's table
+
+  // Move-only: table_for_sum points into table, whose buffers a move keeps and a copy would not.
+  ContextModel() = default;
+  ContextModel(ContextModel&&) = default;
+  ContextModel& operator=(ContextModel&&) = default;
+  ContextModel(const ContextModel&) = delete;
+  ContextModel& operator=(const ContextModel&) = delete;
 
   // Normalize counts to sum kRansScale with every present symbol >= 1.
   static std::array<uint16_t, kSymbols> normalize(const std::array<uint64_t, kSymbols>& c) {
@@ -159,6 +167,9 @@ struct ContextModel {
         cum += freq[k][s];
       }
     }
+    // One load from the running sum to the decode table keeps the decoder's serial chain short.
+    for (unsigned sum = 0; sum <= kCtxMaxSum; ++sum)
+      table_for_sum[sum] = table[group_of[kCtxBucketLut.bucket[sum]]].data();
   }
 
   // Serialization: group count, 16 bucket->group nibbles, then per group the alphabet size and
@@ -284,7 +295,7 @@ struct RansChunkDecoder {
   inline uint32_t next() {
     uint32_t& xs = x[parity];
     parity ^= 1;
-    const uint32_t e = m.table[m.group_of[win.bucket()]][xs & (kRansScale - 1)];
+    const uint32_t e = m.table_for_sum[win.sum][xs & (kRansScale - 1)];
     const uint32_t s = e & 127u;
     xs = (((e >> 7) & 4095u) + 1) * (xs >> kRansScaleBits) + (e >> 19);
     if (xs < kRansLow) {
