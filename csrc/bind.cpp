@@ -47,11 +47,42 @@ char dtype_kind(const py::buffer_info& info) {
   return 0;
 }
 
+// A C-contiguous float buffer of the same kind and size as `like`, or null for None.
+const void* previous_buffer(const py::object& previous, const py::buffer_info& like, char kind,
+                            py::buffer_info& keep) {
+  if (previous.is_none()) return nullptr;
+  keep = py::reinterpret_borrow<py::buffer>(previous).request();
+  if (dtype_kind(keep) != kind || keep.size != like.size)
+    throw InvalidArgument("previous reconstruction must have the dtype and size of the data");
+  for (py::ssize_t i = keep.ndim - 1, stride = keep.itemsize; i >= 0; --i) {
+    if (keep.shape[i] > 1 && keep.strides[i] != stride)
+      throw InvalidArgument("previous reconstruction must be C-contiguous");
+    stride *= keep.shape[i];
+  }
+  return keep.ptr;
+}
+
+template <class T>
+std::vector<uint8_t> compress_typed(const py::buffer_info& info, const void* previous,
+                                    const std::vector<uint64_t>& shape, const CompressOptions& opt) {
+  const T* x = static_cast<const T*>(info.ptr);
+  if (!previous) return ebgc::compress(x, shape, opt);
+  const T* prev = static_cast<const T*>(previous);
+  const size_t n = size_t(info.size);
+  const ScaledPreviousPredictor<T> predict{prev, least_squares_scale(x, prev, n)};
+  // Predict only where it shrinks the residual (L1 over the finite values): a cheap stand-in
+  // for coding the tensor twice.
+  if (!(residual_l1(x, n, predict) < residual_l1(x, n, ZeroPredictor()))) return ebgc::compress(x, shape, opt);
+  return ebgc::compress(x, shape, opt, predict);
+}
+
 py::bytes compress_array(py::buffer arr, std::vector<uint64_t> shape, double error_bound, int mode,
-                   int coder, unsigned threads, unsigned chunk_log2) {
+                   int coder, unsigned threads, unsigned chunk_log2, py::object previous) {
   py::buffer_info info = arr.request();
   char kind = dtype_kind(info);
   if (!kind) throw py::type_error("ebgc compresses float32 or float64 data");
+  py::buffer_info prev_keep;
+  const void* prev = previous_buffer(previous, info, kind, prev_keep);
   uint64_t n = 1;
   for (uint64_t d : shape) n *= d;
   if (n != uint64_t(info.size)) throw InvalidArgument("shape does not match the buffer");
@@ -66,22 +97,24 @@ py::bytes compress_array(py::buffer arr, std::vector<uint64_t> shape, double err
   std::vector<uint8_t> blob;
   {
     py::gil_scoped_release nogil;
-    if (kind == 'f') blob = ebgc::compress(static_cast<const float*>(info.ptr), shape, opt);
-    else blob = ebgc::compress(static_cast<const double*>(info.ptr), shape, opt);
+    if (kind == 'f') blob = compress_typed<float>(info, prev, shape, opt);
+    else blob = compress_typed<double>(info, prev, shape, opt);
   }
   return to_bytes(blob);
 }
 
-void decompress_into(py::buffer blob, py::buffer out, unsigned threads) {
+void decompress_into(py::buffer blob, py::buffer out, unsigned threads, py::object previous) {
   py::buffer_info keep;
   ByteView v = byte_view(blob, keep);
   py::buffer_info o = out.request(true);
   char kind = dtype_kind(o);
   if (!kind) throw InvalidArgument("out must be a float32 or float64 array");
+  py::buffer_info prev_keep;
+  const void* prev = previous_buffer(previous, o, kind, prev_keep);
   py::gil_scoped_release nogil;
   ParsedBlob pb = parse_blob(v.data, v.size);
-  if (kind == 'f') ebgc::decompress(pb, static_cast<float*>(o.ptr), uint64_t(o.size), threads);
-  else ebgc::decompress(pb, static_cast<double*>(o.ptr), uint64_t(o.size), threads);
+  if (kind == 'f') ebgc::decompress(pb, static_cast<float*>(o.ptr), uint64_t(o.size), threads, static_cast<const float*>(prev));
+  else ebgc::decompress(pb, static_cast<double*>(o.ptr), uint64_t(o.size), threads, static_cast<const double*>(prev));
 }
 
 py::dict header(py::buffer blob) {
@@ -100,7 +133,8 @@ py::dict header(py::buffer blob) {
   d["error_bound"] = h.error_bound;
   d["abs_bound"] = h.abs_bound;
   d["coder"] = coder_name(h.coder);
-  d["predictor"] = "zero";
+  d["predictor"] = h.predictor == uint8_t(PredictorId::ScaledPrevious) ? "scaled-previous" : "zero";
+  d["predictor_scale"] = h.predictor_scale;
   d["chunk_elements"] = h.chunk_elems();
   d["n_outliers"] = n_outliers;
   d["nbytes"] = v.size;
@@ -323,9 +357,18 @@ PYBIND11_MODULE(_core, m) {
   m.def("default_threads", &default_threads, "Number of hardware threads.");
   m.def("compress", &compress_array, py::arg("data"), py::arg("shape"), py::arg("error_bound"), py::arg("mode"),
         py::arg("coder"), py::arg("threads"), py::arg("chunk_log2") = kDefaultChunkLog2,
-        "Compress a C-contiguous float32/float64 buffer; mode 0=abs 1=rel; coder -1=auto.");
+        py::arg("previous") = py::none(),
+        "Compress a C-contiguous float32/float64 buffer; mode 0=abs 1=rel; coder -1=auto. With\n"
+        "previous (the stream's last reconstruction), predict from it scaled by least squares.");
   m.def("decompress_into", &decompress_into, py::arg("blob"), py::arg("out"), py::arg("threads"),
-        "Decode a blob into a C-contiguous writable float buffer of the right size and dtype.");
+        py::arg("previous") = py::none(),
+        "Decode a blob into a C-contiguous writable float buffer of the right size and dtype;\n"
+        "previous may be out itself (decoding in place over the last reconstruction).");
+  m.def("crc32c", [](py::buffer data, uint32_t seed) {
+          py::buffer_info keep;
+          ByteView v = byte_view(data, keep);
+          return crc32c(v.data, v.size, seed);
+        }, py::arg("data"), py::arg("seed") = 0, "CRC-32C (Castagnoli) of a bytes-like object.");
   m.def("header", &header, py::arg("blob"), "Validate a blob (checksum included) and return its header.");
   m.def("huffman_encode", &huffman_encode, py::arg("symbols"), py::arg("alphabet_size"));
   m.def("huffman_decode", &huffman_decode, py::arg("data"), py::arg("count"));

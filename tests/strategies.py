@@ -109,6 +109,8 @@ ADVERSARIAL_KINDS = (
     "half_steps",
     "sparse",
     "nan_payloads",
+    "tiny_range",
+    "huge_offset_f64",
 )
 
 
@@ -179,6 +181,12 @@ def adversarial(kind: str, n: int, dtype, rng: np.random.Generator) -> np.ndarra
         idx = rng.random(n) < 0.05
         u[idx] = rng.choice(payloads, size=int(idx.sum()))
         return x
+    elif kind == "tiny_range":
+        # the rel bound becomes tiny (down to subnormal for float64): steps near the underflow
+        x = rng.integers(-1000, 1000, size=n) * float(fi.smallest_subnormal) * 7
+    elif kind == "huge_offset_f64":
+        # |x| ~ 1e15 with a spread ~ 1: the float64 grid (0.125) is coarse relative to small bounds
+        x = 1e15 + rng.standard_normal(n)
     else:  # pragma: no cover
         raise ValueError(kind)
     with np.errstate(over="ignore"):

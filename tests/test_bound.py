@@ -92,7 +92,7 @@ def test_bound_adversarial_fixed(kind, dtype, coder, mode):
 
 @pytest.mark.parametrize("coder", CODERS)
 @pytest.mark.parametrize("dtype", DTYPES, ids=DT_IDS)
-@pytest.mark.parametrize("n", [0, 1, 2, 31, 33, 1023, 65537, 100003])
+@pytest.mark.parametrize("n", [0, 1, 2, 31, 33, 1023, 65535, 65536, 65537, 100003, 131073])
 def test_bound_odd_sizes(n, dtype, coder):
     rng = np.random.default_rng(n)
     x = (rng.standard_normal(n) * 10.0 ** rng.integers(-3, 3, size=n)).astype(dtype)

@@ -18,6 +18,7 @@ from .errors import (
 )
 from . import _core
 from .api import CODERS, MODES, compress, decompress, info
+from .stream import GradientDecoder, GradientEncoder
 
 __version__ = "0.1.0"
 FORMAT_VERSION: int = _core.FORMAT_VERSION
@@ -33,6 +34,8 @@ __all__ = [
     "compress",
     "decompress",
     "info",
+    "GradientEncoder",
+    "GradientDecoder",
     "CODERS",
     "MODES",
     "HAS_CUDA",

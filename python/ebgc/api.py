@@ -13,6 +13,7 @@ from .errors import InvalidArgumentError, UnsupportedDTypeError
 MODES = {"abs": 0, "rel": 1}
 CODERS = {"auto": -1, "raw": 0, "bitpack": 1, "huffman": 2, "context": 3}
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+_MAX_ELEMENTS = 2**40
 
 
 def _as_host_array(data: Any) -> np.ndarray:
@@ -42,6 +43,8 @@ def _as_host_array(data: Any) -> np.ndarray:
         arr = np.asarray(data)
     if arr.dtype not in _FLOATS and arr.dtype.newbyteorder("=") not in _FLOATS:
         raise UnsupportedDTypeError(f"ebgc compresses float32 or float64 data, not {arr.dtype}")
+    if arr.size > _MAX_ELEMENTS:  # before any copy: a broadcast view can claim terabytes
+        raise InvalidArgumentError(f"array of {arr.size} values is over the format's limit of 2**40")
     if not arr.dtype.isnative:
         arr = arr.astype(arr.dtype.newbyteorder("="))
     if not arr.flags.c_contiguous:

@@ -14,6 +14,7 @@
 #include "format.hpp"
 #include "huffman.hpp"
 #include "parallel.hpp"
+#include "predictor_scaled_previous.hpp"
 #include "predictor_zero.hpp"
 #include "quantizer.hpp"
 #include "rans_context.hpp"
@@ -65,10 +66,9 @@ struct ChunkOut {
 };
 
 // Pass 1 of the symbol coders: quantize, symbolize, count; raw bits go straight to stream b.
-template <class T>
+template <class T, class Predictor>
 void quantize_symbols(const T* x, uint64_t begin, uint64_t end, const LinearQuantizer& qz,
-                      uint8_t* sym, ChunkOut<T>& co) {
-  ZeroPredictor predict;
+                      const Predictor& predict, uint8_t* sym, ChunkOut<T>& co) {
   ContextWindow win;
   BitWriter raw;
   raw.out.reserve((end - begin) / 2);
@@ -94,10 +94,9 @@ void quantize_symbols(const T* x, uint64_t begin, uint64_t end, const LinearQuan
   co.b = std::move(raw.out);
 }
 
-template <class T>
+template <class T, class Predictor>
 void bitpack_chunk(const T* x, uint64_t begin, uint64_t end, const LinearQuantizer& qz,
-                   ChunkOut<T>& co) {
-  ZeroPredictor predict;
+                   const Predictor& predict, ChunkOut<T>& co) {
   const uint64_t blocks = (end - begin + kPackBlock - 1) / kPackBlock;
   co.a.resize(blocks);
   co.b.reserve((end - begin) * 2);
@@ -155,8 +154,9 @@ inline double huffman_cost(const std::vector<uint8_t>& len, const std::vector<ui
   return bits / 8 + (len.size() + 1) / 2 + 1;
 }
 
-template <class T>
-std::vector<uint8_t> compress(const T* x, const std::vector<uint64_t>& shape, const CompressOptions& opt) {
+template <class T, class Predictor = ZeroPredictor>
+std::vector<uint8_t> compress(const T* x, const std::vector<uint64_t>& shape, const CompressOptions& opt,
+                              const Predictor& predict = Predictor()) {
   check_requested_bound(opt.error_bound);
   if (shape.size() > kMaxDims) throw InvalidArgument("too many dimensions (at most 16)");
   if (opt.chunk_log2 < kMinChunkLog2 || opt.chunk_log2 > kMaxChunkLog2)
@@ -172,6 +172,7 @@ std::vector<uint8_t> compress(const T* x, const std::vector<uint64_t>& shape, co
   h.shape = shape;
   h.chunk_log2 = uint8_t(opt.chunk_log2);
   h.error_bound = opt.error_bound;
+  predict.describe(h);
   const uint64_t chunk = h.chunk_elems(), nchunks = h.chunks();
   auto chunk_end = [&](uint64_t c) { return std::min(n, (c + 1) * chunk); };
 
@@ -187,6 +188,7 @@ std::vector<uint8_t> compress(const T* x, const std::vector<uint64_t>& shape, co
 
   std::vector<uint8_t> payload;
   if (opt.coder == int(Coder::Raw)) {
+    ZeroPredictor().describe(h);  // raw values need no prediction
     h.coder = Coder::Raw;
     payload.assign(reinterpret_cast<const uint8_t*>(x), reinterpret_cast<const uint8_t*>(x) + n * sizeof(T));
     return seal(h, payload);
@@ -197,10 +199,10 @@ std::vector<uint8_t> compress(const T* x, const std::vector<uint64_t>& shape, co
   ByteWriter tables;
   if (opt.coder == int(Coder::Bitpack)) {
     h.coder = Coder::Bitpack;
-    parallel_for(nchunks, threads, [&](size_t c) { bitpack_chunk(x, c * chunk, chunk_end(c), qz, out[c]); });
+    parallel_for(nchunks, threads, [&](size_t c) { bitpack_chunk(x, c * chunk, chunk_end(c), qz, predict, out[c]); });
   } else {
     std::vector<uint8_t> sym(n);
-    parallel_for(nchunks, threads, [&](size_t c) { quantize_symbols(x, c * chunk, chunk_end(c), qz, sym.data(), out[c]); });
+    parallel_for(nchunks, threads, [&](size_t c) { quantize_symbols(x, c * chunk, chunk_end(c), qz, predict, sym.data(), out[c]); });
     ContextCounts counts{};
     std::vector<uint64_t> total(kSymbols, 0);
     double raw_bits = 0, packed = 0, n_out = 0;
@@ -229,13 +231,14 @@ std::vector<uint8_t> compress(const T* x, const std::vector<uint64_t>& shape, co
     }
     h.coder = pick;
     if (pick == Coder::Raw) {
+      ZeroPredictor().describe(h);
       payload.assign(reinterpret_cast<const uint8_t*>(x), reinterpret_cast<const uint8_t*>(x) + n * sizeof(T));
       return seal(h, payload);
     }
     if (pick == Coder::Bitpack) {
       sym = std::vector<uint8_t>();
       for (auto& co : out) co = ChunkOut<T>();
-      parallel_for(nchunks, threads, [&](size_t c) { bitpack_chunk(x, c * chunk, chunk_end(c), qz, out[c]); });
+      parallel_for(nchunks, threads, [&](size_t c) { bitpack_chunk(x, c * chunk, chunk_end(c), qz, predict, out[c]); });
     } else if (pick == Coder::Huffman) {
       write_huffman_lengths(tables, huff.len);
       parallel_for(nchunks, threads, [&](size_t c) {
@@ -342,8 +345,8 @@ inline ParsedBlob parse_blob(const uint8_t* blob, size_t size) {
   return pb;
 }
 
-template <class T>
-void decode_chunk(const ParsedBlob& pb, const LinearQuantizer& qz, uint64_t c, T* out) {
+template <class T, class Predictor>
+void decode_chunk(const ParsedBlob& pb, const LinearQuantizer& qz, const Predictor& predict, uint64_t c, T* out) {
   const Header& h = pb.header;
   const uint64_t begin = c * h.chunk_elems(), end = std::min(h.elements(), begin + h.chunk_elems());
   const uint8_t* a = pb.streams + pb.offset[c];
@@ -357,14 +360,13 @@ void decode_chunk(const ParsedBlob& pb, const LinearQuantizer& qz, uint64_t c, T
       require_format(w <= 32, "bad bit-packing width");
       const uint64_t b0 = begin + k * kPackBlock, b1 = std::min(end, b0 + kPackBlock);
       if (!w) {
-        const T zero = qz.reconstruct<T>(0, 0.0);
-        for (uint64_t i = b0; i < b1; ++i) out[i] = zero;
+        for (uint64_t i = b0; i < b1; ++i) out[i] = qz.reconstruct<T>(0, predict(i));
         continue;
       }
       require_format(size_t(b + lb - p) >= packed_block_bytes(w), "bit-packed data truncated");
       unpack_block(p, w, v);
       p += packed_block_bytes(w);
-      for (uint64_t i = b0; i < b1; ++i) out[i] = qz.reconstruct<T>(unzigzag(v[i - b0]), 0.0);
+      for (uint64_t i = b0; i < b1; ++i) out[i] = qz.reconstruct<T>(unzigzag(v[i - b0]), predict(i));
     }
     require_format(p == b + lb, "bit-packed data length mismatch");
     return;
@@ -378,7 +380,7 @@ void decode_chunk(const ParsedBlob& pb, const LinearQuantizer& qz, uint64_t c, T
       const uint32_t s = hc.get(bits);
       require_format(s < kSymbols, "Huffman symbol out of range");
       raw.refill();
-      out[i] = qz.reconstruct<T>(desymbolize(s, raw.get(kSymbolTable.info[s].nraw)), 0.0);
+      out[i] = qz.reconstruct<T>(desymbolize(s, raw.get(kSymbolTable.info[s].nraw)), predict(i));
     }
     require_format(!bits.overran(), "Huffman chunk truncated");
   } else {
@@ -386,15 +388,18 @@ void decode_chunk(const ParsedBlob& pb, const LinearQuantizer& qz, uint64_t c, T
     for (uint64_t i = begin; i < end; ++i) {
       const uint32_t s = dec.next();
       raw.refill();
-      out[i] = qz.reconstruct<T>(desymbolize(s, raw.get(kSymbolTable.info[s].nraw)), 0.0);
+      out[i] = qz.reconstruct<T>(desymbolize(s, raw.get(kSymbolTable.info[s].nraw)), predict(i));
     }
     dec.finish();
   }
   require_format(!raw.overran(), "raw bits truncated");
 }
 
+// previous: the stream's previous reconstruction of this tensor, for blobs made with the
+// scaled-previous predictor (it may alias out: each value is read before it is overwritten).
 template <class T>
-void decompress(const ParsedBlob& pb, T* out, uint64_t out_elems, unsigned threads) {
+void decompress(const ParsedBlob& pb, T* out, uint64_t out_elems, unsigned threads,
+                const T* previous = nullptr) {
   const Header& h = pb.header;
   if (dtype_size(h.dtype) != sizeof(T)) throw InvalidArgument("output dtype does not match the blob");
   const uint64_t n = h.elements();
@@ -404,7 +409,15 @@ void decompress(const ParsedBlob& pb, T* out, uint64_t out_elems, unsigned threa
     return;
   }
   const LinearQuantizer qz(h.abs_bound);
-  parallel_for(h.chunks(), std::max(1u, threads), [&](size_t c) { decode_chunk(pb, qz, c, out); });
+  threads = std::max(1u, threads);
+  if (h.predictor == uint8_t(PredictorId::ScaledPrevious)) {
+    if (!previous) throw InvalidArgument("this blob is predicted from its stream's previous message: decode it with a GradientDecoder");
+    const ScaledPreviousPredictor<T> predict{previous, h.predictor_scale};
+    parallel_for(h.chunks(), threads, [&](size_t c) { decode_chunk(pb, qz, predict, c, out); });
+  } else {
+    const ZeroPredictor predict;
+    parallel_for(h.chunks(), threads, [&](size_t c) { decode_chunk(pb, qz, predict, c, out); });
+  }
   for (size_t k = 0; k < pb.outlier_index.size(); ++k)
     std::memcpy(out + pb.outlier_index[k], pb.outlier_values + k * sizeof(T), sizeof(T));
 }

@@ -2,15 +2,20 @@
 // smoothness, so Lorenzo/interpolation predictors only add residual energy on them (see
 // docs/DESIGN.md); the cross-round predictors of the stateful codec live beside this file.
 #pragma once
+#include <cstddef>
 #include <cstdint>
 
-namespace ebgc {
+#include "format.hpp"
 
-enum class PredictorId : uint8_t { Zero = 0 };
+namespace ebgc {
 
 struct ZeroPredictor {
   static constexpr PredictorId id = PredictorId::Zero;
   double operator()(size_t /*index*/) const { return 0.0; }
+  void describe(Header& h) const {
+    h.predictor = uint8_t(id);
+    h.predictor_scale = 0;
+  }
 };
 
 }  // namespace ebgc

@@ -128,40 +128,63 @@ struct ContextModel {
   static ContextModel fit(const ContextCounts& counts) {
     std::vector<std::array<uint64_t, kSymbols>> g(counts.begin(), counts.end());
     std::vector<std::vector<unsigned>> members(kCtxBuckets);
-    for (unsigned b = 0; b < kCtxBuckets; ++b) members[b] = {b};
+    std::vector<double> cost(kCtxBuckets);  // estimated bits of each group
+    for (unsigned b = 0; b < kCtxBuckets; ++b) members[b] = {b}, cost[b] = estimate_bits(g[b]);
+    // gain[i]: bits saved by merging groups i and i+1; only the merged group's neighbours change.
+    auto merged_cost = [&](size_t i) {
+      std::array<uint64_t, kSymbols> m;
+      for (unsigned s = 0; s < kSymbols; ++s) m[s] = g[i][s] + g[i + 1][s];
+      return estimate_bits(m);
+    };
+    std::vector<double> pair(kCtxBuckets - 1);
+    for (size_t i = 0; i + 1 < g.size(); ++i) pair[i] = merged_cost(i);
     for (;;) {
       double best_gain = 0;
       size_t best = SIZE_MAX;
       for (size_t i = 0; i + 1 < g.size(); ++i) {
-        std::array<uint64_t, kSymbols> m;
-        for (unsigned s = 0; s < kSymbols; ++s) m[s] = g[i][s] + g[i + 1][s];
-        double gain = estimate_bits(g[i]) + estimate_bits(g[i + 1]) - estimate_bits(m);
+        double gain = cost[i] + cost[i + 1] - pair[i];
         if (gain > best_gain) best_gain = gain, best = i;
       }
       if (best == SIZE_MAX) break;
       for (unsigned s = 0; s < kSymbols; ++s) g[best][s] += g[best + 1][s];
       members[best].insert(members[best].end(), members[best + 1].begin(), members[best + 1].end());
+      cost[best] = pair[best];
       g.erase(g.begin() + best + 1);
       members.erase(members.begin() + best + 1);
+      cost.erase(cost.begin() + best + 1);
+      pair.erase(pair.begin() + best);
+      if (best > 0) pair[best - 1] = merged_cost(best - 1);
+      if (best + 1 < g.size()) pair[best] = merged_cost(best);
     }
     ContextModel m;
     m.groups = unsigned(g.size());
     for (unsigned k = 0; k < m.groups; ++k)
       for (unsigned b : members[k]) m.group_of[b] = uint8_t(k);
     for (auto& c : g) m.freq.push_back(normalize(c));
-    m.finish();
+    m.finish_encoder();
     return m;
   }
 
-  void finish() {
+  // Encoder view: cumulative starts and reciprocals.
+  void finish_encoder() {
     start.assign(groups, {});
     inv_freq.assign(groups, {});
-    table.assign(groups, std::vector<uint32_t>(kRansScale));
     for (unsigned k = 0; k < groups; ++k) {
       uint32_t cum = 0;
       for (unsigned s = 0; s < kSymbols; ++s) {
         start[k][s] = uint16_t(cum);
         inv_freq[k][s] = freq[k][s] ? 1.0 / freq[k][s] : 0.0;
+        cum += freq[k][s];
+      }
+    }
+  }
+
+  // Decoder view: one 4096-entry table per group (symbol, frequency, offset in its slot range).
+  void finish_decoder() {
+    table.assign(groups, std::vector<uint32_t>(kRansScale));
+    for (unsigned k = 0; k < groups; ++k) {
+      uint32_t cum = 0;
+      for (unsigned s = 0; s < kSymbols; ++s) {
         for (uint32_t j = 0; j < freq[k][s]; ++j)
           table[k][cum + j] = s | (uint32_t(freq[k][s] - 1) << 7) | (j << 19);
         cum += freq[k][s];
@@ -231,7 +254,7 @@ struct ContextModel {
       }
       require_format(sum == kRansScale, "context frequencies do not sum to the scale");
     }
-    m.finish();
+    m.finish_decoder();
     return m;
   }
 };
