@@ -63,26 +63,42 @@ const void* previous_buffer(const py::object& previous, const py::buffer_info& l
 }
 
 template <class T>
-std::vector<uint8_t> compress_typed(const py::buffer_info& info, const void* previous,
+std::vector<uint8_t> compress_typed(const py::buffer_info& info, const void* previous, void* reconstruction,
                                     const std::vector<uint64_t>& shape, const CompressOptions& opt) {
   const T* x = static_cast<const T*>(info.ptr);
-  if (!previous) return ebgc::compress(x, shape, opt);
+  T* rec = static_cast<T*>(reconstruction);
+  if (!previous) return ebgc::compress(x, shape, opt, ZeroPredictor(), rec);
   const T* prev = static_cast<const T*>(previous);
   const size_t n = size_t(info.size);
   const ScaledPreviousPredictor<T> predict{prev, least_squares_scale(x, prev, n)};
   // Predict only where it shrinks the residual (L1 over the finite values): a cheap stand-in
   // for coding the tensor twice.
-  if (!(residual_l1(x, n, predict) < residual_l1(x, n, ZeroPredictor()))) return ebgc::compress(x, shape, opt);
-  return ebgc::compress(x, shape, opt, predict);
+  if (!(residual_l1(x, n, predict) < residual_l1(x, n, ZeroPredictor())))
+    return ebgc::compress(x, shape, opt, ZeroPredictor(), rec);
+  return ebgc::compress(x, shape, opt, predict, rec);
 }
 
 py::bytes compress_array(py::buffer arr, std::vector<uint64_t> shape, double error_bound, int mode,
-                   int coder, unsigned threads, unsigned chunk_log2, py::object previous) {
+                   int coder, unsigned threads, unsigned chunk_log2, py::object previous,
+                   py::object reconstruction) {
   py::buffer_info info = arr.request();
   char kind = dtype_kind(info);
   if (!kind) throw py::type_error("ebgc compresses float32 or float64 data");
   py::buffer_info prev_keep;
   const void* prev = previous_buffer(previous, info, kind, prev_keep);
+  py::buffer_info rec_keep;
+  void* rec = nullptr;
+  if (!reconstruction.is_none()) {
+    rec_keep = py::reinterpret_borrow<py::buffer>(reconstruction).request(true);
+    if (dtype_kind(rec_keep) != kind || rec_keep.size != info.size)
+      throw InvalidArgument("reconstruction must have the dtype and size of the data");
+    for (py::ssize_t i = rec_keep.ndim - 1, stride = rec_keep.itemsize; i >= 0; --i) {
+      if (rec_keep.shape[i] > 1 && rec_keep.strides[i] != stride)
+        throw InvalidArgument("reconstruction must be C-contiguous");
+      stride *= rec_keep.shape[i];
+    }
+    rec = rec_keep.ptr;
+  }
   uint64_t n = 1;
   for (uint64_t d : shape) n *= d;
   if (n != uint64_t(info.size)) throw InvalidArgument("shape does not match the buffer");
@@ -97,8 +113,8 @@ py::bytes compress_array(py::buffer arr, std::vector<uint64_t> shape, double err
   std::vector<uint8_t> blob;
   {
     py::gil_scoped_release nogil;
-    if (kind == 'f') blob = compress_typed<float>(info, prev, shape, opt);
-    else blob = compress_typed<double>(info, prev, shape, opt);
+    if (kind == 'f') blob = compress_typed<float>(info, prev, rec, shape, opt);
+    else blob = compress_typed<double>(info, prev, rec, shape, opt);
   }
   return to_bytes(blob);
 }
@@ -357,9 +373,10 @@ PYBIND11_MODULE(_core, m) {
   m.def("default_threads", &default_threads, "Number of hardware threads.");
   m.def("compress", &compress_array, py::arg("data"), py::arg("shape"), py::arg("error_bound"), py::arg("mode"),
         py::arg("coder"), py::arg("threads"), py::arg("chunk_log2") = kDefaultChunkLog2,
-        py::arg("previous") = py::none(),
+        py::arg("previous") = py::none(), py::arg("reconstruction") = py::none(),
         "Compress a C-contiguous float32/float64 buffer; mode 0=abs 1=rel; coder -1=auto. With\n"
-        "previous (the stream's last reconstruction), predict from it scaled by least squares.");
+        "previous (the stream's last reconstruction), predict from it scaled by least squares.\n"
+        "reconstruction: a writable buffer that receives what decompression will return.");
   m.def("decompress_into", &decompress_into, py::arg("blob"), py::arg("out"), py::arg("threads"),
         py::arg("previous") = py::none(),
         "Decode a blob into a C-contiguous writable float buffer of the right size and dtype;\n"

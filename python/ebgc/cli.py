@@ -193,6 +193,34 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_stateful(args: argparse.Namespace, traces, out_console, err_console) -> int:
+    from . import bench, bench_stateful
+
+    rows = bench_stateful.run_stateful(traces, args.bounds, args.mode, repeats=args.repeats,
+                                       quiet=args.quiet, console=err_console)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    machine = bench.machine_info()
+    config = {"traces": [t.path or t.name for t in traces], "bound_mode": args.mode,
+              "bounds": list(args.bounds), "repeats": args.repeats, "stateful": True,
+              "raw_max_elements": bench.RAW_MAX_ELEMENTS}
+    bench.write_csv(rows, out / "stateful.csv", machine, config)
+    bench.write_json(rows, out / "stateful.json", machine, config)
+    try:
+        bench_stateful.plot_rounds(rows, out / "stateful.png")
+    except ImportError as exc:
+        err_console.print(f"note: no plot ({exc})", highlight=False)
+    out_console.print(bench.results_table(rows, title="ebgc bench --stateful (threads 1)"))
+    for r in rows:
+        if r["method"] != "ebgc-stateful":
+            continue
+        sz = [x for x in rows if x["trace"] == r["trace"] and x["bound"] == r["bound"] and x["method"] == "SZ3-best"]
+        vs = f", x{r['ratio'] / sz[0]['ratio']:.3f} SZ3-best" if sz else ""
+        out_console.print(f"{r['trace']} {r['bound_mode']} {r['bound']:g}: stateful {r['ratio']:.3f}, "
+                          f"one-shot {r['one_shot_ratio']:.3f}{vs}", highlight=False)
+    return 0
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     from rich.console import Console
 
@@ -222,6 +250,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         for i, t in enumerate(traces):
             t.name = f"{t.name}#{i}"
 
+    if args.stateful:
+        return _bench_stateful(args, traces, out_console, err_console)
     rows = bench.run_bench(traces, bounds=args.bounds, mode=args.mode, methods=methods,
                            repeats=args.repeats, quiet=args.quiet, console=err_console)
 
@@ -330,6 +360,9 @@ def _build_parser() -> argparse.ArgumentParser:
     b.add_argument("--out", default="ebgc-bench", metavar="DIR",
                    help="output directory (default ./ebgc-bench)")
     b.add_argument("-q", "--quiet", action="store_true", help="no progress bar or notes")
+    b.add_argument("--stateful", action="store_true",
+                   help="benchmark the stateful codec (messages in order, separate decoder) "
+                        "against ebgc one-shot and SZ3; writes stateful.{csv,json,png}")
     b.set_defaults(func=_cmd_bench)
 
     dm = sub.add_parser("demo", help="(not available yet) federated-learning demo",

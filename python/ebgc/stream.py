@@ -206,10 +206,9 @@ class GradientEncoder:
             prev = None if key else st.tensors.get(name)
             if prev is not None and (prev.dtype != x.dtype or prev.shape != x.shape):
                 prev = None  # new shape or dtype: this tensor starts over
+            rec = np.empty(x.shape, x.dtype)  # receives exactly what the decoder will hold
             blob = _core.compress(x, list(x.shape), self.error_bound, self._mode, self._coder,
-                                  self._threads, _core.DEFAULT_CHUNK_LOG2, prev)
-            rec = np.empty(x.shape, x.dtype)
-            _core.decompress_into(blob, rec, self._threads, prev)  # exactly what the decoder will hold
+                                  self._threads, _core.DEFAULT_CHUNK_LOG2, prev, rec)
             new[name] = rec
             nb = name.encode()
             body += _varint(len(nb)) + nb + _varint(len(blob)) + blob

@@ -68,7 +68,7 @@ struct ChunkOut {
 // Pass 1 of the symbol coders: quantize, symbolize, count; raw bits go straight to stream b.
 template <class T, class Predictor>
 void quantize_symbols(const T* x, uint64_t begin, uint64_t end, const LinearQuantizer& qz,
-                      const Predictor& predict, uint8_t* sym, ChunkOut<T>& co) {
+                      const Predictor& predict, uint8_t* sym, ChunkOut<T>& co, T* rec) {
   ContextWindow win;
   BitWriter raw;
   raw.out.reserve((end - begin) / 2);
@@ -78,6 +78,9 @@ void quantize_symbols(const T* x, uint64_t begin, uint64_t end, const LinearQuan
     if (!qz.quantize(x[i], predict(i), q)) {
       co.outliers.add(i, x[i]);
       q = 0;
+      if (rec) rec[i] = x[i];
+    } else if (rec) {
+      rec[i] = qz.reconstruct<T>(q, predict(i));
     }
     Symbolized z = symbolize(q);
     sym[i] = uint8_t(z.symbol);
@@ -96,7 +99,7 @@ void quantize_symbols(const T* x, uint64_t begin, uint64_t end, const LinearQuan
 
 template <class T, class Predictor>
 void bitpack_chunk(const T* x, uint64_t begin, uint64_t end, const LinearQuantizer& qz,
-                   const Predictor& predict, ChunkOut<T>& co) {
+                   const Predictor& predict, ChunkOut<T>& co, T* rec) {
   const uint64_t blocks = (end - begin + kPackBlock - 1) / kPackBlock;
   co.a.resize(blocks);
   co.b.reserve((end - begin) * 2);
@@ -106,9 +109,14 @@ void bitpack_chunk(const T* x, uint64_t begin, uint64_t end, const LinearQuantiz
     uint32_t acc = 0;
     for (uint64_t i = b0; i < b0 + kPackBlock; ++i) {
       int32_t q = 0;
-      if (i < b1 && !qz.quantize(x[i], predict(i), q)) {
-        co.outliers.add(i, x[i]);
-        q = 0;
+      if (i < b1) {
+        if (!qz.quantize(x[i], predict(i), q)) {
+          co.outliers.add(i, x[i]);
+          q = 0;
+          if (rec) rec[i] = x[i];
+        } else if (rec) {
+          rec[i] = qz.reconstruct<T>(q, predict(i));
+        }
       }
       v[i - b0] = zigzag(q);
       acc |= v[i - b0];
@@ -154,9 +162,11 @@ inline double huffman_cost(const std::vector<uint8_t>& len, const std::vector<ui
   return bits / 8 + (len.size() + 1) / 2 + 1;
 }
 
+// reconstruction (optional, n values): receives exactly what decompress() will return, so a
+// stateful encoder need not decode its own output.
 template <class T, class Predictor = ZeroPredictor>
 std::vector<uint8_t> compress(const T* x, const std::vector<uint64_t>& shape, const CompressOptions& opt,
-                              const Predictor& predict = Predictor()) {
+                              const Predictor& predict = Predictor(), T* reconstruction = nullptr) {
   check_requested_bound(opt.error_bound);
   if (shape.size() > kMaxDims) throw InvalidArgument("too many dimensions (at most 16)");
   if (opt.chunk_log2 < kMinChunkLog2 || opt.chunk_log2 > kMaxChunkLog2)
@@ -190,6 +200,7 @@ std::vector<uint8_t> compress(const T* x, const std::vector<uint64_t>& shape, co
   if (opt.coder == int(Coder::Raw)) {
     ZeroPredictor().describe(h);  // raw values need no prediction
     h.coder = Coder::Raw;
+    if (reconstruction && n) std::memcpy(reconstruction, x, n * sizeof(T));
     payload.assign(reinterpret_cast<const uint8_t*>(x), reinterpret_cast<const uint8_t*>(x) + n * sizeof(T));
     return seal(h, payload);
   }
@@ -199,10 +210,10 @@ std::vector<uint8_t> compress(const T* x, const std::vector<uint64_t>& shape, co
   ByteWriter tables;
   if (opt.coder == int(Coder::Bitpack)) {
     h.coder = Coder::Bitpack;
-    parallel_for(nchunks, threads, [&](size_t c) { bitpack_chunk(x, c * chunk, chunk_end(c), qz, predict, out[c]); });
+    parallel_for(nchunks, threads, [&](size_t c) { bitpack_chunk(x, c * chunk, chunk_end(c), qz, predict, out[c], reconstruction); });
   } else {
     std::vector<uint8_t> sym(n);
-    parallel_for(nchunks, threads, [&](size_t c) { quantize_symbols(x, c * chunk, chunk_end(c), qz, predict, sym.data(), out[c]); });
+    parallel_for(nchunks, threads, [&](size_t c) { quantize_symbols(x, c * chunk, chunk_end(c), qz, predict, sym.data(), out[c], reconstruction); });
     ContextCounts counts{};
     std::vector<uint64_t> total(kSymbols, 0);
     double raw_bits = 0, packed = 0, n_out = 0;
@@ -232,13 +243,14 @@ std::vector<uint8_t> compress(const T* x, const std::vector<uint64_t>& shape, co
     h.coder = pick;
     if (pick == Coder::Raw) {
       ZeroPredictor().describe(h);
+      if (reconstruction && n) std::memcpy(reconstruction, x, n * sizeof(T));
       payload.assign(reinterpret_cast<const uint8_t*>(x), reinterpret_cast<const uint8_t*>(x) + n * sizeof(T));
       return seal(h, payload);
     }
     if (pick == Coder::Bitpack) {
       sym = std::vector<uint8_t>();
       for (auto& co : out) co = ChunkOut<T>();
-      parallel_for(nchunks, threads, [&](size_t c) { bitpack_chunk(x, c * chunk, chunk_end(c), qz, predict, out[c]); });
+      parallel_for(nchunks, threads, [&](size_t c) { bitpack_chunk(x, c * chunk, chunk_end(c), qz, predict, out[c], reconstruction); });
     } else if (pick == Coder::Huffman) {
       write_huffman_lengths(tables, huff.len);
       parallel_for(nchunks, threads, [&](size_t c) {
