@@ -65,6 +65,22 @@ struct ChunkOut {
   uint64_t bitpack_bytes = 0; // what bit-packing would cost (pass 1)
 };
 
+// The code of x[i]; a value the quantizer cannot bound becomes an outlier with code 0. rec (if
+// given) receives the decoder's value.
+template <class T, class Predictor>
+inline int32_t quantize_value(const T* x, uint64_t i, const LinearQuantizer& qz, const Predictor& predict,
+                              Outliers<T>& outliers, T* rec) {
+  int32_t q;
+  const double p = predict(i);
+  if (qz.quantize(x[i], p, q)) {
+    if (rec) rec[i] = qz.reconstruct<T>(q, p);
+    return q;
+  }
+  outliers.add(i, x[i]);
+  if (rec) rec[i] = x[i];
+  return 0;
+}
+
 // Pass 1 of the symbol coders: quantize, symbolize, count; raw bits go straight to stream b.
 template <class T, class Predictor>
 void quantize_symbols(const T* x, uint64_t begin, uint64_t end, const LinearQuantizer& qz,
@@ -74,14 +90,7 @@ void quantize_symbols(const T* x, uint64_t begin, uint64_t end, const LinearQuan
   raw.out.reserve((end - begin) / 2);
   uint32_t block_or = 0;
   for (uint64_t i = begin; i < end; ++i) {
-    int32_t q;
-    if (!qz.quantize(x[i], predict(i), q)) {
-      co.outliers.add(i, x[i]);
-      q = 0;
-      if (rec) rec[i] = x[i];
-    } else if (rec) {
-      rec[i] = qz.reconstruct<T>(q, predict(i));
-    }
+    const int32_t q = quantize_value(x, i, qz, predict, co.outliers, rec);
     Symbolized z = symbolize(q);
     sym[i] = uint8_t(z.symbol);
     ++co.counts[win.bucket()][z.symbol];
@@ -108,16 +117,7 @@ void bitpack_chunk(const T* x, uint64_t begin, uint64_t end, const LinearQuantiz
     const uint64_t b0 = begin + k * kPackBlock, b1 = std::min(end, b0 + kPackBlock);
     uint32_t acc = 0;
     for (uint64_t i = b0; i < b0 + kPackBlock; ++i) {
-      int32_t q = 0;
-      if (i < b1) {
-        if (!qz.quantize(x[i], predict(i), q)) {
-          co.outliers.add(i, x[i]);
-          q = 0;
-          if (rec) rec[i] = x[i];
-        } else if (rec) {
-          rec[i] = qz.reconstruct<T>(q, predict(i));
-        }
-      }
+      const int32_t q = i < b1 ? quantize_value(x, i, qz, predict, co.outliers, rec) : 0;
       v[i - b0] = zigzag(q);
       acc |= v[i - b0];
     }
