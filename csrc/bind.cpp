@@ -62,30 +62,39 @@ const void* previous_buffer(const py::object& previous, const py::buffer_info& l
   return keep.ptr;
 }
 
+// Chooses per tensor among zero prediction and blends of the last one or two reconstructions,
+// by the L1 norm of the residual: a cheap stand-in for coding the tensor several times.
 template <class T>
-std::vector<uint8_t> compress_typed(const py::buffer_info& info, const void* previous, void* reconstruction,
-                                    const std::vector<uint64_t>& shape, const CompressOptions& opt) {
+std::vector<uint8_t> compress_typed(const py::buffer_info& info, const void* const* previous,
+                                    void* reconstruction, const std::vector<uint64_t>& shape,
+                                    const CompressOptions& opt) {
   const T* x = static_cast<const T*>(info.ptr);
   T* rec = static_cast<T*>(reconstruction);
-  if (!previous) return ebgc::compress(x, shape, opt, ZeroPredictor(), rec);
-  const T* prev = static_cast<const T*>(previous);
   const size_t n = size_t(info.size);
-  const ScaledPreviousPredictor<T> predict{prev, least_squares_scale(x, prev, n)};
-  // Predict only where it shrinks the residual (L1 over the finite values): a cheap stand-in
-  // for coding the tensor twice.
-  if (!(residual_l1(x, n, predict) < residual_l1(x, n, ZeroPredictor())))
-    return ebgc::compress(x, shape, opt, ZeroPredictor(), rec);
-  return ebgc::compress(x, shape, opt, predict, rec);
+  if (!previous[0]) return ebgc::compress(x, shape, opt, ZeroPredictor(), rec);
+  const T* p1 = static_cast<const T*>(previous[0]);
+  const T* p2 = static_cast<const T*>(previous[1]);
+  PreviousBlendPredictor<T> best = fit_previous(x, p1, n);
+  double best_l1 = residual_l1(x, n, best);
+  if (p2) {
+    const PreviousBlendPredictor<T> two = fit_two_previous(x, p1, p2, n);
+    const double l1 = two.terms == 2 ? residual_l1(x, n, two) : best_l1;
+    if (l1 < best_l1) best = two, best_l1 = l1;
+  }
+  if (!(best_l1 < residual_l1(x, n, ZeroPredictor()))) return ebgc::compress(x, shape, opt, ZeroPredictor(), rec);
+  return ebgc::compress(x, shape, opt, best, rec);
 }
 
 py::bytes compress_array(py::buffer arr, std::vector<uint64_t> shape, double error_bound, int mode,
                    int coder, unsigned threads, unsigned chunk_log2, py::object previous,
-                   py::object reconstruction) {
+                   py::object reconstruction, py::object previous2) {
   py::buffer_info info = arr.request();
   char kind = dtype_kind(info);
   if (!kind) throw py::type_error("ebgc compresses float32 or float64 data");
-  py::buffer_info prev_keep;
-  const void* prev = previous_buffer(previous, info, kind, prev_keep);
+  py::buffer_info prev_keep, prev2_keep;
+  const void* prev[2] = {previous_buffer(previous, info, kind, prev_keep),
+                         previous_buffer(previous2, info, kind, prev2_keep)};
+  if (!prev[0] && prev[1]) throw InvalidArgument("previous2 needs previous");
   py::buffer_info rec_keep;
   void* rec = nullptr;
   if (!reconstruction.is_none()) {
@@ -119,18 +128,25 @@ py::bytes compress_array(py::buffer arr, std::vector<uint64_t> shape, double err
   return to_bytes(blob);
 }
 
-void decompress_into(py::buffer blob, py::buffer out, unsigned threads, py::object previous) {
+void decompress_into(py::buffer blob, py::buffer out, unsigned threads, py::object previous,
+                     py::object previous2) {
   py::buffer_info keep;
   ByteView v = byte_view(blob, keep);
   py::buffer_info o = out.request(true);
   char kind = dtype_kind(o);
   if (!kind) throw InvalidArgument("out must be a float32 or float64 array");
-  py::buffer_info prev_keep;
-  const void* prev = previous_buffer(previous, o, kind, prev_keep);
+  py::buffer_info prev_keep, prev2_keep;
+  const void* prev[2] = {previous_buffer(previous, o, kind, prev_keep),
+                         previous_buffer(previous2, o, kind, prev2_keep)};
   py::gil_scoped_release nogil;
   ParsedBlob pb = parse_blob(v.data, v.size);
-  if (kind == 'f') ebgc::decompress(pb, static_cast<float*>(o.ptr), uint64_t(o.size), threads, static_cast<const float*>(prev));
-  else ebgc::decompress(pb, static_cast<double*>(o.ptr), uint64_t(o.size), threads, static_cast<const double*>(prev));
+  if (kind == 'f') {
+    const float* p[2] = {static_cast<const float*>(prev[0]), static_cast<const float*>(prev[1])};
+    ebgc::decompress(pb, static_cast<float*>(o.ptr), uint64_t(o.size), threads, p);
+  } else {
+    const double* p[2] = {static_cast<const double*>(prev[0]), static_cast<const double*>(prev[1])};
+    ebgc::decompress(pb, static_cast<double*>(o.ptr), uint64_t(o.size), threads, p);
+  }
 }
 
 py::dict header(py::buffer blob) {
@@ -149,8 +165,11 @@ py::dict header(py::buffer blob) {
   d["error_bound"] = h.error_bound;
   d["abs_bound"] = h.abs_bound;
   d["coder"] = coder_name(h.coder);
-  d["predictor"] = h.predictor == uint8_t(PredictorId::ScaledPrevious) ? "scaled-previous" : "zero";
-  d["predictor_scale"] = h.predictor_scale;
+  static const char* predictor_names[] = {"zero", "scaled-previous", "blend-two-previous"};
+  d["predictor"] = predictor_names[h.predictor];
+  py::list coef;
+  for (unsigned k = 0; k < predictor_terms(h.predictor); ++k) coef.append(h.predictor_coef[k]);
+  d["predictor_coefficients"] = coef;
   d["chunk_elements"] = h.chunk_elems();
   d["n_outliers"] = n_outliers;
   d["nbytes"] = v.size;
@@ -374,11 +393,13 @@ PYBIND11_MODULE(_core, m) {
   m.def("compress", &compress_array, py::arg("data"), py::arg("shape"), py::arg("error_bound"), py::arg("mode"),
         py::arg("coder"), py::arg("threads"), py::arg("chunk_log2") = kDefaultChunkLog2,
         py::arg("previous") = py::none(), py::arg("reconstruction") = py::none(),
+        py::arg("previous2") = py::none(),
         "Compress a C-contiguous float32/float64 buffer; mode 0=abs 1=rel; coder -1=auto. With\n"
-        "previous (the stream's last reconstruction), predict from it scaled by least squares.\n"
+        "previous (the stream's last reconstruction; previous2, the one before), predict from a\n"
+        "least-squares blend of them where that shrinks the residual.\n"
         "reconstruction: a writable buffer that receives what decompression will return.");
   m.def("decompress_into", &decompress_into, py::arg("blob"), py::arg("out"), py::arg("threads"),
-        py::arg("previous") = py::none(),
+        py::arg("previous") = py::none(), py::arg("previous2") = py::none(),
         "Decode a blob into a C-contiguous writable float buffer of the right size and dtype;\n"
         "previous may be out itself (decoding in place over the last reconstruction).");
   m.def("crc32c", [](py::buffer data, uint32_t seed) {

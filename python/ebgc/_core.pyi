@@ -18,10 +18,11 @@ def compress(
     chunk_log2: int = ...,
     previous: Any = None,
     reconstruction: Any = None,
+    previous2: Any = None,
 ) -> bytes:
     """Compress a C-contiguous float32/float64 buffer; mode 0=abs 1=rel; coder -1=auto,
     0=raw, 1=bitpack, 2=huffman, 3=context."""
-def decompress_into(blob: Any, out: Any, threads: int, previous: Any = None) -> None:
+def decompress_into(blob: Any, out: Any, threads: int, previous: Any = None, previous2: Any = None) -> None:
     """Decode a blob into a C-contiguous writable float buffer of the right size and dtype."""
 def crc32c(data: Any, seed: int = 0) -> int: ...
 def header(blob: Any) -> dict[str, Any]:

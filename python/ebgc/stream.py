@@ -104,38 +104,67 @@ def _check_sealed(data: Any, magic: bytes, what: str) -> memoryview:
 @dataclass
 class _StreamState:
     seq: int = -1                     # last sequence number applied
-    digest: int = 0                   # digest of `tensors` after that message
-    tensors: Dict[str, np.ndarray] = field(default_factory=dict)  # reconstructions
+    digest: int = 0                   # digest of the reconstructions after that message
+    tensors: Dict[str, np.ndarray] = field(default_factory=dict)  # last reconstruction per name
+    older: Dict[str, np.ndarray] = field(default_factory=dict)    # the one before, if any
+
+    def history(self, name: str, x: np.ndarray):
+        """(last, second-last) reconstructions of `name` usable to predict x, or Nones."""
+        last = self.tensors.get(name)
+        if last is None or last.dtype != x.dtype or last.shape != x.shape:
+            return None, None  # new tensor, shape or dtype: it starts over
+        older = self.older.get(name)
+        if older is not None and (older.dtype != x.dtype or older.shape != x.shape):
+            older = None
+        return last, older
+
+    def advance(self, seq: int, updates: Dict[str, np.ndarray], keyframe: bool) -> "_StreamState":
+        """The state after a message: `updates` become the last reconstructions."""
+        tensors = {} if keyframe else dict(self.tensors)
+        older = {} if keyframe else dict(self.older)
+        for name, rec in updates.items():
+            if name in tensors:
+                older[name] = tensors[name]
+            else:
+                older.pop(name, None)
+            tensors[name] = rec
+        st = _StreamState(seq=seq, tensors=tensors, older=older)
+        st.digest = st.compute_digest()
+        return st
 
     def compute_digest(self) -> int:
         crc = 0
-        for name in sorted(self.tensors):
-            t = self.tensors[name]
-            crc = _core.crc32c(name.encode(), crc)
-            crc = _core.crc32c(struct.pack("<B", _DTYPES[t.dtype]) + b"".join(_varint(d) for d in t.shape), crc)
-            crc = _core.crc32c(t.reshape(-1).view(np.uint8), crc)
+        for tag, table in ((b"L", self.tensors), (b"O", self.older)):
+            for name in sorted(table):
+                t = table[name]
+                crc = _core.crc32c(tag + name.encode(), crc)
+                crc = _core.crc32c(struct.pack("<B", _DTYPES[t.dtype]) + b"".join(_varint(d) for d in t.shape), crc)
+                crc = _core.crc32c(t.reshape(-1).view(np.uint8), crc)
         return crc
 
     def write(self, out: bytearray) -> None:
-        out += _varint(self.seq + 1) + struct.pack("<I", self.digest) + _varint(len(self.tensors))
-        for name, t in self.tensors.items():
-            nb = name.encode()
-            out += _varint(len(nb)) + nb + bytes([_DTYPES[t.dtype], t.ndim])
-            out += b"".join(_varint(d) for d in t.shape)
-            out += memoryview(np.ascontiguousarray(t)).cast("B")
+        out += _varint(self.seq + 1) + struct.pack("<I", self.digest)
+        for table in (self.tensors, self.older):
+            out += _varint(len(table))
+            for name, t in table.items():
+                nb = name.encode()
+                out += _varint(len(nb)) + nb + bytes([_DTYPES[t.dtype], t.ndim])
+                out += b"".join(_varint(d) for d in t.shape)
+                out += memoryview(np.ascontiguousarray(t)).cast("B")
 
     @classmethod
     def read(cls, r: _Reader) -> "_StreamState":
         st = cls(seq=r.varint("sequence") - 1, digest=r.u32("digest"))
-        for _ in range(r.varint("tensor count")):
-            name = bytes(r.blob("name", _MAX_NAME)).decode("utf-8", "strict")
-            dtype = _DTYPE_OF.get(r.u8("dtype"))
-            if dtype is None:
-                raise FormatError("unknown dtype in saved state")
-            shape = tuple(r.varint("shape") for _ in range(r.u8("ndim")))
-            n = int(np.prod(shape, dtype=object))
-            raw = r.take(n * dtype.itemsize, "tensor data")  # bounded by the bytes present
-            st.tensors[name] = np.frombuffer(raw, dtype=dtype).reshape(shape).copy()
+        for table in (st.tensors, st.older):
+            for _ in range(r.varint("tensor count")):
+                name = bytes(r.blob("name", _MAX_NAME)).decode("utf-8", "strict")
+                dtype = _DTYPE_OF.get(r.u8("dtype"))
+                if dtype is None:
+                    raise FormatError("unknown dtype in saved state")
+                shape = tuple(r.varint("shape") for _ in range(r.u8("ndim")))
+                n = int(np.prod(shape, dtype=object))
+                raw = r.take(n * dtype.itemsize, "tensor data")  # bounded by the bytes present
+                table[name] = np.frombuffer(raw, dtype=dtype).reshape(shape).copy()
         if st.compute_digest() != st.digest:
             raise FormatError("saved state does not match its digest")
         return st
@@ -198,22 +227,19 @@ class GradientEncoder:
         body = bytearray(MESSAGE_MAGIC + bytes([MESSAGE_VERSION, _KEYFRAME if key else 0]))
         body += bytes([len(self.stream_id)]) + self.stream_id + _varint(seq)
         body += struct.pack("<I", 0 if key else st.digest) + _varint(len(tensors))
-        new: Dict[str, np.ndarray] = {} if key else dict(st.tensors)
+        updates: Dict[str, np.ndarray] = {}
         for name, data in tensors.items():
             if not isinstance(name, str) or not 0 < len(name.encode()) <= _MAX_NAME:
                 raise InvalidArgumentError(f"tensor names must be non-empty str of <= {_MAX_NAME} bytes")
             x = _as_host_array(data)
-            prev = None if key else st.tensors.get(name)
-            if prev is not None and (prev.dtype != x.dtype or prev.shape != x.shape):
-                prev = None  # new shape or dtype: this tensor starts over
+            last, older = (None, None) if key else st.history(name, x)
             rec = np.empty(x.shape, x.dtype)  # receives exactly what the decoder will hold
             blob = _core.compress(x, list(x.shape), self.error_bound, self._mode, self._coder,
-                                  self._threads, _core.DEFAULT_CHUNK_LOG2, prev, rec)
-            new[name] = rec
+                                  self._threads, _core.DEFAULT_CHUNK_LOG2, last, rec, older)
+            updates[name] = rec
             nb = name.encode()
             body += _varint(len(nb)) + nb + _varint(len(blob)) + blob
-        st.tensors, st.seq = new, seq
-        st.digest = st.compute_digest()
+        self._state = st.advance(seq, updates, key)
         return _sealed(body)
 
     def save(self) -> bytes:
@@ -310,23 +336,21 @@ class GradientDecoder:
                                   "decoder does not hold (digest mismatch)")
         elif st is not None and m.sequence <= st.seq:
             raise StreamError(f"stream {sid}: keyframe {m.sequence} arrived after message {st.seq} (reordered or repeated)")
-        base = {} if m.keyframe else st.tensors
-        new = dict(base)
+        base = _StreamState() if m.keyframe else st
         out: Dict[str, np.ndarray] = {}
         for name, blob in m.tensors:
             h = _core.header(blob)
-            dtype, shape = np.dtype(h["dtype"]), tuple(h["shape"])
-            prev = base.get(name)
-            if h["predictor"] != "zero":
-                if prev is None or prev.dtype != dtype or prev.shape != shape:
-                    raise StreamError(f"stream {sid}: tensor {name!r} is predicted from a previous "
-                                      "reconstruction this decoder does not hold")
-            rec = np.empty(shape, dtype)
-            _core.decompress_into(blob, rec, self._threads, prev if h["predictor"] != "zero" else None)
-            new[name] = out[name] = rec
-        state = _StreamState(seq=m.sequence, tensors=new)
-        state.digest = state.compute_digest()
-        self._streams[m.stream_id] = state  # only now: a failed message changes nothing
+            rec = np.empty(tuple(h["shape"]), np.dtype(h["dtype"]))
+            terms = len(h["predictor_coefficients"])
+            last, older = base.history(name, rec)
+            if terms > (last is not None) + (older is not None):
+                raise StreamError(f"stream {sid}: tensor {name!r} is predicted from earlier "
+                                  "reconstructions this decoder does not hold")
+            _core.decompress_into(blob, rec, self._threads, last if terms else None,
+                                  older if terms == 2 else None)
+            out[name] = rec
+        # only now: a message that fails anywhere above changes nothing
+        self._streams[m.stream_id] = base.advance(m.sequence, out, m.keyframe)
         return {k: v.copy() for k, v in out.items()}
 
     def save(self) -> bytes:

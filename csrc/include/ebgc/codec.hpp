@@ -407,11 +407,11 @@ void decode_chunk(const ParsedBlob& pb, const LinearQuantizer& qz, const Predict
   require_format(!raw.overran(), "raw bits truncated");
 }
 
-// previous: the stream's previous reconstruction of this tensor, for blobs made with the
-// scaled-previous predictor (it may alias out: each value is read before it is overwritten).
+// previous[0], previous[1]: the stream's last and second-last reconstructions of this tensor, for
+// blobs predicted from them (previous[0] may alias out: each value is read before it is written).
 template <class T>
 void decompress(const ParsedBlob& pb, T* out, uint64_t out_elems, unsigned threads,
-                const T* previous = nullptr) {
+                const T* const* previous = nullptr) {
   const Header& h = pb.header;
   if (dtype_size(h.dtype) != sizeof(T)) throw InvalidArgument("output dtype does not match the blob");
   const uint64_t n = h.elements();
@@ -422,9 +422,11 @@ void decompress(const ParsedBlob& pb, T* out, uint64_t out_elems, unsigned threa
   }
   const LinearQuantizer qz(h.abs_bound);
   threads = std::max(1u, threads);
-  if (h.predictor == uint8_t(PredictorId::ScaledPrevious)) {
-    if (!previous) throw InvalidArgument("this blob is predicted from its stream's previous message: decode it with a GradientDecoder");
-    const ScaledPreviousPredictor<T> predict{previous, h.predictor_scale};
+  if (const unsigned terms = predictor_terms(h.predictor)) {
+    if (!previous || !previous[0] || (terms == 2 && !previous[1]))
+      throw InvalidArgument("this blob is predicted from its stream's earlier messages: decode it with a GradientDecoder");
+    const PreviousBlendPredictor<T> predict{{previous[0], previous[terms - 1]},
+                                            {h.predictor_coef[0], h.predictor_coef[1]}, terms};
     parallel_for(h.chunks(), threads, [&](size_t c) { decode_chunk(pb, qz, predict, c, out); });
   } else {
     const ZeroPredictor predict;

@@ -25,7 +25,8 @@ constexpr unsigned kMinChunkLog2 = 10, kMaxChunkLog2 = 20;
 
 enum class DType : uint8_t { Float32 = 1, Float64 = 2 };
 enum class Coder : uint8_t { Raw = 0, Bitpack = 1, Huffman = 2, Context = 3 };
-enum class PredictorId : uint8_t { Zero = 0, ScaledPrevious = 1 };
+enum class PredictorId : uint8_t { Zero = 0, ScaledPrevious = 1, BlendTwoPrevious = 2 };
+inline unsigned predictor_terms(uint8_t id) { return id == 1 ? 1 : id == 2 ? 2 : 0; }
 constexpr uint8_t kCoderCount = 4;
 
 inline size_t dtype_size(DType t) { return t == DType::Float32 ? 4 : 8; }
@@ -46,7 +47,7 @@ struct Header {
   DType dtype = DType::Float32;
   BoundMode mode = BoundMode::Rel;
   uint8_t predictor = 0;  // PredictorId
-  double predictor_scale = 0;  // ScaledPrevious only
+  double predictor_coef[2] = {0, 0};  // per previous reconstruction used (predictors 1, 2)
   Coder coder = Coder::Raw;
   uint8_t chunk_log2 = kDefaultChunkLog2;
   std::vector<uint64_t> shape;
@@ -75,7 +76,7 @@ struct Header {
     for (uint64_t d : shape) w.varint(d);
     w.f64(error_bound);
     w.f64(abs_bound);
-    if (predictor == uint8_t(PredictorId::ScaledPrevious)) w.f64(predictor_scale);
+    for (unsigned k = 0; k < predictor_terms(predictor); ++k) w.f64(predictor_coef[k]);
     w.varint(payload_size);
   }
 };
@@ -132,7 +133,7 @@ inline Header read_header(const uint8_t* blob, size_t size, ByteReader& r) {
   require_format(mode <= 1, "unknown bound mode");
   h.mode = BoundMode(mode);
   h.predictor = r.u8("predictor");
-  require_format(h.predictor <= 1, "unknown predictor");
+  require_format(h.predictor <= 2, "unknown predictor");
   uint8_t coder = r.u8("coder");
   require_format(coder < kCoderCount, "unknown coder");
   h.coder = Coder(coder);
@@ -157,9 +158,9 @@ inline Header read_header(const uint8_t* blob, size_t size, ByteReader& r) {
   require_format(h.error_bound > 0 && std::isfinite(h.error_bound), "bad error bound in header");
   require_format(h.abs_bound >= 0, "bad absolute bound in header");  // +Inf allowed (rel overflow)
   require_format(h.mode != BoundMode::Abs || h.abs_bound == h.error_bound, "inconsistent bounds");
-  if (h.predictor == uint8_t(PredictorId::ScaledPrevious)) {
-    h.predictor_scale = r.f64("predictor scale");
-    require_format(std::isfinite(h.predictor_scale), "bad predictor scale");
+  for (unsigned k = 0; k < predictor_terms(h.predictor); ++k) {
+    h.predictor_coef[k] = r.f64("predictor coefficient");
+    require_format(std::isfinite(h.predictor_coef[k]), "bad predictor coefficient");
     require_format(h.coder != Coder::Raw, "a raw blob has no prediction");
   }
   h.payload_size = r.varint("payload size");

@@ -1,6 +1,8 @@
-// Stage 2 — predictor, stateful: the previous reconstruction of the same tensor in the same
-// stream, times a least-squares scale sent in the header. Both sides hold the same previous
-// reconstruction (the decoder's output), so the prediction is identical bit for bit.
+// Stage 2 — predictor, stateful: a least-squares blend of the last one or two reconstructions of
+// the same tensor in the same stream, coefficients sent in the header. Both sides hold those
+// reconstructions bit for bit (the decoder's outputs), so the prediction is identical everywhere.
+// Measured on the resnet trace at REL 1e-2 (tensors > 1024 values): zero 8.87, one previous 9.17,
+// two previous 9.33 (per-channel scales add nothing over one per tensor: 9.19).
 #pragma once
 #include <cmath>
 #include <cstddef>
@@ -11,35 +13,64 @@
 namespace ebgc {
 
 template <class T>
-struct ScaledPreviousPredictor {
-  static constexpr PredictorId id = PredictorId::ScaledPrevious;
-  const T* previous;
-  double scale;
-  double operator()(size_t i) const { return scale * double(previous[i]); }
+struct PreviousBlendPredictor {
+  const T* previous[2];  // last, then the one before (unused when terms == 1)
+  double coef[2];
+  unsigned terms;        // 1 or 2
+
+  double operator()(size_t i) const {
+    double p = coef[0] * double(previous[0][i]);
+    if (terms == 2) p += coef[1] * double(previous[1][i]);
+    return p;
+  }
   void describe(Header& h) const {
-    h.predictor = uint8_t(id);
-    h.predictor_scale = scale;
+    h.predictor = uint8_t(terms == 1 ? PredictorId::ScaledPrevious : PredictorId::BlendTwoPrevious);
+    h.predictor_coef[0] = coef[0];
+    h.predictor_coef[1] = terms == 2 ? coef[1] : 0.0;
   }
 };
 
-// argmin_a sum (x - a p)^2 over the pairs where both are finite, rounded to float32 so that the
-// scale costs 4 bytes of entropy at most and is exactly representable everywhere. 0 if undefined.
-template <class T>
-double least_squares_scale(const T* x, const T* previous, size_t n) {
-  double xp = 0, pp = 0;
-  for (size_t i = 0; i < n; ++i) {
-    double a = double(x[i]), b = double(previous[i]);
-    if (std::isfinite(a) && std::isfinite(b)) {
-      xp += a * b;
-      pp += b * b;
-    }
-  }
-  if (!(pp > 0)) return 0.0;
-  const float a = float(xp / pp);  // may overflow float32 (tiny previous values): then no scale
-  return std::isfinite(a) ? double(a) : 0.0;
+// Coefficients rounded to float32 (exactly representable everywhere); false if undefined.
+inline bool to_coefficient(double v, double& out) {
+  const float f = float(v);
+  if (!std::isfinite(f)) return false;
+  out = double(f);
+  return true;
 }
 
-// Sum of |x - prediction| over the finite values of x: how a predictor is chosen per tensor.
+// argmin_a sum (x - a p)^2 over the pairs where all values are finite.
+template <class T>
+PreviousBlendPredictor<T> fit_previous(const T* x, const T* p1, size_t n) {
+  double xp = 0, pp = 0;
+  for (size_t i = 0; i < n; ++i) {
+    double a = double(x[i]), b = double(p1[i]);
+    if (std::isfinite(a) && std::isfinite(b)) xp += a * b, pp += b * b;
+  }
+  PreviousBlendPredictor<T> pr{{p1, p1}, {0.0, 0.0}, 1};
+  if (!(pp > 0) || !to_coefficient(xp / pp, pr.coef[0])) pr.coef[0] = 0.0;
+  return pr;
+}
+
+// argmin_{a,b} sum (x - a p1 - b p2)^2; falls back to one term when the system is ill-posed.
+template <class T>
+PreviousBlendPredictor<T> fit_two_previous(const T* x, const T* p1, const T* p2, size_t n) {
+  double s11 = 0, s12 = 0, s22 = 0, x1 = 0, x2 = 0;
+  for (size_t i = 0; i < n; ++i) {
+    double a = double(x[i]), b = double(p1[i]), c = double(p2[i]);
+    if (std::isfinite(a) && std::isfinite(b) && std::isfinite(c)) {
+      s11 += b * b, s12 += b * c, s22 += c * c, x1 += a * b, x2 += a * c;
+    }
+  }
+  const double det = s11 * s22 - s12 * s12;
+  PreviousBlendPredictor<T> pr{{p1, p2}, {0.0, 0.0}, 2};
+  if (!(det > 1e-9 * s11 * s22) || !std::isfinite(det) ||
+      !to_coefficient((x1 * s22 - x2 * s12) / det, pr.coef[0]) ||
+      !to_coefficient((x2 * s11 - x1 * s12) / det, pr.coef[1]))
+    return fit_previous(x, p1, n);
+  return pr;
+}
+
+// Sum of |x - prediction| over the finite values: how a predictor is chosen per tensor.
 template <class T, class Predictor>
 double residual_l1(const T* x, size_t n, const Predictor& predict) {
   double sum = 0;

@@ -14,7 +14,7 @@ struct ZeroPredictor {
   double operator()(size_t /*index*/) const { return 0.0; }
   void describe(Header& h) const {
     h.predictor = uint8_t(id);
-    h.predictor_scale = 0;
+    h.predictor_coef[0] = h.predictor_coef[1] = 0;
   }
 };
 
