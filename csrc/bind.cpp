@@ -63,7 +63,7 @@ const void* previous_buffer(const py::object& previous, const py::buffer_info& l
 }
 
 // Chooses per tensor among zero prediction and blends of the last one or two reconstructions,
-// by the L1 norm of the residual: a cheap stand-in for coding the tensor several times.
+// by the estimated bits of the residual: a cheap stand-in for coding the tensor several times.
 template <class T>
 std::vector<uint8_t> compress_typed(const py::buffer_info& info, const void* const* previous,
                                     void* reconstruction, const std::vector<uint64_t>& shape,
@@ -72,16 +72,18 @@ std::vector<uint8_t> compress_typed(const py::buffer_info& info, const void* con
   T* rec = static_cast<T*>(reconstruction);
   const size_t n = size_t(info.size);
   if (!previous[0]) return ebgc::compress(x, shape, opt, ZeroPredictor(), rec);
+  const double step = LinearQuantizer(absolute_bound(opt.mode, opt.error_bound, finite_range(x, n))).step;
   const T* p1 = static_cast<const T*>(previous[0]);
   const T* p2 = static_cast<const T*>(previous[1]);
   PreviousBlendPredictor<T> best = fit_previous(x, p1, n);
-  double best_l1 = residual_l1(x, n, best);
+  double best_bits = residual_bits(x, n, best, step) + 64;  // + the coefficient sent
   if (p2) {
     const PreviousBlendPredictor<T> two = fit_two_previous(x, p1, p2, n);
-    const double l1 = two.terms == 2 ? residual_l1(x, n, two) : best_l1;
-    if (l1 < best_l1) best = two, best_l1 = l1;
+    const double bits = two.terms == 2 ? residual_bits(x, n, two, step) + 128 : best_bits;
+    if (bits < best_bits) best = two, best_bits = bits;
   }
-  if (!(best_l1 < residual_l1(x, n, ZeroPredictor()))) return ebgc::compress(x, shape, opt, ZeroPredictor(), rec);
+  if (!(best_bits < residual_bits(x, n, ZeroPredictor(), step)))
+    return ebgc::compress(x, shape, opt, ZeroPredictor(), rec);
   return ebgc::compress(x, shape, opt, best, rec);
 }
 
