@@ -63,6 +63,21 @@ def test_later_messages_use_prediction():
     assert all(ebgc.info(b)["predictor"] == "zero" for _, b in parse_message(blobs[0]).tensors)
 
 
+@pytest.mark.parametrize("history, allowed", [(0, {"zero"}), (1, {"zero", "scaled-previous"}),
+                                              (2, {"zero", "scaled-previous", "blend-two-previous"})])
+def test_history_limits_the_predictors(history, allowed):
+    from ebgc.stream import parse_message
+
+    enc, dec = ebgc.GradientEncoder(1e-3, history=history), ebgc.GradientDecoder()
+    seen = set()
+    for m in rounds(5, shape=(64, 64, 3, 3), drift=0.97):
+        blob = enc.encode(m)
+        dec.decode(blob)
+        seen |= {ebgc.info(b)["predictor"] for _, b in parse_message(blob).tensors}
+    assert seen <= allowed
+    assert history == 0 or len(seen) > 1  # correlated rounds: prediction is used
+
+
 @pytest.mark.parametrize("case", ["lost", "repeated", "reordered", "no_keyframe", "foreign_digest"])
 def test_desync_is_detected(case):
     enc = ebgc.GradientEncoder(1e-2, stream_id="client-7")
@@ -205,6 +220,8 @@ def test_bad_arguments():
         ebgc.GradientEncoder(1e-2, mode="psnr")
     with pytest.raises(ebgc.InvalidArgumentError):
         ebgc.GradientEncoder(1e-2, keyframe_interval=0)
+    with pytest.raises(ebgc.InvalidArgumentError):
+        ebgc.GradientEncoder(1e-2, history=3)
     with pytest.raises(ebgc.InvalidArgumentError):
         ebgc.GradientEncoder(1e-2, stream_id="x" * 65)
     enc = ebgc.GradientEncoder(1e-2)

@@ -20,8 +20,9 @@ from . import bench
 from .stream import GradientDecoder, GradientEncoder
 
 
-def _stateful_pass(trace: bench.Trace, eb: float, mode: str, verify: bool) -> dict:
-    enc = GradientEncoder(eb, mode=mode, stream_id=trace.name.encode()[:64] or b"trace", threads=1)
+def _stateful_pass(trace: bench.Trace, eb: float, mode: str, verify: bool, history: int = 2) -> dict:
+    enc = GradientEncoder(eb, mode=mode, stream_id=trace.name.encode()[:64] or b"trace", history=history,
+                          threads=1)
     dec = GradientDecoder(threads=1)
     per_message, wire, ct, dt = [], 0, 0.0, 0.0
     worst, violations = 0.0, 0
@@ -62,13 +63,24 @@ def run_stateful(traces: Sequence[bench.Trace], bounds: Sequence[float], mode: s
             group = [r for r in rows if r["trace"] == trace.name and r["bound"] == eb]
             one_shot = next(r for r in group if r["method"] == "ebgc")
             out.extend(group)
+            # ablation: what each predictor adds (history 0 = every message one-shot, in messages)
+            for h in (0, 1):
+                ab = _stateful_pass(trace, eb, mode, verify=True, history=h)
+                out.append({
+                    "trace": trace.name, "bound_mode": mode, "bound": eb, "method": f"ebgc-stateful-h{h}",
+                    "ratio": raw / ab["wire"], "raw_bytes": raw, "wire_bytes": ab["wire"],
+                    "max_err_over_bound": ab["worst"], "violations": ab["violations"],
+                    "compress_MBps": math.nan, "decompress_MBps": math.nan, "family": "ebgc",
+                    "threads": 1, "detail": ["no temporal prediction", "last reconstruction, scaled"][h],
+                    "messages": len(trace.messages), "repeats": 0,
+                })
             out.append({
                 "trace": trace.name, "bound_mode": mode, "bound": eb, "method": "ebgc-stateful",
                 "ratio": raw / first["wire"], "raw_bytes": raw, "wire_bytes": first["wire"],
                 "max_err_over_bound": first["worst"], "violations": first["violations"],
                 "compress_MBps": raw / cs / 1e6 if cs > 0 else math.inf,
                 "decompress_MBps": raw / ds / 1e6 if ds > 0 else math.inf,
-                "family": "ebgc", "threads": 1, "detail": "GradientEncoder, messages in order",
+                "family": "ebgc", "threads": 1, "detail": "GradientEncoder (history 2), messages in order",
                 "per_message_ratio": first["per_message"], "one_shot_ratio": one_shot["ratio"],
                 "messages": len(trace.messages), "repeats": repeats,
             })

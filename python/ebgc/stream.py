@@ -186,6 +186,9 @@ class GradientEncoder:
     stream_id: str or bytes naming the stream (default: 16 random bytes).
     keyframe_interval: send a keyframe (no temporal prediction) every N messages (None: only the
     first message and on request).
+    history: how many earlier reconstructions a tensor may be predicted from (0: none, every
+    message coded one-shot; 1: the last one, scaled; 2: a blend of the last two). The predictor is
+    chosen per tensor; the decoder needs no setting.
     """
 
     def __init__(
@@ -196,6 +199,7 @@ class GradientEncoder:
         coder: str = "auto",
         stream_id: Any = None,
         keyframe_interval: Optional[int] = None,
+        history: int = 2,
         threads: Optional[int] = None,
     ):
         self.error_bound = _error_bound(error_bound)
@@ -209,6 +213,9 @@ class GradientEncoder:
         ):
             raise InvalidArgumentError("keyframe_interval must be None or an integer >= 1")
         self.keyframe_interval = keyframe_interval
+        if history not in (0, 1, 2) or isinstance(history, bool):
+            raise InvalidArgumentError("history must be 0, 1 or 2")
+        self.history = history
         self.stream_id = _stream_id_bytes(stream_id)
         self._state = _StreamState()
 
@@ -232,7 +239,9 @@ class GradientEncoder:
             if not isinstance(name, str) or not 0 < len(name.encode()) <= _MAX_NAME:
                 raise InvalidArgumentError(f"tensor names must be non-empty str of <= {_MAX_NAME} bytes")
             x = _as_host_array(data)
-            last, older = (None, None) if key else st.history(name, x)
+            last, older = (None, None) if key or not self.history else st.history(name, x)
+            if self.history < 2:
+                older = None
             rec = np.empty(x.shape, x.dtype)  # receives exactly what the decoder will hold
             blob = _core.compress(x, list(x.shape), self.error_bound, self._mode, self._coder,
                                   self._threads, _core.DEFAULT_CHUNK_LOG2, last, rec, older)
@@ -245,7 +254,7 @@ class GradientEncoder:
     def save(self) -> bytes:
         """The encoder's whole state as bytes (settings, sequence, reconstructions)."""
         out = bytearray(STATE_MAGIC + bytes([MESSAGE_VERSION, 0]))
-        out += struct.pack("<d", self.error_bound) + bytes([self._mode, self._coder & 0xFF])
+        out += struct.pack("<d", self.error_bound) + bytes([self._mode, self._coder & 0xFF, self.history])
         out += _varint(self.keyframe_interval or 0) + bytes([len(self.stream_id)]) + self.stream_id
         self._state.write(out)
         return _sealed(out)
@@ -258,14 +267,17 @@ class GradientEncoder:
         if r.data[5] != 0:
             raise FormatError("not an encoder state")
         eb = struct.unpack("<d", r.take(8, "error bound"))[0]
-        mode_id, coder_id = r.u8("mode"), r.u8("coder")
+        mode_id, coder_id, history = r.u8("mode"), r.u8("coder"), r.u8("history")
+        if history > 2:
+            raise FormatError("bad history in encoder state")
         mode = next((k for k, v in MODES.items() if v == mode_id), None)
         coder = next((k for k, v in CODERS.items() if (v & 0xFF) == coder_id), None)
         if mode is None or coder is None:
             raise FormatError("bad settings in encoder state")
         interval = r.varint("keyframe interval") or None
         sid = bytes(r.take(r.u8("stream id length"), "stream id"))
-        enc = cls(eb, mode=mode, coder=coder, stream_id=sid, keyframe_interval=interval, threads=threads)
+        enc = cls(eb, mode=mode, coder=coder, stream_id=sid, keyframe_interval=interval,
+                  history=history, threads=threads)
         enc._state = _StreamState.read(r)
         return enc
 
