@@ -214,3 +214,37 @@ def test_shipped_sample_loads():
     assert all(a.dtype == np.float32 for _, a in first)
     assert any(a.ndim == 4 for _, a in first)  # conv weights keep OIHW
     assert sum(a.size for _, a in first) > 50_000
+
+
+def test_info_on_a_stream_message(tmp_path, capsys):
+    rng = np.random.default_rng(5)
+    enc = ebgc.GradientEncoder(1e-2, stream_id="c9")
+    g = rng.laplace(size=(32, 16, 3, 3)).astype(np.float32)
+    enc.encode({"conv": g})
+    p = tmp_path / "m1.bin"
+    p.write_bytes(enc.encode({"conv": g * 0.9}))
+    assert main(["info", str(p), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["kind"] == "stream message" and doc["sequence"] == 1 and not doc["keyframe"]
+    assert doc["stream_id"] == b"c9".hex() and doc["tensors"][0]["name"] == "conv"
+    assert main(["info", str(p)]) == 0
+    assert "stream message" in capsys.readouterr().out
+
+
+def test_bench_stateful_tiny_trace(tmp_path, capsys):
+    rng = np.random.default_rng(6)
+    g = rng.laplace(size=(16, 8, 3, 3)).astype(np.float32)
+    arrays = {}
+    for r in range(3):
+        g = (0.9 * g + 0.1 * rng.laplace(size=g.shape)).astype(np.float32)
+        arrays[f"r{r:03d}/c0/conv"] = g
+        arrays[f"r{r:03d}/c0/bias"] = g[:, 0, 0, 0].copy()
+    trace = tmp_path / "t.npz"
+    np.savez(trace, **arrays)
+    out = tmp_path / "out"
+    assert main(["bench", str(trace), "--stateful", "--repeats", "1", "--quiet", "--out", str(out)]) == 0
+    doc = json.loads((out / "stateful.json").read_text())
+    methods = {r["method"] for r in doc["results"]}
+    assert {"ebgc", "ebgc-stateful", "ebgc-stateful-h0", "ebgc-stateful-h1"} <= methods
+    assert all(r["violations"] == 0 for r in doc["results"])
+    assert (out / "stateful.png").stat().st_size > 0

@@ -139,10 +139,40 @@ _INFO_ORDER = ("format_version", "dtype", "shape", "mode", "error_bound", "abs_b
                "n_outliers", "nbytes", "raw_nbytes")
 
 
+def _info_message(args: argparse.Namespace, data: bytes) -> int:
+    """`ebgc info` on a stream message (GradientEncoder output): its header and tensors."""
+    import ebgc
+    from ebgc.stream import parse_message
+
+    m = parse_message(data)
+    tensors = []
+    for name, blob in m.tensors:
+        h = ebgc.info(blob)
+        tensors.append({"name": name, "dtype": h["dtype"], "shape": list(h["shape"]), "coder": h["coder"],
+                        "predictor": h["predictor"], "abs_bound": h["abs_bound"], "nbytes": h["nbytes"],
+                        "raw_nbytes": h["raw_nbytes"]})
+    raw = sum(t["raw_nbytes"] for t in tensors)
+    doc = {"file": args.input, "kind": "stream message", "stream_id": m.stream_id.hex(),
+           "sequence": m.sequence, "keyframe": m.keyframe, "state_digest": m.state_digest,
+           "nbytes": len(data), "raw_nbytes": raw, "ratio": raw / len(data), "tensors": tensors}
+    if args.json:
+        print(json.dumps(doc, indent=2))
+        return 0
+    print(f"{args.input}: stream message, {_fmt_bytes(len(data))}, ratio {_ratio(raw, len(data))}")
+    print(f"  stream {doc['stream_id']}  sequence {m.sequence}  {'keyframe' if m.keyframe else 'predicted'}"
+          f"  state digest {m.state_digest:08x}")
+    for t in tensors:
+        print(f"  {t['name']}: {t['dtype']} {_fmt_shape(tuple(t['shape']))}  {t['coder']}/{t['predictor']}"
+              f"  {_fmt_bytes(t['nbytes'])} (ratio {_ratio(t['raw_nbytes'], t['nbytes'])})")
+    return 0
+
+
 def _cmd_info(args: argparse.Namespace) -> int:
     import ebgc
 
     blob = Path(args.input).read_bytes()
+    if blob[:4] == b"EBGS":
+        return _info_message(args, blob)
     info = dict(ebgc.info(blob))
     nbytes = int(info.get("nbytes", len(blob)))
     raw = info.get("raw_nbytes")
