@@ -47,16 +47,17 @@ char dtype_kind(const py::buffer_info& info) {
   return 0;
 }
 
-// A C-contiguous float buffer of the same kind and size as `like`, or null for None.
-const void* previous_buffer(const py::object& previous, const py::buffer_info& like, char kind,
-                            py::buffer_info& keep) {
-  if (previous.is_none()) return nullptr;
-  keep = py::reinterpret_borrow<py::buffer>(previous).request();
+// A C-contiguous float buffer of the same kind and size as `like` (a previous reconstruction,
+// or the one compress hands back), or null for None.
+void* companion_buffer(const py::object& obj, const py::buffer_info& like, char kind, bool writable,
+                       const char* what, py::buffer_info& keep) {
+  if (obj.is_none()) return nullptr;
+  keep = py::reinterpret_borrow<py::buffer>(obj).request(writable);
   if (dtype_kind(keep) != kind || keep.size != like.size)
-    throw InvalidArgument("previous reconstruction must have the dtype and size of the data");
+    throw InvalidArgument(std::string(what) + " must have the dtype and size of the data");
   for (py::ssize_t i = keep.ndim - 1, stride = keep.itemsize; i >= 0; --i) {
     if (keep.shape[i] > 1 && keep.strides[i] != stride)
-      throw InvalidArgument("previous reconstruction must be C-contiguous");
+      throw InvalidArgument(std::string(what) + " must be C-contiguous");
     stride *= keep.shape[i];
   }
   return keep.ptr;
@@ -94,22 +95,11 @@ py::bytes compress_array(py::buffer arr, std::vector<uint64_t> shape, double err
   char kind = dtype_kind(info);
   if (!kind) throw py::type_error("ebgc compresses float32 or float64 data");
   py::buffer_info prev_keep, prev2_keep;
-  const void* prev[2] = {previous_buffer(previous, info, kind, prev_keep),
-                         previous_buffer(previous2, info, kind, prev2_keep)};
+  const void* prev[2] = {companion_buffer(previous, info, kind, false, "previous", prev_keep),
+                         companion_buffer(previous2, info, kind, false, "previous2", prev2_keep)};
   if (!prev[0] && prev[1]) throw InvalidArgument("previous2 needs previous");
   py::buffer_info rec_keep;
-  void* rec = nullptr;
-  if (!reconstruction.is_none()) {
-    rec_keep = py::reinterpret_borrow<py::buffer>(reconstruction).request(true);
-    if (dtype_kind(rec_keep) != kind || rec_keep.size != info.size)
-      throw InvalidArgument("reconstruction must have the dtype and size of the data");
-    for (py::ssize_t i = rec_keep.ndim - 1, stride = rec_keep.itemsize; i >= 0; --i) {
-      if (rec_keep.shape[i] > 1 && rec_keep.strides[i] != stride)
-        throw InvalidArgument("reconstruction must be C-contiguous");
-      stride *= rec_keep.shape[i];
-    }
-    rec = rec_keep.ptr;
-  }
+  void* rec = companion_buffer(reconstruction, info, kind, true, "reconstruction", rec_keep);
   uint64_t n = 1;
   for (uint64_t d : shape) n *= d;
   if (n != uint64_t(info.size)) throw InvalidArgument("shape does not match the buffer");
@@ -138,8 +128,8 @@ void decompress_into(py::buffer blob, py::buffer out, unsigned threads, py::obje
   char kind = dtype_kind(o);
   if (!kind) throw InvalidArgument("out must be a float32 or float64 array");
   py::buffer_info prev_keep, prev2_keep;
-  const void* prev[2] = {previous_buffer(previous, o, kind, prev_keep),
-                         previous_buffer(previous2, o, kind, prev2_keep)};
+  const void* prev[2] = {companion_buffer(previous, o, kind, false, "previous", prev_keep),
+                         companion_buffer(previous2, o, kind, false, "previous2", prev2_keep)};
   py::gil_scoped_release nogil;
   ParsedBlob pb = parse_blob(v.data, v.size);
   if (kind == 'f') {
