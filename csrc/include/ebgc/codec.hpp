@@ -196,13 +196,11 @@ std::vector<uint8_t> compress(const T* x, const std::vector<uint64_t>& shape, co
   const LinearQuantizer qz(h.abs_bound);
   const double raw_cost = double(n * sizeof(T));
 
-  std::vector<uint8_t> payload;
   if (opt.coder == int(Coder::Raw)) {
     ZeroPredictor().describe(h);  // raw values need no prediction
     h.coder = Coder::Raw;
     if (reconstruction && n) std::memcpy(reconstruction, x, n * sizeof(T));
-    payload.assign(reinterpret_cast<const uint8_t*>(x), reinterpret_cast<const uint8_t*>(x) + n * sizeof(T));
-    return seal(h, payload);
+    return seal(h, reinterpret_cast<const uint8_t*>(x), n * sizeof(T));
   }
 
   std::vector<ChunkOut<T>> out(nchunks);
@@ -244,8 +242,7 @@ std::vector<uint8_t> compress(const T* x, const std::vector<uint64_t>& shape, co
     if (pick == Coder::Raw) {
       ZeroPredictor().describe(h);
       if (reconstruction && n) std::memcpy(reconstruction, x, n * sizeof(T));
-      payload.assign(reinterpret_cast<const uint8_t*>(x), reinterpret_cast<const uint8_t*>(x) + n * sizeof(T));
-      return seal(h, payload);
+      return seal(h, reinterpret_cast<const uint8_t*>(x), n * sizeof(T));
     }
     if (pick == Coder::Bitpack) {
       sym = std::vector<uint8_t>();
@@ -282,7 +279,7 @@ std::vector<uint8_t> compress(const T* x, const std::vector<uint64_t>& shape, co
     w.bytes(co.b.data(), co.b.size());
     co = ChunkOut<T>();  // release as we go: keeps peak memory near one copy of the output
   }
-  return seal(h, w.buf);
+  return seal(h, w.buf.data(), w.size());
 }
 
 // ---- decoding -----------------------------------------------------------------------------------

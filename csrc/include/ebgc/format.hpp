@@ -170,13 +170,13 @@ inline Header read_header(const uint8_t* blob, size_t size, ByteReader& r) {
 }
 
 // Wraps a header and payload into a blob with its checksum.
-inline std::vector<uint8_t> seal(const Header& h, const std::vector<uint8_t>& payload) {
+inline std::vector<uint8_t> seal(const Header& h, const uint8_t* payload, size_t size) {
   ByteWriter w;
   Header hh = h;
-  hh.payload_size = payload.size();
+  hh.payload_size = size;
   hh.write(w);
-  w.buf.reserve(w.size() + payload.size() + kChecksumSize);
-  w.bytes(payload.data(), payload.size());
+  w.buf.reserve(w.size() + size + kChecksumSize);
+  w.bytes(payload, size);
   w.u32(crc32c(w.buf.data(), w.size()));
   return std::move(w.buf);
 }
