@@ -258,27 +258,35 @@ py::array_t<uint32_t> bitpack_decode(py::buffer data, uint64_t count) {
   return vector_to_array(std::move(out));
 }
 
-py::bytes context_encode(py::array_t<int32_t, py::array::c_style | py::array::forcecast> codes) {
+py::bytes context_encode(py::array_t<int32_t, py::array::c_style | py::array::forcecast> codes,
+                         uint64_t sign_period) {
+  if (sign_period < 1 || sign_period > kMaxSignPeriod) throw InvalidArgument("sign_period out of range");
   auto c = codes.unchecked<1>();
   const size_t n = size_t(c.shape(0));
   std::vector<uint8_t> sym(n);
   ContextCounts counts{};
+  SignCounts signs{};
   ContextWindow win;
+  SignContext sc(sign_period, 0);
   BitWriter raw;
   for (size_t i = 0; i < n; ++i) {
     if (!(std::fabs(double(c(py::ssize_t(i)))) <= kMaxCode)) throw InvalidArgument("code out of range");
-    Symbolized z = symbolize(c(py::ssize_t(i)));
-    sym[i] = uint8_t(z.symbol);
+    const Symbolized z = symbolize(c(py::ssize_t(i)));
+    const uint32_t neg = z.raw & 1u, has_sign = z.symbol != 0;
+    sym[i] = uint8_t(z.symbol | neg << 7);
     ++counts[win.bucket()][z.symbol];
+    if (has_sign) ++signs[sc.ctx()][neg];
     win.push(z.symbol);
-    raw.put(z.raw, z.nraw);
+    sc.push(z.symbol, neg);
+    raw.put(z.raw >> 1, z.nraw - has_sign);
   }
   raw.flush();
-  ContextModel m = ContextModel::fit(counts);
+  ContextModel m = ContextModel::fit(counts, signs, sign_period);
   ByteWriter w;
   m.write(w);
-  std::vector<uint8_t> scratch, a;
-  rans_encode_chunk(m, sym.data(), n, scratch, a);
+  std::vector<uint16_t> events;
+  std::vector<uint8_t> a;
+  rans_encode_chunk(m, sym.data(), n, 0, events, a);
   w.varint(a.size());
   w.bytes(a.data(), a.size());
   w.bytes(raw.out.data(), raw.out.size());
@@ -294,12 +302,15 @@ py::array_t<int32_t> context_decode(py::buffer data, uint64_t count) {
   const uint8_t* a = r.take(la, "rANS stream");
   require_format(count <= kMaxElements && count <= (la + 1) * (uint64_t(1) << 16), "count too large for the stream");
   RansChunkDecoder dec(m, a, size_t(la));
+  SignContext sc(m.sign_period, 0);
   BitReader raw(v.data + r.pos, r.remaining());
   std::vector<int32_t> out(count);
   for (uint64_t i = 0; i < count; ++i) {
-    uint32_t s = dec.next();
+    const uint32_t s = dec.next();
+    const uint32_t neg = s ? dec.next_sign(sc.ctx()) : 0;
+    sc.push(s, neg);
     raw.refill();
-    out[i] = desymbolize(s, raw.get(kSymbolTable.info[s].nraw));
+    out[i] = desymbolize(s, neg | raw.get(kSymbolTable.info[s].nextra) << 1);
   }
   dec.finish();
   require_format(!raw.overran(), "raw bits truncated");
@@ -404,7 +415,7 @@ PYBIND11_MODULE(_core, m) {
   m.def("huffman_decode", &huffman_decode, py::arg("data"), py::arg("count"));
   m.def("bitpack_encode", &bitpack_encode, py::arg("values"));
   m.def("bitpack_decode", &bitpack_decode, py::arg("data"), py::arg("count"));
-  m.def("context_encode", &context_encode, py::arg("codes"));
+  m.def("context_encode", &context_encode, py::arg("codes"), py::arg("sign_period") = 1);
   m.def("context_decode", &context_decode, py::arg("data"), py::arg("count"));
   m.def("quantize", &quantize, py::arg("x"), py::arg("abs_bound"));
   m.def("dequantize", &dequantize, py::arg("codes"), py::arg("abs_bound"), py::arg("dtype"));

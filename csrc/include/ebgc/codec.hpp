@@ -62,6 +62,7 @@ struct ChunkOut {
   std::vector<uint8_t> a, b;  // the chunk's two streams (coder-specific meaning)
   Outliers<T> outliers;
   ContextCounts counts{};     // symbol counts per context bucket (pass 1)
+  SignCounts sign_counts{};   // signs of nonzero codes per sign context (pass 1)
   uint64_t bitpack_bytes = 0; // what bit-packing would cost (pass 1)
 };
 
@@ -84,18 +85,23 @@ inline int32_t quantize_value(const T* x, uint64_t i, const LinearQuantizer& qz,
 // Pass 1 of the symbol coders: quantize, symbolize, count; raw bits go straight to stream b.
 template <class T, class Predictor>
 void quantize_symbols(const T* x, uint64_t begin, uint64_t end, const LinearQuantizer& qz,
-                      const Predictor& predict, uint8_t* sym, ChunkOut<T>& co, T* rec) {
+                      const Predictor& predict, uint64_t sign_period, uint8_t* sym, ChunkOut<T>& co,
+                      T* rec) {
   ContextWindow win;
+  SignContext sc(sign_period, begin);
   BitWriter raw;
   raw.out.reserve((end - begin) / 2);
   uint32_t block_or = 0;
   for (uint64_t i = begin; i < end; ++i) {
     const int32_t q = quantize_value(x, i, qz, predict, co.outliers, rec);
-    Symbolized z = symbolize(q);
-    sym[i] = uint8_t(z.symbol);
+    const Symbolized z = symbolize(q);
+    const uint32_t neg = z.raw & 1u, has_sign = z.symbol != 0;
+    sym[i] = uint8_t(z.symbol | neg << 7);  // the sign is coded by the symbol coder, not raw
     ++co.counts[win.bucket()][z.symbol];
+    if (has_sign) ++co.sign_counts[sc.ctx()][neg];
     win.push(z.symbol);
-    raw.put(z.raw, z.nraw);
+    sc.push(z.symbol, neg);
+    raw.put(z.raw >> 1, z.nraw - has_sign);
     block_or |= zigzag(q);
     if (((i - begin) & (kPackBlock - 1)) == kPackBlock - 1 || i + 1 == end) {
       co.bitpack_bytes += 1 + packed_block_bytes(bit_width(block_or));
@@ -131,17 +137,22 @@ void bitpack_chunk(const T* x, uint64_t begin, uint64_t end, const LinearQuantiz
   }
 }
 
+// Each symbol's code, then its sign bit if it is nonzero.
 inline void huffman_encode_symbols(const HuffmanCode& hc, const uint8_t* sym, size_t n,
                                    std::vector<uint8_t>& out) {
   BitWriter w;
   w.out.reserve(n / 2);
-  for (size_t i = 0; i < n; ++i) hc.put(w, sym[i]);
+  for (size_t i = 0; i < n; ++i) {
+    const uint32_t s = sym[i] & 127u;
+    hc.put(w, s);
+    if (s) w.put(sym[i] >> 7, 1);
+  }
   w.flush();
   out = std::move(w.out);
 }
 
 // Estimated bytes of the symbol streams under each symbol coder (tables included).
-inline double context_cost(const ContextModel& m, const ContextCounts& counts) {
+inline double context_cost(const ContextModel& m, const ContextCounts& counts, const SignCounts& signs) {
   static const auto log2tab = [] {
     std::vector<double> t(kRansScale + 1, 0);
     for (uint32_t f = 1; f <= kRansScale; ++f) t[f] = std::log2(double(f));
@@ -151,6 +162,9 @@ inline double context_cost(const ContextModel& m, const ContextCounts& counts) {
   for (unsigned b = 0; b < kCtxBuckets; ++b)
     for (unsigned s = 0; s < kSymbols; ++s)
       if (counts[b][s]) bits += double(counts[b][s]) * (kRansScaleBits - log2tab[m.freq[m.group_of[b]][s]]);
+  for (unsigned c = 0; c < kSignContexts; ++c)
+    bits += double(signs[c][0]) * (kRansScaleBits - log2tab[m.sign_positive[c]]) +
+            double(signs[c][1]) * (kRansScaleBits - log2tab[kRansScale - m.sign_positive[c]]);
   ByteWriter w;
   m.write(w);
   return bits / 8 + double(w.size());
@@ -164,6 +178,18 @@ inline double huffman_cost(const std::vector<uint8_t>& len, const std::vector<ui
 
 // reconstruction (optional, n values): receives exactly what decompress() will return, so a
 // stateful encoder need not decode its own output.
+// Values per kernel for the sign context: H*W of an OIHW weight (any tensor of rank >= 3: the
+// product of its dimensions after the first two), else 1.
+inline uint64_t kernel_size(const std::vector<uint64_t>& shape) {
+  if (shape.size() < 3) return 1;
+  uint64_t k = 1;
+  for (size_t d = 2; d < shape.size(); ++d) {
+    if (shape[d] == 0 || k > kMaxSignPeriod / shape[d]) return 1;
+    k *= shape[d];
+  }
+  return k;
+}
+
 template <class T, class Predictor = ZeroPredictor>
 std::vector<uint8_t> compress(const T* x, const std::vector<uint64_t>& shape, const CompressOptions& opt,
                               const Predictor& predict = Predictor(), T* reconstruction = nullptr) {
@@ -184,6 +210,7 @@ std::vector<uint8_t> compress(const T* x, const std::vector<uint64_t>& shape, co
   h.error_bound = opt.error_bound;
   predict.describe(h);
   const uint64_t chunk = h.chunk_elems(), nchunks = h.chunks();
+  const uint64_t sign_period = kernel_size(shape);
   auto chunk_end = [&](uint64_t c) { return std::min(n, (c + 1) * chunk); };
 
   FiniteRange range;
@@ -211,22 +238,27 @@ std::vector<uint8_t> compress(const T* x, const std::vector<uint64_t>& shape, co
     parallel_for(nchunks, threads, [&](size_t c) { bitpack_chunk(x, c * chunk, chunk_end(c), qz, predict, out[c], reconstruction); });
   } else {
     std::vector<uint8_t> sym(n);
-    parallel_for(nchunks, threads, [&](size_t c) { quantize_symbols(x, c * chunk, chunk_end(c), qz, predict, sym.data(), out[c], reconstruction); });
+    parallel_for(nchunks, threads, [&](size_t c) {
+      quantize_symbols(x, c * chunk, chunk_end(c), qz, predict, sign_period, sym.data(), out[c], reconstruction);
+    });
     ContextCounts counts{};
+    SignCounts signs{};
     std::vector<uint64_t> total(kSymbols, 0);
     double raw_bits = 0, packed = 0, n_out = 0;
     for (auto& co : out) {
       for (unsigned b = 0; b < kCtxBuckets; ++b)
         for (unsigned s = 0; s < kSymbols; ++s) counts[b][s] += co.counts[b][s], total[s] += co.counts[b][s];
+      for (unsigned c = 0; c < kSignContexts; ++c) signs[c][0] += co.sign_counts[c][0], signs[c][1] += co.sign_counts[c][1];
       raw_bits += double(co.b.size());
       packed += double(co.bitpack_bytes);
       n_out += double(co.outliers.index.size());
     }
     const double outlier_cost = n_out * (sizeof(T) + 2);
-    const ContextModel model = ContextModel::fit(counts);
+    const ContextModel model = ContextModel::fit(counts, signs, sign_period);
     const HuffmanCode huff(huffman_lengths(total));
-    double cost_context = context_cost(model, counts) + raw_bits + 12.0 * nchunks + outlier_cost;
-    double cost_huffman = huffman_cost(huff.len, total) + raw_bits + 4.0 * nchunks + outlier_cost;
+    const double raw_signs = double(n - total[0]) / 8;  // Huffman sends signs as plain bits
+    double cost_context = context_cost(model, counts, signs) + raw_bits + 12.0 * nchunks + outlier_cost;
+    double cost_huffman = huffman_cost(huff.len, total) + raw_signs + raw_bits + 4.0 * nchunks + outlier_cost;
     double cost_bitpack = packed + 3.0 * nchunks + outlier_cost;
     Coder pick;
     if (opt.coder == kCoderAuto) {
@@ -256,8 +288,8 @@ std::vector<uint8_t> compress(const T* x, const std::vector<uint64_t>& shape, co
     } else {
       model.write(tables);
       parallel_for(nchunks, threads, [&](size_t c) {
-        std::vector<uint8_t> scratch;
-        rans_encode_chunk(model, sym.data() + c * chunk, chunk_end(c) - c * chunk, scratch, out[c].a);
+        std::vector<uint16_t> events;
+        rans_encode_chunk(model, sym.data() + c * chunk, chunk_end(c) - c * chunk, c * chunk, events, out[c].a);
       });
     }
   }
@@ -388,16 +420,20 @@ void decode_chunk(const ParsedBlob& pb, const LinearQuantizer& qz, const Predict
       bits.refill();
       const uint32_t s = hc.get(bits);
       require_format(s < kSymbols, "Huffman symbol out of range");
+      const uint32_t neg = s ? bits.get(1) : 0;
       raw.refill();
-      out[i] = qz.reconstruct<T>(desymbolize(s, raw.get(kSymbolTable.info[s].nraw)), predict(i));
+      out[i] = qz.reconstruct<T>(desymbolize(s, neg | raw.get(kSymbolTable.info[s].nextra) << 1), predict(i));
     }
     require_format(!bits.overran(), "Huffman chunk truncated");
   } else {
     RansChunkDecoder dec(pb.context, a, la);
+    SignContext sc(pb.context.sign_period, begin);
     for (uint64_t i = begin; i < end; ++i) {
       const uint32_t s = dec.next();
+      const uint32_t neg = s ? dec.next_sign(sc.ctx()) : 0;
+      sc.push(s, neg);
       raw.refill();
-      out[i] = qz.reconstruct<T>(desymbolize(s, raw.get(kSymbolTable.info[s].nraw)), predict(i));
+      out[i] = qz.reconstruct<T>(desymbolize(s, neg | raw.get(kSymbolTable.info[s].nextra) << 1), predict(i));
     }
     dec.finish();
   }

@@ -52,6 +52,26 @@ struct ContextWindow {
 
 using ContextCounts = std::array<std::array<uint64_t, kSymbols>, kCtxBuckets>;
 
+// Signs of a conv kernel's gradient tend to agree (one output delta times similar input patches),
+// so a sign is coded with the running sign sum of the earlier nonzero codes of its kernel as
+// context: 7 binary tables, sum clamped to [-3, 3]. A kernel is `period` consecutive values (H*W
+// for OIHW weights, 1 otherwise: then there is one table, about a bit a sign). The sum restarts
+// at each kernel and at each chunk.
+constexpr unsigned kSignContexts = 7;
+constexpr uint64_t kMaxSignPeriod = uint64_t(1) << 20;
+using SignCounts = std::array<std::array<uint64_t, 2>, kSignContexts>;
+
+struct SignContext {
+  uint64_t period, left;
+  int sum = 0;
+  SignContext(uint64_t p, uint64_t begin) : period(p), left(p - begin % p) {}
+  inline unsigned ctx() const { return unsigned((sum < -3 ? -3 : sum > 3 ? 3 : sum) + 3); }
+  inline void push(uint32_t symbol, uint32_t negative) {  // after every value, zeros included
+    if (symbol) sum += negative ? -1 : 1;
+    if (--left == 0) left = period, sum = 0;
+  }
+};
+
 struct ContextModel {
   uint8_t group_of[kCtxBuckets] = {};  // bucket -> group
   unsigned groups = 0;
@@ -59,6 +79,9 @@ struct ContextModel {
   std::vector<std::array<double, kSymbols>> inv_freq;       // 1 / freq, for the encoder
   std::vector<std::vector<uint32_t>> table;                   // decoder view, kRansScale per group
   std::array<const uint32_t*, kCtxMaxSum + 1> table_for_sum{}; // context sum -> its group's table
+  uint64_t sign_period = 1;
+  std::array<uint16_t, kSignContexts> sign_positive{};       // frequency of '+', in [1, scale-1]
+  std::array<std::array<double, 2>, kSignContexts> inv_sign{};  // 1 / frequency, for the encoder
 
   // Move-only: table_for_sum points into table, whose buffers a move keeps and a copy would not.
   ContextModel() = default;
@@ -125,7 +148,7 @@ struct ContextModel {
   }
 
   // Build from the per-bucket counts of one tensor.
-  static ContextModel fit(const ContextCounts& counts) {
+  static ContextModel fit(const ContextCounts& counts, const SignCounts& signs, uint64_t sign_period) {
     std::vector<std::array<uint64_t, kSymbols>> g(counts.begin(), counts.end());
     std::vector<std::vector<unsigned>> members(kCtxBuckets);
     std::vector<double> cost(kCtxBuckets);  // estimated bits of each group
@@ -161,12 +184,20 @@ struct ContextModel {
     for (unsigned k = 0; k < m.groups; ++k)
       for (unsigned b : members[k]) m.group_of[b] = uint8_t(k);
     for (auto& c : g) m.freq.push_back(normalize(c));
+    m.sign_period = sign_period;
+    for (unsigned c = 0; c < kSignContexts; ++c) {
+      const uint64_t pos = signs[c][0], total = signs[c][0] + signs[c][1];
+      const uint64_t f = total ? (pos * kRansScale + total / 2) / total : kRansScale / 2;
+      m.sign_positive[c] = uint16_t(std::min<uint64_t>(std::max<uint64_t>(f, 1), kRansScale - 1));
+    }
     m.finish_encoder();
     return m;
   }
 
   // Encoder view: cumulative starts and reciprocals.
   void finish_encoder() {
+    for (unsigned c = 0; c < kSignContexts; ++c)
+      inv_sign[c] = {1.0 / sign_positive[c], 1.0 / (kRansScale - sign_positive[c])};
     start.assign(groups, {});
     inv_freq.assign(groups, {});
     for (unsigned k = 0; k < groups; ++k) {
@@ -216,6 +247,8 @@ struct ContextModel {
     bits.flush();
     w.varint(bits.out.size());
     w.bytes(bits.out.data(), bits.out.size());
+    w.varint(sign_period);
+    for (uint16_t f : sign_positive) w.u8(uint8_t(f)), w.u8(uint8_t(f >> 8));
   }
 
   static ContextModel read(ByteReader& r) {
@@ -254,34 +287,57 @@ struct ContextModel {
       }
       require_format(sum == kRansScale, "context frequencies do not sum to the scale");
     }
+    m.sign_period = r.varint("sign period");
+    require_format(m.sign_period >= 1 && m.sign_period <= kMaxSignPeriod, "bad sign period");
+    for (auto& f : m.sign_positive) {
+      const uint8_t* b = r.take(2, "sign frequencies");
+      f = uint16_t(b[0] | b[1] << 8);
+      require_format(f >= 1 && f < kRansScale, "bad sign frequency");
+    }
     m.finish_decoder();
     return m;
   }
 };
 
-// Encodes one chunk of symbols; returns the rANS bytes (two states, then 16-bit words).
-inline void rans_encode_chunk(const ContextModel& m, const uint8_t* sym, size_t n,
-                              std::vector<uint8_t>& ctx_scratch, std::vector<uint8_t>& out) {
-  ctx_scratch.resize(n);
+// Encodes one chunk; sym holds the magnitude symbol in bits 0-6 and the sign in bit 7, begin is
+// the chunk's first index in the tensor (for the kernel phase of the sign context). Returns the
+// rANS bytes: two states, then 16-bit words. Events (a magnitude, then a sign if nonzero)
+// alternate between the two states in decoding order.
+inline void rans_encode_chunk(const ContextModel& m, const uint8_t* sym, size_t n, uint64_t begin,
+                              std::vector<uint16_t>& events, std::vector<uint8_t>& out) {
+  events.clear();
+  events.reserve(2 * n);
   ContextWindow win;
+  SignContext sc(m.sign_period, begin);
   for (size_t i = 0; i < n; ++i) {
-    ctx_scratch[i] = m.group_of[win.bucket()];
-    win.push(sym[i]);
+    const uint32_t s = sym[i] & 127u, neg = sym[i] >> 7;
+    events.push_back(uint16_t(m.group_of[win.bucket()] << 8 | s));
+    if (s) events.push_back(uint16_t((kCtxBuckets + sc.ctx()) << 8 | neg));
+    win.push(s);
+    sc.push(s, neg);
   }
   std::vector<uint16_t> words;
   words.reserve(n / 4 + 16);
   uint32_t x[2] = {kRansLow, kRansLow};
-  for (size_t i = n; i-- > 0;) {
-    const unsigned g = ctx_scratch[i], s = sym[i];
-    const uint32_t f = m.freq[g][s], st = m.start[g][s];
-    uint32_t& xs = x[i & 1];
+  for (size_t e = events.size(); e-- > 0;) {
+    const unsigned id = events[e] >> 8, v = events[e] & 255u;
+    uint32_t f, st;
+    double inv;
+    if (id < kCtxBuckets) {
+      f = m.freq[id][v], st = m.start[id][v], inv = m.inv_freq[id][v];
+    } else {
+      const unsigned c = id - kCtxBuckets;
+      f = v ? kRansScale - m.sign_positive[c] : m.sign_positive[c];
+      st = v ? m.sign_positive[c] : 0, inv = m.inv_sign[c][v];
+    }
+    uint32_t& xs = x[e & 1];
     if (uint64_t(xs) >= (uint64_t(f) << (32 - kRansScaleBits))) {
       words.push_back(uint16_t(xs));
       xs >>= 16;
     }
     // xs / f through a double reciprocal: its error (< 2^-20) can only truncate an exact
     // multiple one short, which the remainder test corrects. Much faster than a divide.
-    uint32_t q = uint32_t(double(xs) * m.inv_freq[g][s]);
+    uint32_t q = uint32_t(double(xs) * inv);
     uint32_t r = xs - q * f;
     if (r >= f) ++q, r -= f;
     xs = (q << kRansScaleBits) + r + st;
@@ -315,12 +371,7 @@ struct RansChunkDecoder {
              uint32_t(p[4 * k + 3]) << 24;
     require_format(x[0] >= kRansLow && x[1] >= kRansLow, "bad rANS state");
   }
-  inline uint32_t next() {
-    uint32_t& xs = x[parity];
-    parity ^= 1;
-    const uint32_t e = m.table_for_sum[win.sum][xs & (kRansScale - 1)];
-    const uint32_t s = e & 127u;
-    xs = (((e >> 7) & 4095u) + 1) * (xs >> kRansScaleBits) + (e >> 19);
+  inline void renormalize(uint32_t& xs) {
     if (xs < kRansLow) {
       if (pos + 2 <= n) {
         xs = (xs << 16) | uint32_t(p[pos]) | uint32_t(p[pos + 1]) << 8;
@@ -330,8 +381,27 @@ struct RansChunkDecoder {
         xs = kRansLow;  // keep going; finish() reports it
       }
     }
+  }
+  // The next magnitude symbol.
+  inline uint32_t next() {
+    uint32_t& xs = x[parity];
+    parity ^= 1;
+    const uint32_t e = m.table_for_sum[win.sum][xs & (kRansScale - 1)];
+    const uint32_t s = e & 127u;
+    xs = (((e >> 7) & 4095u) + 1) * (xs >> kRansScaleBits) + (e >> 19);
+    renormalize(xs);
     win.push(s);
     return s;
+  }
+  // The sign of a nonzero value (1 = negative), coded in sign context c.
+  inline uint32_t next_sign(unsigned c) {
+    uint32_t& xs = x[parity];
+    parity ^= 1;
+    const uint32_t f0 = m.sign_positive[c], slot = xs & (kRansScale - 1);
+    const uint32_t neg = slot >= f0;
+    xs = (neg ? kRansScale - f0 : f0) * (xs >> kRansScaleBits) + slot - (neg ? f0 : 0);
+    renormalize(xs);
+    return neg;
   }
   // After the last symbol: the states are back at their start and every word was read.
   void finish() const {
