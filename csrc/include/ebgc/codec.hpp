@@ -1,4 +1,5 @@
-// The one-shot codec: bound -> zero predictor -> linear quantizer -> entropy coder -> container.
+// The codec of one tensor: bound -> predictor (zero, or earlier reconstructions of a stream) ->
+// linear quantizer -> entropy coder -> container.
 // Work is split into chunks of 2^chunk_log2 values that are coded independently (threads), while
 // the entropy tables (Huffman lengths, context model) are fitted once per tensor.
 #pragma once

@@ -75,13 +75,16 @@ struct SignContext {
 struct ContextModel {
   uint8_t group_of[kCtxBuckets] = {};  // bucket -> group
   unsigned groups = 0;
-  std::vector<std::array<uint16_t, kSymbols>> freq, start;  // encoder view
-  std::vector<std::array<double, kSymbols>> inv_freq;       // 1 / freq, for the encoder
+  std::vector<std::array<uint16_t, kSymbols>> freq;          // per group
   std::vector<std::vector<uint32_t>> table;                   // decoder view, kRansScale per group
   std::array<const uint32_t*, kCtxMaxSum + 1> table_for_sum{}; // context sum -> its group's table
   uint64_t sign_period = 1;
   std::array<uint16_t, kSignContexts> sign_positive{};       // frequency of '+', in [1, scale-1]
-  std::array<std::array<double, 2>, kSignContexts> inv_sign{};  // 1 / frequency, for the encoder
+  // Encoder view of every table an event can use: magnitude groups at 0..15, sign contexts at
+  // kCtxBuckets + c, so the encoder's loop has no branch on the kind of event.
+  static constexpr unsigned kEncoderTables = kCtxBuckets + kSignContexts;
+  std::array<std::array<uint16_t, kSymbols>, kEncoderTables> enc_freq{}, enc_start{};
+  std::array<std::array<double, kSymbols>, kEncoderTables> enc_inv{};
 
   // Move-only: table_for_sum points into table, whose buffers a move keeps and a copy would not.
   ContextModel() = default;
@@ -194,19 +197,23 @@ struct ContextModel {
     return m;
   }
 
-  // Encoder view: cumulative starts and reciprocals.
+  // Encoder view: frequencies, cumulative starts and reciprocals of every table.
   void finish_encoder() {
-    for (unsigned c = 0; c < kSignContexts; ++c)
-      inv_sign[c] = {1.0 / sign_positive[c], 1.0 / (kRansScale - sign_positive[c])};
-    start.assign(groups, {});
-    inv_freq.assign(groups, {});
     for (unsigned k = 0; k < groups; ++k) {
       uint32_t cum = 0;
       for (unsigned s = 0; s < kSymbols; ++s) {
-        start[k][s] = uint16_t(cum);
-        inv_freq[k][s] = freq[k][s] ? 1.0 / freq[k][s] : 0.0;
+        enc_freq[k][s] = freq[k][s];
+        enc_start[k][s] = uint16_t(cum);
+        enc_inv[k][s] = freq[k][s] ? 1.0 / freq[k][s] : 0.0;
         cum += freq[k][s];
       }
+    }
+    for (unsigned c = 0; c < kSignContexts; ++c) {
+      const unsigned k = kCtxBuckets + c;
+      const uint16_t f = sign_positive[c];
+      enc_freq[k][0] = f, enc_freq[k][1] = uint16_t(kRansScale - f);
+      enc_start[k][0] = 0, enc_start[k][1] = f;
+      enc_inv[k][0] = 1.0 / f, enc_inv[k][1] = 1.0 / (kRansScale - f);
     }
   }
 
@@ -318,30 +325,31 @@ inline void rans_encode_chunk(const ContextModel& m, const uint8_t* sym, size_t 
   }
   std::vector<uint16_t> words;
   words.reserve(n / 4 + 16);
-  uint32_t x[2] = {kRansLow, kRansLow};
-  for (size_t e = events.size(); e-- > 0;) {
-    const unsigned id = events[e] >> 8, v = events[e] & 255u;
-    uint32_t f, st;
-    double inv;
-    if (id < kCtxBuckets) {
-      f = m.freq[id][v], st = m.start[id][v], inv = m.inv_freq[id][v];
-    } else {
-      const unsigned c = id - kCtxBuckets;
-      f = v ? kRansScale - m.sign_positive[c] : m.sign_positive[c];
-      st = v ? m.sign_positive[c] : 0, inv = m.inv_sign[c][v];
-    }
-    uint32_t& xs = x[e & 1];
+  auto put = [&](uint32_t& xs, uint16_t event) {
+    const unsigned id = event >> 8, v = event & 255u;
+    const uint32_t f = m.enc_freq[id][v], st = m.enc_start[id][v];
     if (uint64_t(xs) >= (uint64_t(f) << (32 - kRansScaleBits))) {
       words.push_back(uint16_t(xs));
       xs >>= 16;
     }
     // xs / f through a double reciprocal: its error (< 2^-20) can only truncate an exact
     // multiple one short, which the remainder test corrects. Much faster than a divide.
-    uint32_t q = uint32_t(double(xs) * inv);
+    uint32_t q = uint32_t(double(xs) * m.enc_inv[id][v]);
     uint32_t r = xs - q * f;
     if (r >= f) ++q, r -= f;
     xs = (q << kRansScaleBits) + r + st;
+  };
+  // Event e uses state e & 1; going backwards two at a time keeps both states in registers.
+  uint32_t x[2] = {kRansLow, kRansLow};
+  uint32_t x0 = kRansLow, x1 = kRansLow;
+  size_t e = events.size();
+  if (e & 1) put(x0, events[--e]);
+  while (e) {
+    e -= 2;
+    put(x1, events[e + 1]);
+    put(x0, events[e]);
   }
+  x[0] = x0, x[1] = x1;
   size_t base = out.size();
   out.resize(base + 8 + 2 * words.size());
   uint8_t* p = out.data() + base;
@@ -359,7 +367,6 @@ struct RansChunkDecoder {
   const uint8_t* p;
   size_t n, pos = 8;
   uint32_t x[2];
-  unsigned parity = 0;
   bool overrun = false;
   ContextWindow win;
 
@@ -370,6 +377,11 @@ struct RansChunkDecoder {
       x[k] = uint32_t(p[4 * k]) | uint32_t(p[4 * k + 1]) << 8 | uint32_t(p[4 * k + 2]) << 16 |
              uint32_t(p[4 * k + 3]) << 24;
     require_format(x[0] >= kRansLow && x[1] >= kRansLow, "bad rANS state");
+  }
+  // The state of the next event is x[0]; after each event the two states swap.
+  inline void advance(uint32_t xs) {
+    x[0] = x[1];
+    x[1] = xs;
   }
   inline void renormalize(uint32_t& xs) {
     if (xs < kRansLow) {
@@ -384,23 +396,23 @@ struct RansChunkDecoder {
   }
   // The next magnitude symbol.
   inline uint32_t next() {
-    uint32_t& xs = x[parity];
-    parity ^= 1;
+    uint32_t xs = x[0];
     const uint32_t e = m.table_for_sum[win.sum][xs & (kRansScale - 1)];
     const uint32_t s = e & 127u;
     xs = (((e >> 7) & 4095u) + 1) * (xs >> kRansScaleBits) + (e >> 19);
     renormalize(xs);
+    advance(xs);
     win.push(s);
     return s;
   }
   // The sign of a nonzero value (1 = negative), coded in sign context c.
   inline uint32_t next_sign(unsigned c) {
-    uint32_t& xs = x[parity];
-    parity ^= 1;
+    uint32_t xs = x[0];
     const uint32_t f0 = m.sign_positive[c], slot = xs & (kRansScale - 1);
     const uint32_t neg = slot >= f0;
     xs = (neg ? kRansScale - f0 : f0) * (xs >> kRansScaleBits) + slot - (neg ? f0 : 0);
     renormalize(xs);
+    advance(xs);
     return neg;
   }
   // After the last symbol: the states are back at their start and every word was read.
