@@ -1,0 +1,191 @@
+"""PyTorch helpers: state dicts and a DDP communication hook (CPU tensors; CUDA arrives with the
+CUDA backend). Import as ``import ebgc.torch``; needs torch.
+
+- :func:`compress_state_dict` / :func:`decompress_state_dict`: a whole state dict as one byte
+  string. float32 and float64 tensors are compressed within the bound; every other entry
+  (integers, booleans, float16/bfloat16 for now) is stored exactly. Names, shapes, dtypes are kept.
+- :class:`HookState` + :func:`allreduce_hook`: ``model.register_comm_hook(state, allreduce_hook)``
+  compresses each gradient bucket, all-gathers the sizes and then the payloads, decompresses and
+  averages them. Bytes sent are counted in the state; error feedback is optional.
+"""
+import struct
+from dataclasses import dataclass, field
+from typing import Any, Dict, Mapping, Optional, Tuple
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from . import _core
+from .api import compress, decompress
+from .errors import FormatError, InvalidArgumentError
+
+_SD_MAGIC = b"EBSD"
+_SD_VERSION = 1
+_COMPRESSED, _EXACT = 0, 1
+
+
+def _varint(v: int) -> bytes:
+    out = bytearray()
+    while v >= 0x80:
+        out.append((v & 0x7F) | 0x80)
+        v >>= 7
+    out.append(v)
+    return bytes(out)
+
+
+def _read_varint(buf: memoryview, pos: int) -> Tuple[int, int]:
+    v = shift = 0
+    for _ in range(10):
+        if pos >= len(buf):
+            raise FormatError("truncated state dict blob")
+        b = buf[pos]
+        pos += 1
+        v |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return v, pos
+        shift += 7
+    raise FormatError("malformed varint in state dict blob")
+
+
+# Exact entries are stored as raw bytes with their dtype named: no pickle on the wire.
+_EXACT_DTYPES = {
+    torch.float16: "float16", torch.bfloat16: "bfloat16", torch.float32: "float32",
+    torch.float64: "float64", torch.int8: "int8", torch.uint8: "uint8", torch.int16: "int16",
+    torch.int32: "int32", torch.int64: "int64", torch.bool: "bool",
+}
+_DTYPE_BY_NAME = {v: k for k, v in _EXACT_DTYPES.items()}
+
+
+def compress_state_dict(sd: Mapping[str, torch.Tensor], error_bound: float, *, mode: str = "rel",
+                        coder: str = "auto", min_elements: int = 1025) -> bytes:
+    """One byte string for a whole state dict (e.g. a model update). Floating tensors of at least
+    `min_elements` values (float32/float64) are compressed within the bound; the rest exactly."""
+    body = bytearray(_SD_MAGIC + bytes([_SD_VERSION])) + _varint(len(sd))
+    for name, t in sd.items():
+        if not isinstance(t, torch.Tensor):
+            raise InvalidArgumentError(f"entry {name!r} is not a tensor")
+        t = t.detach()
+        if t.device.type != "cpu":
+            t = t.cpu()
+        nb = name.encode()
+        body += _varint(len(nb)) + nb
+        if t.dtype in (torch.float32, torch.float64) and t.numel() >= min_elements:
+            blob = compress(t, error_bound, mode=mode, coder=coder)
+            body += bytes([_COMPRESSED]) + _varint(len(blob)) + blob
+        else:
+            if t.dtype not in _EXACT_DTYPES:
+                raise InvalidArgumentError(f"entry {name!r} has unsupported dtype {t.dtype}")
+            dname = _EXACT_DTYPES[t.dtype].encode()
+            raw = t.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b""
+            body += bytes([_EXACT]) + _varint(len(dname)) + dname + bytes([t.dim()])
+            body += b"".join(_varint(d) for d in t.shape) + _varint(len(raw)) + raw
+    body += struct.pack("<I", _core.crc32c(body))
+    return bytes(body)
+
+
+def decompress_state_dict(blob: Any) -> Dict[str, torch.Tensor]:
+    """The state dict of :func:`compress_state_dict` (CPU tensors, original names/shapes/dtypes)."""
+    view = memoryview(blob).cast("B")
+    if len(view) < 9 or bytes(view[:4]) != _SD_MAGIC:
+        raise FormatError("not an ebgc state dict blob")
+    if view[4] != _SD_VERSION:
+        from .errors import VersionError
+
+        raise VersionError(f"unsupported state dict blob version {view[4]}")
+    if _core.crc32c(view[:-4]) != struct.unpack("<I", view[-4:])[0]:
+        from .errors import ChecksumError
+
+        raise ChecksumError("state dict blob checksum mismatch")
+    body = view[:-4]
+    count, pos = _read_varint(body, 5)
+    out: Dict[str, torch.Tensor] = {}
+
+    def take(n: int) -> memoryview:
+        nonlocal pos
+        if n > len(body) - pos:
+            raise FormatError("truncated state dict blob")
+        pos += n
+        return body[pos - n : pos]
+
+    for _ in range(count):
+        n, pos = _read_varint(body, pos)
+        name = bytes(take(n)).decode("utf-8")
+        kind = take(1)[0]
+        if kind == _COMPRESSED:
+            n, pos = _read_varint(body, pos)
+            out[name] = torch.from_numpy(decompress(take(n)))
+        elif kind == _EXACT:
+            n, pos = _read_varint(body, pos)
+            dtype = _DTYPE_BY_NAME.get(bytes(take(n)).decode("ascii", "replace"))
+            if dtype is None:
+                raise FormatError("unknown dtype in state dict blob")
+            ndim = take(1)[0]
+            shape = []
+            for _ in range(ndim):
+                d, pos = _read_varint(body, pos)
+                shape.append(d)
+            n, pos = _read_varint(body, pos)
+            raw = take(n)
+            itemsize = torch.empty((), dtype=dtype).element_size()
+            if n != int(np.prod(shape, dtype=object)) * itemsize:
+                raise FormatError(f"entry {name!r}: data size does not match its shape")
+            flat = torch.frombuffer(bytearray(raw), dtype=torch.uint8) if n else torch.empty(0, dtype=torch.uint8)
+            out[name] = flat.view(dtype).reshape(shape) if n else torch.empty(shape, dtype=dtype)
+        else:
+            raise FormatError("unknown entry kind in state dict blob")
+    if pos != len(body):
+        raise FormatError("trailing bytes in state dict blob")
+    return out
+
+
+@dataclass
+class HookState:
+    """State of :func:`allreduce_hook`. error_feedback adds each bucket's compression error to the
+    next step's gradient (compensates the bias of lossy compression). bytes_sent counts this
+    rank's payloads; raw_bytes what plain allreduce would have sent."""
+
+    error_bound: float
+    mode: str = "rel"
+    coder: str = "auto"
+    error_feedback: bool = True
+    process_group: Optional[Any] = None
+    bytes_sent: int = 0
+    raw_bytes: int = 0
+    residuals: Dict[int, torch.Tensor] = field(default_factory=dict)
+
+
+def allreduce_hook(state: HookState, bucket: dist.GradBucket) -> torch.futures.Future[torch.Tensor]:
+    """DDP communication hook: average the bucket's gradients across ranks, each rank sending its
+    bucket ebgc-compressed. Register with ``model.register_comm_hook(state, allreduce_hook)``."""
+    group = state.process_group
+    world = dist.get_world_size(group)
+    buf = bucket.buffer()
+    grad = buf.detach()
+    if grad.device.type != "cpu":
+        raise InvalidArgumentError("allreduce_hook runs on CPU tensors until the CUDA backend lands")
+    x = grad.to(torch.float32) if grad.dtype not in (torch.float32, torch.float64) else grad
+    residual = state.residuals.get(bucket.index()) if state.error_feedback else None
+    if residual is not None and residual.shape == x.shape:  # DDP may rebuild buckets after step 1
+        x = x + residual
+    payload = compress(x, state.error_bound, mode=state.mode, coder=state.coder)
+    if state.error_feedback:
+        state.residuals[bucket.index()] = x - torch.from_numpy(decompress(payload))
+    state.bytes_sent += len(payload)
+    state.raw_bytes += grad.numel() * grad.element_size()
+
+    size = torch.tensor([len(payload)], dtype=torch.int64)
+    sizes = [torch.zeros(1, dtype=torch.int64) for _ in range(world)]
+    dist.all_gather(sizes, size, group=group)
+    longest = int(max(s.item() for s in sizes))
+    mine = torch.zeros(longest, dtype=torch.uint8)
+    mine[: len(payload)] = torch.frombuffer(bytearray(payload), dtype=torch.uint8)
+    gathered = [torch.empty(longest, dtype=torch.uint8) for _ in range(world)]
+    dist.all_gather(gathered, mine, group=group)
+    total = torch.zeros_like(x)
+    for s, g in zip(sizes, gathered):
+        total += torch.from_numpy(decompress(g[: int(s.item())].numpy()))
+    buf.copy_((total / world).to(buf.dtype))
+    fut: torch.futures.Future = torch.futures.Future()
+    fut.set_result(buf)
+    return fut
