@@ -59,14 +59,15 @@ DDP_SCRIPT = textwrap.dedent("""
     import torch, torch.distributed as dist, torch.multiprocessing as mp
     import ebgc.torch as et
 
-    def run(rank, world, init, hook, out):
+    def run(rank, world, init, kind, out):
+        hook = kind != "plain"
         dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
         torch.manual_seed(0)
         model = torch.nn.Sequential(torch.nn.Linear(32, 64), torch.nn.ReLU(), torch.nn.Linear(64, 4))
         ddp = torch.nn.parallel.DistributedDataParallel(model)
         state = None
         if hook:
-            state = et.HookState(error_bound=1e-2, error_feedback=True)
+            state = et.HookState(error_bound=1e-2, error_feedback=True, stateful=kind == "stateful")
             ddp.register_comm_hook(state, et.allreduce_hook)
         opt = torch.optim.SGD(ddp.parameters(), lr=0.05)
         g = torch.Generator().manual_seed(100 + rank)
@@ -88,25 +89,26 @@ DDP_SCRIPT = textwrap.dedent("""
         dist.destroy_process_group()
 
     if __name__ == "__main__":
-        hook, out = sys.argv[1] == "hook", sys.argv[2]
+        kind, out = sys.argv[1], sys.argv[2]
         init = "file://" + tempfile.mktemp()
-        mp.spawn(run, args=(2, init, hook, out), nprocs=2, join=True)
+        mp.spawn(run, args=(2, init, kind, out), nprocs=2, join=True)
 """)
 
 
-def test_ddp_hook_trains_like_allreduce(tmp_path):
+@pytest.mark.parametrize("kind", ["hook", "stateful"])
+def test_ddp_hook_trains_like_allreduce(tmp_path, kind):
     script = tmp_path / "ddp.py"
     script.write_text(DDP_SCRIPT)
     res = {}
-    for kind in ("plain", "hook"):
+    for kind in ("plain", kind):
         out = tmp_path / f"{kind}.json"
         r = subprocess.run([sys.executable, str(script), kind, str(out)], capture_output=True, text=True,
                            timeout=300)
         assert r.returncode == 0, r.stderr[-3000:]
         res[kind] = json.loads(out.read_text())
-    plain, hook = res["plain"]["losses"], res["hook"]["losses"]
+    plain, hook = res["plain"]["losses"], res[kind]["losses"]
     assert hook[-1] < 0.2 * hook[0]  # it trains
     # stated tolerance: the final loss (mean of the last 10 steps) within 10% of plain allreduce
     p, h = np.mean(plain[-10:]), np.mean(hook[-10:])
     assert abs(h - p) <= 0.1 * p, (p, h)
-    assert 0 < res["hook"]["bytes_sent"] < res["hook"]["raw_bytes"]
+    assert 0 < res[kind]["bytes_sent"] < res[kind]["raw_bytes"]

@@ -5,8 +5,9 @@ CUDA backend). Import as ``import ebgc.torch``; needs torch.
   string. float32 and float64 tensors are compressed within the bound; every other entry
   (integers, booleans, float16/bfloat16 for now) is stored exactly. Names, shapes, dtypes are kept.
 - :class:`HookState` + :func:`allreduce_hook`: ``model.register_comm_hook(state, allreduce_hook)``
-  compresses each gradient bucket, all-gathers the sizes and then the payloads, decompresses and
-  averages them. Bytes sent are counted in the state; error feedback is optional.
+  compresses each gradient bucket (one-shot, or ``stateful=True``: one GradientEncoder stream per
+  rank and bucket, every rank decoding every stream), all-gathers the sizes and then the payloads,
+  decompresses and averages them. Bytes sent are counted in the state; error feedback optional.
 """
 import struct
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ import torch.distributed as dist
 from . import _core
 from .api import compress, decompress
 from .errors import FormatError, InvalidArgumentError
+from .stream import GradientDecoder, GradientEncoder
 
 _SD_MAGIC = b"EBSD"
 _SD_VERSION = 1
@@ -149,10 +151,28 @@ class HookState:
     mode: str = "rel"
     coder: str = "auto"
     error_feedback: bool = True
+    stateful: bool = False  # each bucket a GradientEncoder stream, predicted from earlier steps
     process_group: Optional[Any] = None
     bytes_sent: int = 0
     raw_bytes: int = 0
     residuals: Dict[int, torch.Tensor] = field(default_factory=dict)
+    encoders: Dict[int, GradientEncoder] = field(default_factory=dict)
+    decoder: GradientDecoder = field(default_factory=GradientDecoder)
+
+    def _encode(self, index: int, x: torch.Tensor) -> bytes:
+        if not self.stateful:
+            return compress(x, self.error_bound, mode=self.mode, coder=self.coder)
+        enc = self.encoders.get(index)
+        if enc is None:
+            sid = f"rank{dist.get_rank(self.process_group)}/bucket{index}"
+            enc = self.encoders[index] = GradientEncoder(self.error_bound, mode=self.mode, coder=self.coder,
+                                                         stream_id=sid)
+        return enc.encode({"grad": x})
+
+    def _decode(self, payload: Any) -> torch.Tensor:
+        if not self.stateful:
+            return torch.from_numpy(decompress(payload))
+        return torch.from_numpy(self.decoder.decode(bytes(payload))["grad"])
 
 
 def allreduce_hook(state: HookState, bucket: dist.GradBucket) -> torch.futures.Future[torch.Tensor]:
@@ -168,9 +188,7 @@ def allreduce_hook(state: HookState, bucket: dist.GradBucket) -> torch.futures.F
     residual = state.residuals.get(bucket.index()) if state.error_feedback else None
     if residual is not None and residual.shape == x.shape:  # DDP may rebuild buckets after step 1
         x = x + residual
-    payload = compress(x, state.error_bound, mode=state.mode, coder=state.coder)
-    if state.error_feedback:
-        state.residuals[bucket.index()] = x - torch.from_numpy(decompress(payload))
+    payload = state._encode(bucket.index(), x)
     state.bytes_sent += len(payload)
     state.raw_bytes += grad.numel() * grad.element_size()
 
@@ -183,8 +201,12 @@ def allreduce_hook(state: HookState, bucket: dist.GradBucket) -> torch.futures.F
     gathered = [torch.empty(longest, dtype=torch.uint8) for _ in range(world)]
     dist.all_gather(gathered, mine, group=group)
     total = torch.zeros_like(x)
-    for s, g in zip(sizes, gathered):
-        total += torch.from_numpy(decompress(g[: int(s.item())].numpy()))
+    me = dist.get_rank(group)
+    for rank, (s, g) in enumerate(zip(sizes, gathered)):
+        rec = state._decode(g[: int(s.item())].numpy())  # every stream, ours too, keeps its order
+        if rank == me and state.error_feedback:
+            state.residuals[bucket.index()] = x - rec
+        total += rec
     buf.copy_((total / world).to(buf.dtype))
     fut: torch.futures.Future = torch.futures.Future()
     fut.set_result(buf)
