@@ -55,7 +55,7 @@ def test_state_dict_hostile():
 
 
 DDP_SCRIPT = textwrap.dedent("""
-    import json, os, sys, tempfile
+    import json, os, sys
     import torch, torch.distributed as dist, torch.multiprocessing as mp
     import ebgc.torch as et
 
@@ -89,9 +89,8 @@ DDP_SCRIPT = textwrap.dedent("""
         dist.destroy_process_group()
 
     if __name__ == "__main__":
-        kind, out = sys.argv[1], sys.argv[2]
-        init = "file://" + tempfile.mktemp()
-        mp.spawn(run, args=(2, init, kind, out), nprocs=2, join=True)
+        kind, out, store = sys.argv[1], sys.argv[2], sys.argv[3]
+        mp.spawn(run, args=(2, "file://" + store, kind, out), nprocs=2, join=True)
 """)
 
 
@@ -102,8 +101,9 @@ def test_ddp_hook_trains_like_allreduce(tmp_path, kind):
     res = {}
     for kind in ("plain", kind):
         out = tmp_path / f"{kind}.json"
-        r = subprocess.run([sys.executable, str(script), kind, str(out)], capture_output=True, text=True,
-                           timeout=300)
+        store = tmp_path / f"{kind}.store"  # a fresh rendezvous file per run
+        r = subprocess.run([sys.executable, str(script), kind, str(out), str(store)], capture_output=True,
+                           text=True, timeout=600)
         assert r.returncode == 0, r.stderr[-3000:]
         res[kind] = json.loads(out.read_text())
     plain, hook = res["plain"]["losses"], res[kind]["losses"]
