@@ -108,9 +108,19 @@ def test_usage_version_and_demo(capsys):
     assert main([]) == 2
     assert main(["compress"]) == 2  # missing arguments: argparse usage error
     capsys.readouterr()
-    assert main(["demo"]) == 2
-    err = capsys.readouterr().err
-    assert "not available" in err and "PyTorch" in err
+    assert main(["demo", "--rounds", "0"]) == 2  # usage error: rounds must be >= 1
+
+
+def test_demo_runs_and_reports(tmp_path, capsys):
+    pytest.importorskip("torch")
+    pytest.importorskip("sklearn")
+    out = tmp_path / "demo"
+    assert main(["demo", "--rounds", "2", "--quiet", "--out", str(out)]) == 0
+    assert "ebgc" in capsys.readouterr().out
+    rows = json.loads((out / "demo.json").read_text())
+    by = {r["method"]: r for r in rows}
+    assert by["uncompressed"]["ratio"] == 1 and by["ebgc"]["ratio"] > 5
+    assert all(0 <= r["final_accuracy"] <= 1 and len(r["history"]) == 2 for r in rows)
 
 
 def _tiny_trace(path, rounds=2):
