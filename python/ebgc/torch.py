@@ -3,7 +3,8 @@ CUDA backend). Import as ``import ebgc.torch``; needs torch.
 
 - :func:`compress_state_dict` / :func:`decompress_state_dict`: a whole state dict as one byte
   string. float32 and float64 tensors are compressed within the bound; every other entry
-  (integers, booleans, float16/bfloat16 for now) is stored exactly. Names, shapes, dtypes are kept.
+  (integers, booleans, float16/bfloat16 for now) is stored exactly, as raw bytes with its dtype
+  named. Names, shapes, dtypes are kept.
 - :class:`HookState` + :func:`allreduce_hook`: ``model.register_comm_hook(state, allreduce_hook)``
   compresses each gradient bucket (one-shot, or ``stateful=True``: one GradientEncoder stream per
   rank and bucket, every rank decoding every stream), all-gathers the sizes and then the payloads,
@@ -11,7 +12,7 @@ CUDA backend). Import as ``import ebgc.torch``; needs torch.
 """
 import struct
 from dataclasses import dataclass, field
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, Mapping, Optional
 
 import numpy as np
 import torch
@@ -20,37 +21,14 @@ import torch.distributed as dist
 from . import _core
 from .api import compress, decompress
 from .errors import FormatError, InvalidArgumentError
-from .stream import GradientDecoder, GradientEncoder
+from .stream import GradientDecoder, GradientEncoder, _Reader, _varint
 
 _SD_MAGIC = b"EBSD"
 _SD_VERSION = 1
 _COMPRESSED, _EXACT = 0, 1
 
 
-def _varint(v: int) -> bytes:
-    out = bytearray()
-    while v >= 0x80:
-        out.append((v & 0x7F) | 0x80)
-        v >>= 7
-    out.append(v)
-    return bytes(out)
-
-
-def _read_varint(buf: memoryview, pos: int) -> Tuple[int, int]:
-    v = shift = 0
-    for _ in range(10):
-        if pos >= len(buf):
-            raise FormatError("truncated state dict blob")
-        b = buf[pos]
-        pos += 1
-        v |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return v, pos
-        shift += 7
-    raise FormatError("malformed varint in state dict blob")
-
-
-# Exact entries are stored as raw bytes with their dtype named: no pickle on the wire.
+# Exact entries are stored as raw bytes with their dtype named: no Python objects on the wire.
 _EXACT_DTYPES = {
     torch.float16: "float16", torch.bfloat16: "bfloat16", torch.float32: "float32",
     torch.float64: "float64", torch.int8: "int8", torch.uint8: "uint8", torch.int16: "int16",
@@ -99,44 +77,30 @@ def decompress_state_dict(blob: Any) -> Dict[str, torch.Tensor]:
         from .errors import ChecksumError
 
         raise ChecksumError("state dict blob checksum mismatch")
-    body = view[:-4]
-    count, pos = _read_varint(body, 5)
+    r = _Reader(view[:-4], "state dict blob")
+    r.take(5, "header")
     out: Dict[str, torch.Tensor] = {}
-
-    def take(n: int) -> memoryview:
-        nonlocal pos
-        if n > len(body) - pos:
-            raise FormatError("truncated state dict blob")
-        pos += n
-        return body[pos - n : pos]
-
-    for _ in range(count):
-        n, pos = _read_varint(body, pos)
-        name = bytes(take(n)).decode("utf-8")
-        kind = take(1)[0]
+    for _ in range(r.varint("entry count")):
+        name = bytes(r.blob("name")).decode("utf-8")
+        kind = r.u8("entry kind")
         if kind == _COMPRESSED:
-            n, pos = _read_varint(body, pos)
-            out[name] = torch.from_numpy(decompress(take(n)))
+            out[name] = torch.from_numpy(decompress(r.blob("tensor blob")))
         elif kind == _EXACT:
-            n, pos = _read_varint(body, pos)
-            dtype = _DTYPE_BY_NAME.get(bytes(take(n)).decode("ascii", "replace"))
+            dtype = _DTYPE_BY_NAME.get(bytes(r.blob("dtype")).decode("ascii", "replace"))
             if dtype is None:
                 raise FormatError("unknown dtype in state dict blob")
-            ndim = take(1)[0]
-            shape = []
-            for _ in range(ndim):
-                d, pos = _read_varint(body, pos)
-                shape.append(d)
-            n, pos = _read_varint(body, pos)
-            raw = take(n)
+            shape = [r.varint("shape") for _ in range(r.u8("ndim"))]
+            raw = r.blob("tensor data")
             itemsize = torch.empty((), dtype=dtype).element_size()
-            if n != int(np.prod(shape, dtype=object)) * itemsize:
+            if len(raw) != int(np.prod(shape, dtype=object)) * itemsize:
                 raise FormatError(f"entry {name!r}: data size does not match its shape")
-            flat = torch.frombuffer(bytearray(raw), dtype=torch.uint8) if n else torch.empty(0, dtype=torch.uint8)
-            out[name] = flat.view(dtype).reshape(shape) if n else torch.empty(shape, dtype=dtype)
+            if len(raw):
+                out[name] = torch.frombuffer(bytearray(raw), dtype=torch.uint8).view(dtype).reshape(shape)
+            else:
+                out[name] = torch.empty(shape, dtype=dtype)
         else:
             raise FormatError("unknown entry kind in state dict blob")
-    if pos != len(body):
+    if r.pos != len(r.data):
         raise FormatError("trailing bytes in state dict blob")
     return out
 
