@@ -1,0 +1,1 @@
+"""Plugins for other frameworks (imported on demand: each needs its framework installed)."""
