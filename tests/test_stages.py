@@ -305,8 +305,7 @@ def test_context_long_zero_runs():
 @pytest.mark.parametrize("scale", [1, 3, 30, 1000, 2**20, 2**29])
 def test_context_laplacian(scale):
     rng = np.random.default_rng(scale)
-    # clipped one short of the extreme code, which test_context_extremes covers on its own
-    c = np.clip(np.round(rng.laplace(scale=scale, size=50000)), 1 - MAX_CODE, MAX_CODE - 1).astype(np.int32)
+    c = np.clip(np.round(rng.laplace(scale=scale, size=50000)), -MAX_CODE, MAX_CODE).astype(np.int32)
     _ctx_rt(c)
 
 
@@ -316,8 +315,8 @@ def test_context_uniform_full_range():
 
 
 @given(hnp.arrays(np.int32, st.integers(0, 2000),
-                  elements=st.integers(1 - MAX_CODE, MAX_CODE - 1) | st.integers(-3, 3)
-                  | st.sampled_from([MAX_CODE - 1, 1 - MAX_CODE, 2**29, -(2**29), 15, 16, -16, 0])))
+                  elements=st.integers(-MAX_CODE, MAX_CODE) | st.integers(-3, 3)
+                  | st.sampled_from([MAX_CODE, -MAX_CODE, MAX_CODE - 1, 2**29, -(2**29), 15, 16, -16, 0])))
 def test_context_hypothesis(codes):
     _ctx_rt(codes)
 
@@ -405,8 +404,9 @@ def test_quantize_gaussian_few_outliers(dtype, abs_bound):
     x[1::1000] = np.inf
     codes, o = _check_quantize(x, abs_bound)
     if abs_bound >= 1e-4:
-        # Only the non-finite values and rare rounding edges (float32 grid vs bin edge) should
-        # need to be outliers.
+        # Only the non-finite values and rare rounding edges should need to be outliers. In float32
+        # a value on a bin edge can have no code within the bound at all (both neighbours' float32
+        # reconstructions miss by a fraction of an ulp): about 0.1% of these values at 1e-4.
         assert o.size <= 200 + x.size // 100
 
 
