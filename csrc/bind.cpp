@@ -41,19 +41,41 @@ py::bytes to_bytes(const std::vector<uint8_t>& v) {
   return py::bytes(reinterpret_cast<const char*>(v.data()), v.size());
 }
 
-char dtype_kind(const py::buffer_info& info) {
+// 'f' float32, 'd' float64, 'h' float16, 'b' bfloat16 (which has no buffer format of its own:
+// numpy and torch hand it over as a 16-bit integer view, with as_dtype = "bfloat16"), 0 otherwise.
+char dtype_kind(const py::buffer_info& info, const std::string& as_dtype) {
+  if (as_dtype == "bfloat16")
+    return info.itemsize == 2 && (info.format == "H" || info.format == "h") ? 'b' : 0;
+  if (!as_dtype.empty()) throw InvalidArgument("as_dtype must be '' or 'bfloat16'");
   if (info.format == py::format_descriptor<float>::format() && info.itemsize == 4) return 'f';
   if (info.format == py::format_descriptor<double>::format() && info.itemsize == 8) return 'd';
+  if (info.format == "e" && info.itemsize == 2) return 'h';
   return 0;
+}
+
+template <class T>
+struct TypeTag {
+  using type = T;
+};
+
+// Calls f(TypeTag<T>{}) with the storage type of a dtype kind.
+template <class F>
+decltype(auto) with_dtype(char kind, F&& f) {
+  switch (kind) {
+    case 'f': return f(TypeTag<float>{});
+    case 'd': return f(TypeTag<double>{});
+    case 'h': return f(TypeTag<Float16>{});
+    default: return f(TypeTag<BFloat16>{});
+  }
 }
 
 // A C-contiguous float buffer of the same kind and size as `like` (a previous reconstruction,
 // or the one compress hands back), or null for None.
-void* companion_buffer(const py::object& obj, const py::buffer_info& like, char kind, bool writable,
-                       const char* what, py::buffer_info& keep) {
+void* companion_buffer(const py::object& obj, const py::buffer_info& like, char kind, const std::string& as_dtype,
+                       bool writable, const char* what, py::buffer_info& keep) {
   if (obj.is_none()) return nullptr;
   keep = py::reinterpret_borrow<py::buffer>(obj).request(writable);
-  if (dtype_kind(keep) != kind || keep.size != like.size)
+  if (dtype_kind(keep, as_dtype) != kind || keep.size != like.size)
     throw InvalidArgument(std::string(what) + " must have the dtype and size of the data");
   for (py::ssize_t i = keep.ndim - 1, stride = keep.itemsize; i >= 0; --i) {
     if (keep.shape[i] > 1 && keep.strides[i] != stride)
@@ -90,16 +112,16 @@ std::vector<uint8_t> compress_typed(const py::buffer_info& info, const void* con
 
 py::bytes compress_array(py::buffer arr, std::vector<uint64_t> shape, double error_bound, int mode,
                    int coder, unsigned threads, unsigned chunk_log2, py::object previous,
-                   py::object reconstruction, py::object previous2) {
+                   py::object reconstruction, py::object previous2, const std::string& as_dtype) {
   py::buffer_info info = arr.request();
-  char kind = dtype_kind(info);
-  if (!kind) throw py::type_error("ebgc compresses float32 or float64 data");
+  char kind = dtype_kind(info, as_dtype);
+  if (!kind) throw py::type_error("ebgc compresses float32, float64, float16 or bfloat16 data");
   py::buffer_info prev_keep, prev2_keep;
-  const void* prev[2] = {companion_buffer(previous, info, kind, false, "previous", prev_keep),
-                         companion_buffer(previous2, info, kind, false, "previous2", prev2_keep)};
+  const void* prev[2] = {companion_buffer(previous, info, kind, as_dtype, false, "previous", prev_keep),
+                         companion_buffer(previous2, info, kind, as_dtype, false, "previous2", prev2_keep)};
   if (!prev[0] && prev[1]) throw InvalidArgument("previous2 needs previous");
   py::buffer_info rec_keep;
-  void* rec = companion_buffer(reconstruction, info, kind, true, "reconstruction", rec_keep);
+  void* rec = companion_buffer(reconstruction, info, kind, as_dtype, true, "reconstruction", rec_keep);
   uint64_t n = 1;
   for (uint64_t d : shape) n *= d;
   if (n != uint64_t(info.size)) throw InvalidArgument("shape does not match the buffer");
@@ -114,31 +136,30 @@ py::bytes compress_array(py::buffer arr, std::vector<uint64_t> shape, double err
   std::vector<uint8_t> blob;
   {
     py::gil_scoped_release nogil;
-    if (kind == 'f') blob = compress_typed<float>(info, prev, rec, shape, opt);
-    else blob = compress_typed<double>(info, prev, rec, shape, opt);
+    blob = with_dtype(kind, [&](auto tag) {
+      return compress_typed<typename decltype(tag)::type>(info, prev, rec, shape, opt);
+    });
   }
   return to_bytes(blob);
 }
 
 void decompress_into(py::buffer blob, py::buffer out, unsigned threads, py::object previous,
-                     py::object previous2) {
+                     py::object previous2, const std::string& as_dtype) {
   py::buffer_info keep;
   ByteView v = byte_view(blob, keep);
   py::buffer_info o = out.request(true);
-  char kind = dtype_kind(o);
-  if (!kind) throw InvalidArgument("out must be a float32 or float64 array");
+  char kind = dtype_kind(o, as_dtype);
+  if (!kind) throw InvalidArgument("out must be a float32, float64, float16 or bfloat16 array");
   py::buffer_info prev_keep, prev2_keep;
-  const void* prev[2] = {companion_buffer(previous, o, kind, false, "previous", prev_keep),
-                         companion_buffer(previous2, o, kind, false, "previous2", prev2_keep)};
+  const void* prev[2] = {companion_buffer(previous, o, kind, as_dtype, false, "previous", prev_keep),
+                         companion_buffer(previous2, o, kind, as_dtype, false, "previous2", prev2_keep)};
   py::gil_scoped_release nogil;
   ParsedBlob pb = parse_blob(v.data, v.size);
-  if (kind == 'f') {
-    const float* p[2] = {static_cast<const float*>(prev[0]), static_cast<const float*>(prev[1])};
-    ebgc::decompress(pb, static_cast<float*>(o.ptr), uint64_t(o.size), threads, p);
-  } else {
-    const double* p[2] = {static_cast<const double*>(prev[0]), static_cast<const double*>(prev[1])};
-    ebgc::decompress(pb, static_cast<double*>(o.ptr), uint64_t(o.size), threads, p);
-  }
+  with_dtype(kind, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    const T* p[2] = {static_cast<const T*>(prev[0]), static_cast<const T*>(prev[1])};
+    ebgc::decompress(pb, static_cast<T*>(o.ptr), uint64_t(o.size), threads, p);
+  });
 }
 
 py::dict header(py::buffer blob) {
@@ -340,10 +361,42 @@ py::tuple quantize(py::buffer x, double abs_bound) {
   py::buffer_info info = x.request();
   if (info.ndim != 1 || (info.shape[0] > 1 && info.strides[0] != info.itemsize))
     throw InvalidArgument("quantize takes a contiguous 1-D array");
-  char kind = dtype_kind(info);
-  if (kind == 'f') return quantize_t<float>(info, abs_bound);
-  if (kind == 'd') return quantize_t<double>(info, abs_bound);
-  throw py::type_error("quantize takes float32 or float64 data");
+  const char kind = dtype_kind(info, "");
+  if (!kind) throw py::type_error("quantize takes float32, float64 or float16 data");
+  return with_dtype(kind, [&](auto tag) { return quantize_t<typename decltype(tag)::type>(info, abs_bound); });
+}
+
+// The 16-bit storage stage alone: float64 values rounded to float16/bfloat16 bits, and back.
+template <class N>
+py::array narrow_bits_t(py::array_t<double, py::array::c_style | py::array::forcecast> x) {
+  auto v = x.unchecked<1>();
+  std::vector<uint16_t> out(size_t(v.shape(0)));
+  for (size_t i = 0; i < out.size(); ++i) out[i] = N(v(py::ssize_t(i))).bits;
+  return vector_to_array(std::move(out));
+}
+
+template <class N>
+py::array widen_bits_t(py::array_t<uint16_t, py::array::c_style | py::array::forcecast> bits) {
+  auto v = bits.unchecked<1>();
+  std::vector<double> out(size_t(v.shape(0)));
+  for (size_t i = 0; i < out.size(); ++i) {
+    N n;
+    n.bits = v(py::ssize_t(i));
+    out[i] = double(n);
+  }
+  return vector_to_array(std::move(out));
+}
+
+py::array narrow_bits(py::array x, const std::string& dtype) {
+  if (dtype == "float16") return narrow_bits_t<Float16>(x);
+  if (dtype == "bfloat16") return narrow_bits_t<BFloat16>(x);
+  throw InvalidArgument("dtype must be 'float16' or 'bfloat16'");
+}
+
+py::array widen_bits(py::array bits, const std::string& dtype) {
+  if (dtype == "float16") return widen_bits_t<Float16>(bits);
+  if (dtype == "bfloat16") return widen_bits_t<BFloat16>(bits);
+  throw InvalidArgument("dtype must be 'float16' or 'bfloat16'");
 }
 
 py::array dequantize(py::array_t<int32_t, py::array::c_style | py::array::forcecast> codes, double abs_bound,
@@ -396,13 +449,14 @@ PYBIND11_MODULE(_core, m) {
   m.def("compress", &compress_array, py::arg("data"), py::arg("shape"), py::arg("error_bound"), py::arg("mode"),
         py::arg("coder"), py::arg("threads"), py::arg("chunk_log2") = kDefaultChunkLog2,
         py::arg("previous") = py::none(), py::arg("reconstruction") = py::none(),
-        py::arg("previous2") = py::none(),
-        "Compress a C-contiguous float32/float64 buffer; mode 0=abs 1=rel; coder -1=auto. With\n"
+        py::arg("previous2") = py::none(), py::arg("as_dtype") = "",
+        "Compress a C-contiguous float32/float64/float16 buffer (bfloat16: a 16-bit integer view\n"
+        "with as_dtype='bfloat16'); mode 0=abs 1=rel; coder -1=auto. With\n"
         "previous (the stream's last reconstruction; previous2, the one before), predict from a\n"
         "least-squares blend of them where that shrinks the residual.\n"
         "reconstruction: a writable buffer that receives what decompression will return.");
   m.def("decompress_into", &decompress_into, py::arg("blob"), py::arg("out"), py::arg("threads"),
-        py::arg("previous") = py::none(), py::arg("previous2") = py::none(),
+        py::arg("previous") = py::none(), py::arg("previous2") = py::none(), py::arg("as_dtype") = "",
         "Decode a blob into a C-contiguous writable float buffer of the right size and dtype;\n"
         "previous may be out itself (decoding in place over the last reconstruction).");
   m.def("crc32c", [](py::buffer data, uint32_t seed) {
@@ -419,4 +473,7 @@ PYBIND11_MODULE(_core, m) {
   m.def("context_decode", &context_decode, py::arg("data"), py::arg("count"));
   m.def("quantize", &quantize, py::arg("x"), py::arg("abs_bound"));
   m.def("dequantize", &dequantize, py::arg("codes"), py::arg("abs_bound"), py::arg("dtype"));
+  m.def("narrow_bits", &narrow_bits, py::arg("x"), py::arg("dtype"),
+        "float64 values rounded (to nearest even) to float16/bfloat16, as their 16 bits.");
+  m.def("widen_bits", &widen_bits, py::arg("bits"), py::arg("dtype"), "float16/bfloat16 bits as float64.");
 }

@@ -12,6 +12,8 @@ import struct
 from dataclasses import dataclass, field
 
 MAGIC = b"EBGC"
+DTYPE_NAMES = {1: "float32", 2: "float64", 3: "float16", 4: "bfloat16"}  # dtype code -> name
+ITEMSIZE = {1: 4, 2: 8, 3: 2, 4: 2}
 HEADER_FIXED = 12  # magic, version, flags, dtype, mode, predictor, coder, chunk_log2, ndim
 
 
@@ -122,7 +124,7 @@ def header_length(blob: bytes) -> int:
 def directory_offset(b: Blob) -> int:
     """Offset, inside b.payload, of the chunk directory (after the outliers and coder tables)."""
     p = b.payload
-    itemsize = {1: 4, 2: 8}[b.dtype]
+    itemsize = ITEMSIZE[b.dtype]
     count, pos = read_varint(p, 0)
     for _ in range(count):
         _, pos = read_varint(p, pos)

@@ -121,7 +121,7 @@ def test_every_documented_coder_accepted(coder):
 # --------------------------------------------------------------------------------------------------
 
 UNSUPPORTED = [
-    np.float16, np.longdouble, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32,
+    np.longdouble, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32,
     np.uint64, np.bool_, np.complex64, np.complex128, object, "U3", "S4", "datetime64[s]",
     "timedelta64[ms]", np.dtype([("a", np.float32), ("b", np.float32)]),
 ]

@@ -19,7 +19,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import ebgc
-from blobfmt import Blob, directory_offset, parse, reseal, seal, varint
+from ebgc.api import dtype_from_name
+from blobfmt import DTYPE_NAMES, Blob, directory_offset, parse, reseal, seal, varint
 from conftest import CODERS
 
 # --------------------------------------------------------------------------------------------------
@@ -38,6 +39,14 @@ def _input(case: str) -> tuple[np.ndarray, float, str]:
         x[[3, 10, 11, 40]] = [np.nan, np.inf, -np.inf, np.nan]
         x[20] = 1e30
         return x, 1e-3, "abs"
+    if case == "f16_outliers":  # 16-bit: verified in float16, raw 2-byte outliers
+        x = (rng.standard_normal(90) * 100).astype(np.float16)
+        x[[2, 7, 50]] = [np.nan, np.inf, 65504]
+        return x, 1e-3, "rel"
+    if case == "bf16_3d":
+        x = (rng.standard_normal((4, 3, 3)) * 1e-3).astype(dtype_from_name("bfloat16"))
+        x[0, 0, 0] = np.nan
+        return x, 1e-2, "rel"
     if case == "multichunk_sparse":  # 70000 values > one 2^16 chunk, still a small blob
         x = np.zeros(70000, np.float64)
         idx = rng.choice(x.size, 40, replace=False)
@@ -47,7 +56,7 @@ def _input(case: str) -> tuple[np.ndarray, float, str]:
     raise ValueError(case)
 
 
-CASES = ["f32_rel_1d", "f64_abs_2d", "outliers"]
+CASES = ["f32_rel_1d", "f64_abs_2d", "outliers", "f16_outliers", "bf16_3d"]
 BLOB_IDS = [f"{c}-{k}" for c in CASES for k in CODERS] + [
     f"multichunk_sparse-{k}" for k in ("context", "huffman", "bitpack")
 ] + ["empty-raw", "scalar-auto"]
@@ -177,10 +186,9 @@ def _declared(blob: bytes):
         b = parse(blob)
     except (AssertionError, IndexError, struct.error):
         return None
-    dtype = {1: np.float32, 2: np.float64}.get(b.dtype)
-    if dtype is None or b.version != 1:
+    if b.dtype not in DTYPE_NAMES or b.version != 1:
         return None
-    return tuple(b.shape), dtype
+    return tuple(b.shape), dtype_from_name(DTYPE_NAMES[b.dtype])
 
 
 @pytest.mark.parametrize("threads", [1, 2])
@@ -429,7 +437,7 @@ FIELD_TAMPERING = {
     "flags=1": dict(flags=1),
     "flags=255": dict(flags=255),
     "dtype=0": dict(dtype=0),
-    "dtype=3": dict(dtype=3),
+    "dtype=5": dict(dtype=5),  # (3, 4: float16, bfloat16)
     "dtype=255": dict(dtype=255),
     "mode=2": dict(mode=2),
     "mode=255": dict(mode=255),
@@ -504,7 +512,7 @@ def test_fuzz_header_fields(data):
         pass
     else:
         assert y.shape == tuple(b.shape)
-        assert y.dtype == {1: np.float32, 2: np.float64}[b.dtype]
+        assert y.dtype == dtype_from_name(DTYPE_NAMES[b.dtype])
         assert b.flags == 0 and b.version == 1
         assert math.prod(b.shape) * y.itemsize <= 64 * len(blob) + 1024
     assert time.perf_counter() - t0 < 2

@@ -266,7 +266,7 @@ def test_torch_non_contiguous_matches_numpy():
     np.testing.assert_array_equal(bits(ebgc.decompress(a)), bits(ebgc.decompress(b)))
 
 
-@pytest.mark.parametrize("tdtype", ["float16", "bfloat16", "int32", "int64", "bool", "complex64", "uint8"])
+@pytest.mark.parametrize("tdtype", ["int32", "int64", "bool", "complex64", "uint8"])
 def test_torch_unsupported_dtypes(tdtype):
     torch = pytest.importorskip("torch")
     t = torch.zeros(10, dtype=getattr(torch, tdtype))

@@ -22,6 +22,8 @@ def small_state_dict():
             v.copy_(torch.randn(v.shape, generator=g))
     sd["extra.half"] = torch.randn(7, 5, generator=g).to(torch.bfloat16)
     sd["extra.f64"] = torch.randn(40, 40, generator=g, dtype=torch.float64)
+    sd["extra.bf16"] = torch.randn(64, 3, 3, 3, generator=g).to(torch.bfloat16)
+    sd["extra.f16"] = torch.randn(50, 30, generator=g).to(torch.float16)
     sd["extra.empty"] = torch.empty(0, 3)
     return sd
 
@@ -35,12 +37,34 @@ def test_state_dict_round_trip():
     assert len(blob) < raw / 2
     for k, v in sd.items():
         assert out[k].dtype == v.dtype and out[k].shape == v.shape, k
-        if v.dtype in (torch.float32, torch.float64) and v.numel() > 1024:
+        if v.is_floating_point() and v.numel() >= 1025:  # compressed, checked in its own dtype
             x = v.double().numpy()
             ab = 1e-2 * (x.max() - x.min())
             assert np.abs(out[k].double().numpy() - x).max() <= ab, k
         else:
             assert torch.equal(out[k], v), k  # stored exactly
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
+def test_tensor_round_trip_keeps_dtype(dtype):
+    t = (torch.randn(33, 17, 3, generator=torch.Generator().manual_seed(1)) * 1e-3).to(dtype)
+    blob = et.compress(t[:, ::2], 1e-3)  # a non-contiguous view
+    out = et.decompress(blob)
+    assert out.dtype == dtype and out.shape == t[:, ::2].shape
+    x = t[:, ::2].double()
+    bound = 1e-3 * float(x.max() - x.min())
+    assert float((out.double() - x).abs().max()) <= bound
+    assert ebgc.info(blob)["dtype"] == str(dtype).replace("torch.", "")
+    # the numpy API reads torch tensors too, bfloat16 included
+    assert ebgc.compress(t, 1e-3) == et.compress(t, 1e-3)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cuda_tensors_round_trip_through_host():
+    t = torch.randn(1000, 9, device="cuda", dtype=torch.bfloat16)
+    out = et.decompress(et.compress(t, 1e-2), device=t.device)
+    assert out.device == t.device and out.dtype == t.dtype
+    assert float((out.double() - t.double()).abs().max()) <= 1e-2 * float(t.double().max() - t.double().min())
 
 
 def test_state_dict_hostile():

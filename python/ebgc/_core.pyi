@@ -19,10 +19,12 @@ def compress(
     previous: Any = None,
     reconstruction: Any = None,
     previous2: Any = None,
+    as_dtype: str = "",
 ) -> bytes:
     """Compress a C-contiguous float32/float64 buffer; mode 0=abs 1=rel; coder -1=auto,
     0=raw, 1=bitpack, 2=huffman, 3=context."""
-def decompress_into(blob: Any, out: Any, threads: int, previous: Any = None, previous2: Any = None) -> None:
+def decompress_into(blob: Any, out: Any, threads: int, previous: Any = None, previous2: Any = None,
+                    as_dtype: str = "") -> None:
     """Decode a blob into a C-contiguous writable float buffer of the right size and dtype."""
 def crc32c(data: Any, seed: int = 0) -> int: ...
 def header(blob: Any) -> dict[str, Any]:
@@ -35,3 +37,7 @@ def context_encode(codes: npt.ArrayLike) -> bytes: ...
 def context_decode(data: Any, count: int) -> npt.NDArray[np.int32]: ...
 def quantize(x: Any, abs_bound: float) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.uint64]]: ...
 def dequantize(codes: npt.ArrayLike, abs_bound: float, dtype: str) -> npt.NDArray[np.floating]: ...
+def narrow_bits(x: npt.ArrayLike, dtype: str) -> npt.NDArray[np.uint16]:
+    """float64 values rounded to nearest even float16/bfloat16, as their 16 bits."""
+def widen_bits(bits: npt.ArrayLike, dtype: str) -> npt.NDArray[np.float64]:
+    """float16/bfloat16 bits as float64 (exact)."""

@@ -5,6 +5,7 @@ import math
 import numbers
 from typing import Any, Optional
 
+import ml_dtypes
 import numpy as np
 
 from . import _core
@@ -12,8 +13,32 @@ from .errors import InvalidArgumentError, UnsupportedDTypeError
 
 MODES = {"abs": 0, "rel": 1}
 CODERS = {"auto": -1, "raw": 0, "bitpack": 1, "huffman": 2, "context": 3}
-_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+BFLOAT16 = np.dtype(ml_dtypes.bfloat16)
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.float16), BFLOAT16)
+_FLOAT_NAMES = ("float32", "float64", "float16", "bfloat16", "float", "double", "half")
 _MAX_ELEMENTS = 2**40
+_DTYPE_ERROR = "ebgc compresses float32, float64, float16 or bfloat16 data"
+
+
+def dtype_from_name(name: str) -> np.dtype:
+    """The numpy dtype of a blob's dtype name (bfloat16 is ml_dtypes')."""
+    return BFLOAT16 if name == "bfloat16" else np.dtype(name)
+
+
+def _core_view(arr: Optional[np.ndarray]):
+    """What _core takes for a float array: bfloat16 has no buffer format, so it goes as its 16 bits."""
+    return arr.view(np.uint16) if arr is not None and arr.dtype == BFLOAT16 else arr
+
+
+def _as_dtype(arr: np.ndarray) -> str:
+    return "bfloat16" if arr.dtype == BFLOAT16 else ""
+
+
+def _from_torch_bfloat16(data: Any) -> np.ndarray:
+    """numpy cannot take bfloat16 through DLPack: read the bits as int16 and relabel them."""
+    import torch
+
+    return np.from_dlpack(data.view(torch.int16)).view(BFLOAT16)
 
 
 def _as_host_array(data: Any) -> np.ndarray:
@@ -23,10 +48,13 @@ def _as_host_array(data: Any) -> np.ndarray:
         arr = np.asarray(data)
     elif hasattr(data, "__dlpack__"):
         dtype_name = str(getattr(data, "dtype", "")).replace("torch.", "")
-        if dtype_name and dtype_name not in ("float32", "float64", "float", "double"):
-            raise UnsupportedDTypeError(f"ebgc compresses float32 or float64 data, not {dtype_name}")
+        if dtype_name and dtype_name not in _FLOAT_NAMES:
+            raise UnsupportedDTypeError(f"{_DTYPE_ERROR}, not {dtype_name}")
         try:
-            arr = np.from_dlpack(data)
+            if dtype_name == "bfloat16" and type(data).__module__.startswith("torch"):
+                arr = _from_torch_bfloat16(data)
+            else:
+                arr = np.from_dlpack(data)
         except (BufferError, RuntimeError, TypeError, ValueError) as exc:
             raise InvalidArgumentError(
                 f"cannot read {type(data).__name__} through DLPack on the CPU ({exc}); "
@@ -37,12 +65,12 @@ def _as_host_array(data: Any) -> np.ndarray:
             memoryview(data)
         except TypeError:
             raise UnsupportedDTypeError(
-                f"expected a float32/float64 array (numpy, DLPack or buffer protocol), "
+                f"expected a float32/float64/float16/bfloat16 array (numpy, DLPack or buffer protocol), "
                 f"got {type(data).__name__}"
             ) from None
         arr = np.asarray(data)
     if arr.dtype not in _FLOATS and arr.dtype.newbyteorder("=") not in _FLOATS:
-        raise UnsupportedDTypeError(f"ebgc compresses float32 or float64 data, not {arr.dtype}")
+        raise UnsupportedDTypeError(f"{_DTYPE_ERROR}, not {arr.dtype}")
     if arr.size > _MAX_ELEMENTS:  # before any copy: a broadcast view can claim terabytes
         raise InvalidArgumentError(f"array of {arr.size} values is over the format's limit of 2**40")
     if not arr.dtype.isnative:
@@ -83,7 +111,10 @@ def compress(
     coder: str = "auto",
     threads: Optional[int] = None,
 ) -> bytes:
-    """Compress a float32/float64 array so that every value comes back within the bound.
+    """Compress a float32/float64/float16/bfloat16 array so that every value comes back within the
+    bound. 16-bit data is verified in its own precision: the bound holds for the values
+    decompress() returns in the input's dtype. bfloat16 numpy arrays use ml_dtypes' dtype; torch
+    bfloat16 tensors are accepted directly.
 
     mode="rel": the absolute bound is ``error_bound * (max - min)`` over the finite values;
     mode="abs": it is ``error_bound``. NaN and +-Inf come back exactly; an array whose finite range
@@ -100,7 +131,8 @@ def compress(
     coder_id = _choice(coder, CODERS, "coder")
     nthreads = _threads(threads)
     arr = _as_host_array(data)
-    return _core.compress(arr, list(arr.shape), eb, mode_id, coder_id, nthreads)
+    return _core.compress(_core_view(arr), list(arr.shape), eb, mode_id, coder_id, nthreads,
+                          as_dtype=_as_dtype(arr))
 
 
 def _blob_buffer(blob: Any):
@@ -127,7 +159,7 @@ def decompress(blob: Any, *, out: Optional[np.ndarray] = None, threads: Optional
     buf = _blob_buffer(blob)
     nthreads = _threads(threads)
     h = _core.header(buf)  # validates before anything is allocated
-    dtype = np.dtype(h["dtype"])
+    dtype = dtype_from_name(h["dtype"])
     shape = tuple(h["shape"])
     if out is None:
         out = np.empty(shape, dtype=dtype)
@@ -140,5 +172,5 @@ def decompress(blob: Any, *, out: Optional[np.ndarray] = None, threads: Optional
             raise InvalidArgumentError(f"out has {out.size} elements, the blob holds {math.prod(shape)}")
         if not out.flags.c_contiguous or not out.flags.writeable:
             raise InvalidArgumentError("out must be C-contiguous and writeable")
-    _core.decompress_into(buf, out, nthreads)
+    _core.decompress_into(buf, _core_view(out), nthreads, as_dtype=_as_dtype(out))
     return out

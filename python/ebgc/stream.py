@@ -19,7 +19,8 @@ from typing import Any, Dict, Iterator, Mapping, Optional, Tuple
 import numpy as np
 
 from . import _core
-from .api import CODERS, MODES, _as_host_array, _choice, _error_bound, _threads
+from .api import (BFLOAT16, CODERS, MODES, _as_dtype, _as_host_array, _choice, _core_view, _error_bound,
+                  _threads, dtype_from_name)
 from .errors import FormatError, InvalidArgumentError, StreamError
 
 MESSAGE_MAGIC = b"EBGS"
@@ -28,8 +29,8 @@ MESSAGE_VERSION = 1
 _KEYFRAME = 1
 _MAX_NAME = 1024
 _MAX_STREAM_ID = 64
-_DTYPES = {np.dtype(np.float32): 1, np.dtype(np.float64): 2}
-_DTYPE_OF = {1: np.dtype(np.float32), 2: np.dtype(np.float64)}
+_DTYPES = {np.dtype(np.float32): 1, np.dtype(np.float64): 2, np.dtype(np.float16): 3, BFLOAT16: 4}
+_DTYPE_OF = {v: k for k, v in _DTYPES.items()}
 
 
 # ---- little byte helpers (the message container is plain bytes; blobs inside are ebgc blobs) ----
@@ -150,7 +151,7 @@ class _StreamState:
                 nb = name.encode()
                 out += _varint(len(nb)) + nb + bytes([_DTYPES[t.dtype], t.ndim])
                 out += b"".join(_varint(d) for d in t.shape)
-                out += memoryview(np.ascontiguousarray(t)).cast("B")
+                out += memoryview(_core_view(np.ascontiguousarray(t))).cast("B")
 
     @classmethod
     def read(cls, r: _Reader) -> "_StreamState":
@@ -243,8 +244,9 @@ class GradientEncoder:
             if self.history < 2:
                 older = None
             rec = np.empty(x.shape, x.dtype)  # receives exactly what the decoder will hold
-            blob = _core.compress(x, list(x.shape), self.error_bound, self._mode, self._coder,
-                                  self._threads, _core.DEFAULT_CHUNK_LOG2, last, rec, older)
+            blob = _core.compress(_core_view(x), list(x.shape), self.error_bound, self._mode, self._coder,
+                                  self._threads, _core.DEFAULT_CHUNK_LOG2, _core_view(last), _core_view(rec),
+                                  _core_view(older), as_dtype=_as_dtype(x))
             updates[name] = rec
             nb = name.encode()
             body += _varint(len(nb)) + nb + _varint(len(blob)) + blob
@@ -352,14 +354,14 @@ class GradientDecoder:
         out: Dict[str, np.ndarray] = {}
         for name, blob in m.tensors:
             h = _core.header(blob)
-            rec = np.empty(tuple(h["shape"]), np.dtype(h["dtype"]))
+            rec = np.empty(tuple(h["shape"]), dtype_from_name(h["dtype"]))
             terms = len(h["predictor_coefficients"])
             last, older = base.history(name, rec)
             if terms > (last is not None) + (older is not None):
                 raise StreamError(f"stream {sid}: tensor {name!r} is predicted from earlier "
                                   "reconstructions this decoder does not hold")
-            _core.decompress_into(blob, rec, self._threads, last if terms else None,
-                                  older if terms == 2 else None)
+            _core.decompress_into(blob, _core_view(rec), self._threads, _core_view(last) if terms else None,
+                                  _core_view(older) if terms == 2 else None, as_dtype=_as_dtype(rec))
             out[name] = rec
         # only now: a message that fails anywhere above changes nothing
         self._streams[m.stream_id] = base.advance(m.sequence, out, m.keyframe)

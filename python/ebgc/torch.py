@@ -1,10 +1,16 @@
-"""PyTorch helpers: state dicts and a DDP communication hook (CPU tensors; CUDA arrives with the
-CUDA backend). Import as ``import ebgc.torch``; needs torch.
+"""PyTorch helpers: tensors, state dicts and a DDP communication hook. Import as
+``import ebgc.torch``; needs torch.
 
+Floating tensors may be float32, float64, float16 or bfloat16; 16-bit ones are compressed in
+their own precision (the bound holds for the values returned in that dtype). CPU tensors are read
+in place; CUDA tensors are staged through host memory until the CUDA backend lands, and results
+go back to the device they came from.
+
+- :func:`compress` / :func:`decompress`: one tensor <-> one blob (the one-shot format).
 - :func:`compress_state_dict` / :func:`decompress_state_dict`: a whole state dict as one byte
-  string. float32 and float64 tensors are compressed within the bound; every other entry
-  (integers, booleans, float16/bfloat16 for now) is stored exactly, as raw bytes with its dtype
-  named. Names, shapes, dtypes are kept.
+  string. Floating tensors are compressed within the bound; every other entry (integers,
+  booleans, small tensors) is stored exactly, as raw bytes with its dtype named. Names, shapes,
+  dtypes are kept.
 - :class:`HookState` + :func:`allreduce_hook`: ``model.register_comm_hook(state, allreduce_hook)``
   compresses each gradient bucket (one-shot, or ``stateful=True``: one GradientEncoder stream per
   rank and bucket, every rank decoding every stream), all-gathers the sizes and then the payloads,
@@ -19,7 +25,8 @@ import torch
 import torch.distributed as dist
 
 from . import _core
-from .api import compress, decompress
+from . import api
+from .api import BFLOAT16
 from .errors import FormatError, InvalidArgumentError
 from .stream import GradientDecoder, GradientEncoder, _Reader, _varint
 
@@ -37,21 +44,49 @@ _EXACT_DTYPES = {
 _DTYPE_BY_NAME = {v: k for k, v in _EXACT_DTYPES.items()}
 
 
+_FLOATING = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+
+
+def to_torch(arr: np.ndarray) -> torch.Tensor:
+    """A CPU tensor sharing arr's memory (bfloat16 included, which torch.from_numpy refuses)."""
+    if arr.dtype == BFLOAT16:
+        return torch.from_numpy(arr.view(np.int16)).view(torch.bfloat16)
+    return torch.from_numpy(arr)
+
+
+def _host(t: torch.Tensor) -> torch.Tensor:
+    t = t.detach()
+    return t if t.device.type == "cpu" else t.cpu()
+
+
+def compress(t: torch.Tensor, error_bound: float, *, mode: str = "rel", coder: str = "auto",
+             threads: Optional[int] = None) -> bytes:
+    """:func:`ebgc.compress` for a torch tensor (CPU: read in place; CUDA: through host memory)."""
+    if not isinstance(t, torch.Tensor):
+        raise InvalidArgumentError(f"expected a torch.Tensor, got {type(t).__name__}")
+    return api.compress(_host(t), error_bound, mode=mode, coder=coder, threads=threads)
+
+
+def decompress(blob: Any, *, device: Any = None, threads: Optional[int] = None) -> torch.Tensor:
+    """The tensor of a blob, in its original dtype and shape, on `device` (default CPU)."""
+    out = to_torch(api.decompress(blob, threads=threads))
+    return out if device is None else out.to(device)
+
+
 def compress_state_dict(sd: Mapping[str, torch.Tensor], error_bound: float, *, mode: str = "rel",
                         coder: str = "auto", min_elements: int = 1025) -> bytes:
     """One byte string for a whole state dict (e.g. a model update). Floating tensors of at least
-    `min_elements` values (float32/float64) are compressed within the bound; the rest exactly."""
+    `min_elements` values are compressed within the bound (16-bit ones in their own precision);
+    the rest exactly. CUDA tensors are copied to the host first."""
     body = bytearray(_SD_MAGIC + bytes([_SD_VERSION])) + _varint(len(sd))
     for name, t in sd.items():
         if not isinstance(t, torch.Tensor):
             raise InvalidArgumentError(f"entry {name!r} is not a tensor")
-        t = t.detach()
-        if t.device.type != "cpu":
-            t = t.cpu()
+        t = _host(t)
         nb = name.encode()
         body += _varint(len(nb)) + nb
-        if t.dtype in (torch.float32, torch.float64) and t.numel() >= min_elements:
-            blob = compress(t, error_bound, mode=mode, coder=coder)
+        if t.dtype in _FLOATING and t.numel() >= min_elements:
+            blob = api.compress(t, error_bound, mode=mode, coder=coder)
             body += bytes([_COMPRESSED]) + _varint(len(blob)) + blob
         else:
             if t.dtype not in _EXACT_DTYPES:
@@ -84,7 +119,7 @@ def decompress_state_dict(blob: Any) -> Dict[str, torch.Tensor]:
         name = bytes(r.blob("name")).decode("utf-8")
         kind = r.u8("entry kind")
         if kind == _COMPRESSED:
-            out[name] = torch.from_numpy(decompress(r.blob("tensor blob")))
+            out[name] = to_torch(api.decompress(r.blob("tensor blob")))
         elif kind == _EXACT:
             dtype = _DTYPE_BY_NAME.get(bytes(r.blob("dtype")).decode("ascii", "replace"))
             if dtype is None:
@@ -125,7 +160,7 @@ class HookState:
 
     def _encode(self, index: int, x: torch.Tensor) -> bytes:
         if not self.stateful:
-            return compress(x, self.error_bound, mode=self.mode, coder=self.coder)
+            return api.compress(x, self.error_bound, mode=self.mode, coder=self.coder)
         enc = self.encoders.get(index)
         if enc is None:
             sid = f"rank{dist.get_rank(self.process_group)}/bucket{index}"
@@ -135,8 +170,8 @@ class HookState:
 
     def _decode(self, payload: Any) -> torch.Tensor:
         if not self.stateful:
-            return torch.from_numpy(decompress(payload))
-        return torch.from_numpy(self.decoder.decode(bytes(payload))["grad"])
+            return to_torch(api.decompress(payload))
+        return to_torch(self.decoder.decode(bytes(payload))["grad"])
 
 
 def allreduce_hook(state: HookState, bucket: dist.GradBucket) -> torch.futures.Future[torch.Tensor]:
@@ -145,13 +180,14 @@ def allreduce_hook(state: HookState, bucket: dist.GradBucket) -> torch.futures.F
     group = state.process_group
     world = dist.get_world_size(group)
     buf = bucket.buffer()
-    grad = buf.detach()
-    if grad.device.type != "cpu":
-        raise InvalidArgumentError("allreduce_hook runs on CPU tensors until the CUDA backend lands")
-    x = grad.to(torch.float32) if grad.dtype not in (torch.float32, torch.float64) else grad
+    grad = _host(buf)  # CUDA buckets go through host memory until the CUDA backend lands
+    # 16-bit buckets are sent in their own dtype; the error feedback is kept in float32, so it
+    # also carries the rounding of (gradient + residual) back to 16 bits.
+    work = grad if grad.dtype in (torch.float32, torch.float64) else grad.to(torch.float32)
     residual = state.residuals.get(bucket.index()) if state.error_feedback else None
-    if residual is not None and residual.shape == x.shape:  # DDP may rebuild buckets after step 1
-        x = x + residual
+    if residual is not None and residual.shape == work.shape:  # DDP may rebuild buckets after step 1
+        work = work + residual
+    x = work.to(grad.dtype)
     payload = state._encode(bucket.index(), x)
     state.bytes_sent += len(payload)
     state.raw_bytes += grad.numel() * grad.element_size()
@@ -164,12 +200,12 @@ def allreduce_hook(state: HookState, bucket: dist.GradBucket) -> torch.futures.F
     mine[: len(payload)] = torch.frombuffer(bytearray(payload), dtype=torch.uint8)
     gathered = [torch.empty(longest, dtype=torch.uint8) for _ in range(world)]
     dist.all_gather(gathered, mine, group=group)
-    total = torch.zeros_like(x)
+    total = torch.zeros_like(work)
     me = dist.get_rank(group)
     for rank, (s, g) in enumerate(zip(sizes, gathered)):
-        rec = state._decode(g[: int(s.item())].numpy())  # every stream, ours too, keeps its order
+        rec = state._decode(g[: int(s.item())].numpy()).to(work.dtype)  # every stream, ours too, keeps its order
         if rank == me and state.error_feedback:
-            state.residuals[bucket.index()] = x - rec
+            state.residuals[bucket.index()] = work - rec
         total += rec
     buf.copy_((total / world).to(buf.dtype))
     fut: torch.futures.Future = torch.futures.Future()

@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <limits>
+#include <type_traits>
 
 #include "errors.hpp"
 
@@ -27,11 +28,13 @@ struct FiniteRange {
 
 template <class T>
 FiniteRange finite_range(const T* x, size_t n) {
-  // Two accumulators in T keep the loop simple enough to vectorize; NaN/Inf are skipped.
-  T lo = std::numeric_limits<T>::infinity(), hi = -std::numeric_limits<T>::infinity();
-  const T big = std::numeric_limits<T>::max();
+  // Two accumulators keep the loop simple enough to vectorize; NaN/Inf are skipped. 16-bit
+  // storage types are compared as float, which holds every one of their values exactly.
+  using A = std::conditional_t<std::is_floating_point_v<T>, T, float>;
+  A lo = std::numeric_limits<A>::infinity(), hi = -std::numeric_limits<A>::infinity();
+  const A big = std::numeric_limits<A>::max();
   for (size_t i = 0; i < n; ++i) {
-    T v = x[i];
+    A v = A(double(x[i]));
     bool finite = v >= -big && v <= big;  // false for NaN and +-Inf
     lo = finite && v < lo ? v : lo;
     hi = finite && v > hi ? v : hi;

@@ -204,7 +204,7 @@ std::vector<uint8_t> compress(const T* x, const std::vector<uint64_t>& shape, co
   const unsigned threads = std::max(1u, opt.threads);
 
   Header h;
-  h.dtype = sizeof(T) == 4 ? DType::Float32 : DType::Float64;
+  h.dtype = dtype_of<T>();
   h.mode = opt.mode;
   h.shape = shape;
   h.chunk_log2 = uint8_t(opt.chunk_log2);
@@ -447,7 +447,7 @@ template <class T>
 void decompress(const ParsedBlob& pb, T* out, uint64_t out_elems, unsigned threads,
                 const T* const* previous = nullptr) {
   const Header& h = pb.header;
-  if (dtype_size(h.dtype) != sizeof(T)) throw InvalidArgument("output dtype does not match the blob");
+  if (h.dtype != dtype_of<T>()) throw InvalidArgument("output dtype does not match the blob");
   const uint64_t n = h.elements();
   if (out_elems != n) throw InvalidArgument("output size does not match the blob");
   if (h.coder == Coder::Raw) {

@@ -10,6 +10,7 @@
 #include "bytes.hpp"
 #include "checksum.hpp"
 #include "errors.hpp"
+#include "half.hpp"
 
 namespace ebgc {
 
@@ -23,14 +24,27 @@ constexpr uint64_t kMaxElements = uint64_t(1) << 40;
 constexpr unsigned kDefaultChunkLog2 = 16;
 constexpr unsigned kMinChunkLog2 = 10, kMaxChunkLog2 = 20;
 
-enum class DType : uint8_t { Float32 = 1, Float64 = 2 };
+enum class DType : uint8_t { Float32 = 1, Float64 = 2, Float16 = 3, BFloat16 = 4 };
 enum class Coder : uint8_t { Raw = 0, Bitpack = 1, Huffman = 2, Context = 3 };
 enum class PredictorId : uint8_t { Zero = 0, ScaledPrevious = 1, BlendTwoPrevious = 2 };
 inline unsigned predictor_terms(uint8_t id) { return id == 1 ? 1 : id == 2 ? 2 : 0; }
 constexpr uint8_t kCoderCount = 4;
 
-inline size_t dtype_size(DType t) { return t == DType::Float32 ? 4 : 8; }
-inline const char* dtype_name(DType t) { return t == DType::Float32 ? "float32" : "float64"; }
+inline size_t dtype_size(DType t) { return t == DType::Float32 ? 4 : t == DType::Float64 ? 8 : 2; }
+inline const char* dtype_name(DType t) {
+  switch (t) {
+    case DType::Float32: return "float32";
+    case DType::Float64: return "float64";
+    case DType::Float16: return "float16";
+    case DType::BFloat16: return "bfloat16";
+  }
+  return "?";
+}
+template <class T> constexpr DType dtype_of();
+template <> constexpr DType dtype_of<float>() { return DType::Float32; }
+template <> constexpr DType dtype_of<double>() { return DType::Float64; }
+template <> constexpr DType dtype_of<Float16>() { return DType::Float16; }
+template <> constexpr DType dtype_of<BFloat16>() { return DType::BFloat16; }
 inline const char* coder_name(Coder c) {
   switch (c) {
     case Coder::Raw: return "raw";
@@ -127,7 +141,7 @@ inline Header read_header(const uint8_t* blob, size_t size, ByteReader& r) {
   h.flags = r.u8("flags");
   require_format(h.flags == 0, "unknown header flags");
   uint8_t dt = r.u8("dtype");
-  require_format(dt == 1 || dt == 2, "unknown dtype code");
+  require_format(dt >= 1 && dt <= 4, "unknown dtype code");
   h.dtype = DType(dt);
   uint8_t mode = r.u8("bound mode");
   require_format(mode <= 1, "unknown bound mode");

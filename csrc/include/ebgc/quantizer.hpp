@@ -1,7 +1,8 @@
 // Stage 3 — linear quantizer. Step 2*eb, codes centred on the prediction. Every reconstruction is
 // verified in exactly the arithmetic the decoder uses; a value that fails (NaN, Inf, huge, rounding
 // edge, code out of range) becomes an outlier stored bit-exactly. This is why the bound holds in
-// floating point, not only on paper.
+// floating point, not only on paper. T may be a 16-bit storage type (half.hpp): the check is then
+// on the value rounded to 16 bits, which is what the caller receives.
 #pragma once
 #include <cfloat>
 #include <cmath>
@@ -50,7 +51,7 @@ struct LinearQuantizer {
     T rec = reconstruct<T>(c, prediction);
     double err = std::fabs(double(rec) - xd);
     if (!(err <= check)) return false;
-    if (check == 0 && std::signbit(rec) != std::signbit(x)) return false;  // exact means -0.0 too
+    if (check == 0 && std::signbit(double(rec)) != std::signbit(xd)) return false;  // exact means -0.0 too
     code = c;
     return true;
   }

@@ -1,0 +1,54 @@
+"""numcodecs codec ``EBGC`` (codec_id "ebgc"): ebgc inside zarr and anything else that speaks
+numcodecs. Registered through the ``numcodecs.codecs`` entry point, so after ``pip install ebgc``
+``numcodecs.get_codec({"id": "ebgc", "error_bound": 1e-3})`` finds it without an import.
+
+Each encoded chunk is one self-describing ebgc blob (format v1): dtype and shape travel with it,
+and every value comes back within the bound. Lossy: use it as a compressor for float data only.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import numpy as np
+from numcodecs.abc import Codec
+from numcodecs.compat import ensure_contiguous_ndarray, ensure_ndarray_like, ndarray_copy
+
+from ..api import CODERS, MODES, _choice, _error_bound, _threads, compress, decompress
+
+
+class EBGC(Codec):
+    """Error-bounded lossy codec for float32/float64/float16/bfloat16 arrays.
+
+    error_bound, mode ("rel": error_bound x (max - min) of each chunk; "abs": error_bound),
+    coder ("auto", "context", "huffman", "bitpack", "raw") and threads (None: all cores) are those
+    of :func:`ebgc.compress`. In rel mode the bound is computed per encoded chunk.
+    """
+
+    codec_id = "ebgc"
+
+    def __init__(self, error_bound: float = 1e-3, mode: str = "rel", coder: str = "auto",
+                 threads: Optional[int] = None):
+        self.error_bound = _error_bound(error_bound)  # refuse bad settings now, not at first use
+        _choice(mode, MODES, "mode")
+        _choice(coder, CODERS, "coder")
+        if threads is not None:
+            _threads(threads)
+        self.mode, self.coder, self.threads = mode, coder, threads
+
+    def encode(self, buf: Any) -> bytes:
+        arr = ensure_ndarray_like(buf)  # keeps dtype and shape; raw bytes arrive as uint8 and are refused
+        return compress(np.asarray(arr), self.error_bound, mode=self.mode, coder=self.coder,
+                        threads=self.threads)
+
+    def decode(self, buf: Any, out: Any = None) -> Any:
+        blob = ensure_contiguous_ndarray(buf).view(np.uint8).reshape(-1)
+        arr = decompress(blob, threads=self.threads)
+        return arr if out is None else ndarray_copy(arr, out)
+
+    def get_config(self) -> dict:
+        return {"id": self.codec_id, "error_bound": self.error_bound, "mode": self.mode,
+                "coder": self.coder, "threads": self.threads}
+
+    def __repr__(self) -> str:
+        return (f"EBGC(error_bound={self.error_bound!r}, mode={self.mode!r}, coder={self.coder!r}, "
+                f"threads={self.threads!r})")
