@@ -258,3 +258,22 @@ def test_bench_stateful_tiny_trace(tmp_path, capsys):
     assert {"ebgc", "ebgc-stateful", "ebgc-stateful-h0", "ebgc-stateful-h1"} <= methods
     assert all(r["violations"] == 0 for r in doc["results"])
     assert (out / "stateful.png").stat().st_size > 0
+
+
+def test_sixteen_bit_blobs_decompress_to_npy(tmp_path, capsys):
+    import ml_dtypes
+
+    x = np.random.default_rng(5).standard_normal((30, 7)).astype(np.float16)
+    np.save(tmp_path / "h.npy", x)
+    assert main(["compress", str(tmp_path / "h.npy"), str(tmp_path / "h.ebgc"), "--error-bound", "1e-2"]) == 0
+    assert main(["decompress", str(tmp_path / "h.ebgc"), str(tmp_path / "h2.npy")]) == 0
+    y = np.load(tmp_path / "h2.npy")
+    assert y.dtype == np.float16 and y.shape == x.shape
+    # bfloat16 (no .npy dtype) comes out as the exact float32 values of the reconstruction
+    b = ebgc.compress(x.astype(np.float32).astype(ml_dtypes.bfloat16), 1e-2)
+    (tmp_path / "b.ebgc").write_bytes(b)
+    assert main(["decompress", str(tmp_path / "b.ebgc"), str(tmp_path / "b.npy")]) == 0
+    assert "bfloat16" in capsys.readouterr().out
+    z = np.load(tmp_path / "b.npy")
+    assert z.dtype == np.float32
+    np.testing.assert_array_equal(z, ebgc.decompress(b).astype(np.float32))

@@ -128,10 +128,13 @@ def _cmd_decompress(args: argparse.Namespace) -> int:
 
     blob = Path(args.input).read_bytes()
     arr = ebgc.decompress(blob, threads=args.threads)
+    note = ""
+    if arr.dtype.name == "bfloat16":  # .npy has no bfloat16: float32 holds every value exactly
+        arr, note = arr.astype(np.float32), " (bfloat16 values, stored exactly as float32: .npy has no bfloat16)"
     with open(args.output, "wb") as f:
         np.save(f, np.asarray(arr), allow_pickle=False)
     print(f"{args.input} -> {args.output}: {arr.dtype} [{_fmt_shape(arr.shape)}], "
-          f"{_fmt_bytes(len(blob))} -> {_fmt_bytes(arr.nbytes)}")
+          f"{_fmt_bytes(len(blob))} -> {_fmt_bytes(arr.nbytes)}{note}")
     return 0
 
 
@@ -374,7 +377,7 @@ def _build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     c = sub.add_parser("compress", help="compress one array (.npy) into an .ebgc blob",
-                       description="Compress one float32/float64 array from a .npy file.")
+                       description="Compress one float32/float64/float16 array from a .npy file.")
     c.add_argument("input", metavar="IN.npy")
     c.add_argument("output", metavar="OUT.ebgc")
     c.add_argument("-e", "--error-bound", type=float, required=True,
