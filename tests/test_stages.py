@@ -406,8 +406,9 @@ def test_quantize_gaussian_few_outliers(dtype, abs_bound):
     if abs_bound >= 1e-4:
         # Only the non-finite values and rare rounding edges should need to be outliers. In float32
         # a value on a bin edge can have no code within the bound at all (both neighbours' float32
-        # reconstructions miss by a fraction of an ulp): about 0.1% of these values at 1e-4.
-        assert o.size <= 200 + x.size // 100
+        # reconstructions miss by a fraction of an ulp): 130 of these 100,000 values at 1e-4
+        # (measured), none in float64. Allowance: 0.25%.
+        assert o.size <= 200 + x.size // 400
 
 
 def test_quantize_codes_near_limit():
