@@ -101,6 +101,15 @@ def _check_sealed(data: Any, magic: bytes, what: str) -> memoryview:
     return view[:-4]
 
 
+def _open_state(data: Any, kind: int, what: str) -> "_Reader":
+    """A reader past the header of a saved state of `kind` (0 encoder, 1 decoder)."""
+    r = _Reader(_check_sealed(data, STATE_MAGIC, what), what)
+    r.take(6, "header")
+    if r.data[5] != kind:
+        raise FormatError(f"these bytes are not a saved {what}")
+    return r
+
+
 # ---- per-stream state -----------------------------------------------------------------------
 @dataclass
 class _StreamState:
@@ -264,10 +273,7 @@ class GradientEncoder:
     @classmethod
     def load(cls, data: Any, *, threads: Optional[int] = None) -> "GradientEncoder":
         """An encoder restored from :meth:`save`; it continues the same stream."""
-        r = _Reader(_check_sealed(data, STATE_MAGIC, "encoder state"), "encoder state")
-        r.take(6, "header")
-        if r.data[5] != 0:
-            raise FormatError("not an encoder state")
+        r = _open_state(data, 0, "encoder state")
         eb = struct.unpack("<d", r.take(8, "error bound"))[0]
         mode_id, coder_id, history = r.u8("mode"), r.u8("coder"), r.u8("history")
         if history > 2:
@@ -377,10 +383,7 @@ class GradientDecoder:
 
     @classmethod
     def load(cls, data: Any, *, threads: Optional[int] = None) -> "GradientDecoder":
-        r = _Reader(_check_sealed(data, STATE_MAGIC, "decoder state"), "decoder state")
-        r.take(6, "header")
-        if r.data[5] != 1:
-            raise FormatError("not a decoder state")
+        r = _open_state(data, 1, "decoder state")
         dec = cls(threads=threads)
         for _ in range(r.varint("stream count")):
             sid = bytes(r.take(r.u8("stream id length"), "stream id"))
