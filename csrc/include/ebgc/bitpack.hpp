@@ -7,15 +7,14 @@
 #include <cstring>
 
 #include "errors.hpp"
+#include "hd.hpp"
 
 namespace ebgc {
 
 constexpr unsigned kPackBlock = 32;
 
-inline uint32_t zigzag(int32_t q) { return (uint32_t(q) << 1) ^ uint32_t(q >> 31); }
-inline int32_t unzigzag(uint32_t u) { return int32_t(u >> 1) ^ -int32_t(u & 1u); }
-
-inline unsigned bit_width(uint32_t v) { return v ? 32u - unsigned(__builtin_clz(v)) : 0u; }
+EBGC_HD inline uint32_t zigzag(int32_t q) { return (uint32_t(q) << 1) ^ uint32_t(q >> 31); }
+EBGC_HD inline int32_t unzigzag(uint32_t u) { return int32_t(u >> 1) ^ -int32_t(u & 1u); }
 
 // Packs 32 values of width w (1..32) into exactly 4w bytes.
 inline void pack_block(const uint32_t* v, unsigned w, uint8_t* out) {
@@ -53,6 +52,6 @@ inline void unpack_block(const uint8_t* in, unsigned w, uint32_t* v) {
 }
 
 // Size in bytes of the packed data of one block.
-inline size_t packed_block_bytes(unsigned w) { return 4u * w; }
+EBGC_HD inline size_t packed_block_bytes(unsigned w) { return 4u * w; }
 
 }  // namespace ebgc

@@ -11,6 +11,7 @@
 #include <type_traits>
 
 #include "errors.hpp"
+#include "hd.hpp"
 
 namespace ebgc {
 
@@ -52,11 +53,18 @@ inline void check_requested_bound(double eb) {
     throw InvalidArgument("error_bound must be a finite number > 0");
 }
 
+// The rel-mode bound of a finite range [lo, hi] (lo > hi: no finite value). Shared with the GPU,
+// which finds the range on the device.
+EBGC_HD inline double rel_abs_bound(double eb, double lo, double hi) {
+  if (!(lo <= hi)) return 0.0;
+  const double b = mul_rn(eb, hi - lo);  // may be 0 (constant) or +Inf (double overflow): both defined
+  return b == 0 ? 0.0 : b;  // +0 whichever signed zero a min/max reduction happened to keep
+}
+
 inline double absolute_bound(BoundMode mode, double eb, const FiniteRange& range) {
   check_requested_bound(eb);
   if (mode == BoundMode::Abs) return eb;
-  if (range.empty()) return 0.0;
-  return eb * (range.hi - range.lo);  // may be 0 (constant) or +Inf (double overflow): both defined
+  return rel_abs_bound(eb, range.lo, range.hi);
 }
 
 }  // namespace ebgc

@@ -45,6 +45,21 @@ template <> constexpr DType dtype_of<float>() { return DType::Float32; }
 template <> constexpr DType dtype_of<double>() { return DType::Float64; }
 template <> constexpr DType dtype_of<Float16>() { return DType::Float16; }
 template <> constexpr DType dtype_of<BFloat16>() { return DType::BFloat16; }
+template <class T>
+struct TypeTag {
+  using type = T;
+};
+// Calls f(TypeTag<T>{}) with the storage type of a dtype.
+template <class F>
+decltype(auto) with_storage_type(DType t, F&& f) {
+  switch (t) {
+    case DType::Float32: return f(TypeTag<float>{});
+    case DType::Float64: return f(TypeTag<double>{});
+    case DType::Float16: return f(TypeTag<Float16>{});
+    default: return f(TypeTag<BFloat16>{});
+  }
+}
+
 inline const char* coder_name(Coder c) {
   switch (c) {
     case Coder::Raw: return "raw";

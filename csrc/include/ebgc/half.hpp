@@ -3,9 +3,9 @@
 // nearest, ties to even; one rounding, never through float), so the quantizer verifies the bound
 // on the value the caller will actually receive. Outliers keep their 16 raw bits (NaN payloads too).
 #pragma once
-#include <cmath>
 #include <cstdint>
-#include <cstring>
+
+#include "hd.hpp"
 
 namespace ebgc {
 
@@ -19,12 +19,16 @@ struct Narrow {
   static constexpr int kMinExp = 1 - kBias;                // exponent of the smallest normal
 
   Narrow() = default;
+  EBGC_HD static Narrow from_bits(uint16_t b) {
+    Narrow n;
+    n.bits = b;
+    return n;
+  }
 
   // Round to nearest even, from double directly (a double rounding through float could break
   // ties differently).
-  explicit Narrow(double v) {
-    uint64_t u;
-    std::memcpy(&u, &v, 8);
+  EBGC_HD explicit Narrow(double v) {
+    uint64_t u = bits_of(v);
     const uint16_t sign = uint16_t((u >> 63) << 15);
     u &= ~(uint64_t(1) << 63);
     const uint64_t inf_bits = uint64_t(0x7ff) << 52;
@@ -32,12 +36,12 @@ struct Narrow {
       bits = uint16_t(sign | (kExpMax << kMant) | (1u << (kMant - 1)));
       return;
     }
-    const double a = std::fabs(v);
+    const double a = double_of(u);
     uint64_t r;
-    if (a < std::ldexp(1.0, kMinExp)) {
+    if (a < pow2(kMinExp)) {
       // Subnormal target: count units of 2^(kMinExp - kMant); exact scaling, then RNE.
-      const double units = a * std::ldexp(1.0, kMant - kMinExp);  // < 2^kMant, exact
-      r = uint64_t((units + 0x1.8p52) - 0x1.8p52);                // may round up to the smallest normal
+      const double units = mul_rn(a, pow2(kMant - kMinExp));  // < 2^kMant, exact
+      r = uint64_t(add_rn(units, 0x1.8p52) - 0x1.8p52);       // may round up to the smallest normal
     } else {
       // Normal: drop the low 52 - kMant mantissa bits with RNE; a carry runs into the exponent,
       // which is exactly right (the encoding is monotone), and past the largest finite into Inf.
@@ -52,23 +56,18 @@ struct Narrow {
     bits = uint16_t(sign | r);
   }
 
-  explicit operator double() const {
+  EBGC_HD explicit operator double() const {
     const uint64_t sign = uint64_t(bits >> 15) << 63;
     const uint32_t e = (bits >> kMant) & kExpMax, m = bits & ((1u << kMant) - 1);
-    double a;
-    if (e == 0) {
-      a = std::ldexp(double(m), kMinExp - kMant);
-    } else if (e == uint32_t(kExpMax)) {
-      a = m ? NAN : INFINITY;
-    } else {
-      const uint64_t u = (uint64_t(int(e) - kBias + 1023) << 52) | (uint64_t(m) << (52 - kMant));
-      std::memcpy(&a, &u, 8);
-    }
     uint64_t u;
-    std::memcpy(&u, &a, 8);
-    u |= sign;
-    std::memcpy(&a, &u, 8);
-    return a;
+    if (e == 0) {
+      u = bits_of(mul_rn(double(m), pow2(kMinExp - kMant)));  // exact
+    } else if (e == uint32_t(kExpMax)) {
+      u = (uint64_t(0x7ff) << 52) | (uint64_t(m) << (52 - kMant));  // Inf, or NaN with its payload
+    } else {
+      u = (uint64_t(int(e) - kBias + 1023) << 52) | (uint64_t(m) << (52 - kMant));
+    }
+    return double_of(u | sign);
   }
 };
 

@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "format.hpp"
+#include "hd.hpp"
 
 namespace ebgc {
 
@@ -20,9 +21,10 @@ struct PreviousBlendPredictor {
   double coef[2];
   unsigned terms;        // 1 or 2
 
-  double operator()(size_t i) const {
-    double p = coef[0] * double(previous[0][i]);
-    if (terms == 2) p += coef[1] * double(previous[1][i]);
+  // Two roundings per term, no FMA: the GPU computes the same bits (hd.hpp).
+  EBGC_HD double operator()(size_t i) const {
+    double p = mul_rn(coef[0], double(previous[0][i]));
+    if (terms == 2) p = add_rn(p, mul_rn(coef[1], double(previous[1][i])));
     return p;
   }
   void describe(Header& h) const {

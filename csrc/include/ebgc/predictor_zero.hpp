@@ -6,12 +6,13 @@
 #include <cstdint>
 
 #include "format.hpp"
+#include "hd.hpp"
 
 namespace ebgc {
 
 struct ZeroPredictor {
   static constexpr PredictorId id = PredictorId::Zero;
-  double operator()(size_t /*index*/) const { return 0.0; }
+  EBGC_HD double operator()(size_t /*index*/) const { return 0.0; }
   void describe(Header& h) const {
     h.predictor = uint8_t(id);
     h.predictor_coef[0] = h.predictor_coef[1] = 0;

@@ -5,8 +5,9 @@
 // on the value rounded to 16 bits, which is what the caller receives.
 #pragma once
 #include <cfloat>
-#include <cmath>
 #include <cstdint>
+
+#include "hd.hpp"
 
 namespace ebgc {
 
@@ -18,10 +19,11 @@ struct LinearQuantizer {
   double inv_step;  // 1 / step, used only to find the candidate code
   double check;     // bound the verified error must meet (slightly tightened, see below)
 
-  explicit LinearQuantizer(double abs_bound) {
+  LinearQuantizer() = default;  // (the GPU keeps one in device memory, filled by a kernel)
+  EBGC_HD explicit LinearQuantizer(double abs_bound) {
     if (abs_bound > 0) {
       step = 2.0 * abs_bound;
-      if (!std::isfinite(step)) step = DBL_MAX;  // huge bounds: every finite value maps to code 0
+      if (!is_finite(step)) step = DBL_MAX;  // huge bounds: every finite value maps to code 0
     } else {
       step = 1.0;  // exact mode: integers are codes, everything else is an outlier
     }
@@ -33,25 +35,25 @@ struct LinearQuantizer {
     if (abs_bound > 0 && !(check > 0)) check = 0;  // denormal bound: demand exactness
   }
 
-  // The single definition of a reconstruction, shared by encoder and decoder.
+  // The single definition of a reconstruction, shared by encoder and decoder, CPU and GPU.
   template <class T>
-  inline T reconstruct(int32_t code, double prediction) const {
-    return T(prediction + double(code) * step);
+  EBGC_HD inline T reconstruct(int32_t code, double prediction) const {
+    return T(add_rn(prediction, mul_rn(double(code), step)));
   }
 
   // Returns false when x must be stored as an outlier.
   template <class T>
-  inline bool quantize(T x, double prediction, int32_t& code) const {
+  EBGC_HD inline bool quantize(T x, double prediction, int32_t& code) const {
     double xd = double(x);
-    double v = (xd - prediction) * inv_step;
-    if (!(std::fabs(v) < kMaxCode)) return false;  // NaN, Inf, out of code range
+    double v = mul_rn(xd - prediction, inv_step);
+    if (!(abs_of(v) < kMaxCode)) return false;  // NaN, Inf, out of code range
     // Round half to even without libm: valid for |v| < 2^51.
-    double q = (v + 0x1.8p52) - 0x1.8p52;
+    double q = add_rn(v, 0x1.8p52) - 0x1.8p52;
     int32_t c = int32_t(q);
     T rec = reconstruct<T>(c, prediction);
-    double err = std::fabs(double(rec) - xd);
+    double err = abs_of(double(rec) - xd);
     if (!(err <= check)) return false;
-    if (check == 0 && std::signbit(double(rec)) != std::signbit(xd)) return false;  // exact means -0.0 too
+    if (check == 0 && sign_bit(double(rec)) != sign_bit(xd)) return false;  // exact means -0.0 too
     code = c;
     return true;
   }
