@@ -5,6 +5,7 @@
 #include <pybind11/stl.h>
 
 #include "ebgc/codec.hpp"
+#include "py_errors.hpp"
 
 namespace py = pybind11;
 using namespace ebgc;
@@ -53,20 +54,11 @@ char dtype_kind(const py::buffer_info& info, const std::string& as_dtype) {
   return 0;
 }
 
-template <class T>
-struct TypeTag {
-  using type = T;
-};
-
 // Calls f(TypeTag<T>{}) with the storage type of a dtype kind.
 template <class F>
 decltype(auto) with_dtype(char kind, F&& f) {
-  switch (kind) {
-    case 'f': return f(TypeTag<float>{});
-    case 'd': return f(TypeTag<double>{});
-    case 'h': return f(TypeTag<Float16>{});
-    default: return f(TypeTag<BFloat16>{});
-  }
+  const DType t = kind == 'f' ? DType::Float32 : kind == 'd' ? DType::Float64 : kind == 'h' ? DType::Float16 : DType::BFloat16;
+  return with_storage_type(t, std::forward<F>(f));
 }
 
 // A C-contiguous float buffer of the same kind and size as `like` (a previous reconstruction,
@@ -421,27 +413,7 @@ py::array dequantize(py::array_t<int32_t, py::array::c_style | py::array::forcec
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "ebgc native core: one-shot codec and its stages";
-  py::module_ errors = py::module_::import("ebgc.errors");
-  static py::handle format_error = py::object(errors.attr("FormatError")).release();
-  static py::handle checksum_error = py::object(errors.attr("ChecksumError")).release();
-  static py::handle version_error = py::object(errors.attr("VersionError")).release();
-  static py::handle invalid_argument = py::object(errors.attr("InvalidArgumentError")).release();
-  static py::handle ebgc_error = py::object(errors.attr("EbgcError")).release();
-  py::register_exception_translator([](std::exception_ptr p) {
-    try {
-      if (p) std::rethrow_exception(p);
-    } catch (const ChecksumError& e) {
-      PyErr_SetString(checksum_error.ptr(), e.what());
-    } catch (const VersionError& e) {
-      PyErr_SetString(version_error.ptr(), e.what());
-    } catch (const FormatError& e) {
-      PyErr_SetString(format_error.ptr(), e.what());
-    } catch (const InvalidArgument& e) {
-      PyErr_SetString(invalid_argument.ptr(), e.what());
-    } catch (const ebgc::Error& e) {
-      PyErr_SetString(ebgc_error.ptr(), e.what());
-    }
-  });
+  register_error_translator();
 
   m.attr("FORMAT_VERSION") = int(kFormatVersion);
   m.attr("DEFAULT_CHUNK_LOG2") = kDefaultChunkLog2;

@@ -9,6 +9,7 @@
 """
 from .errors import (
     ChecksumError,
+    CudaError,
     EbgcError,
     FormatError,
     InvalidArgumentError,
@@ -43,6 +44,7 @@ __all__ = [
     "EbgcError",
     "FormatError",
     "ChecksumError",
+    "CudaError",
     "VersionError",
     "InvalidArgumentError",
     "UnsupportedDTypeError",

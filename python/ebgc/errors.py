@@ -29,5 +29,9 @@ class VersionError(FormatError):
     """The blob was written in a format version this ebgc cannot read."""
 
 
+class CudaError(EbgcError, RuntimeError):
+    """A CUDA call failed: no usable device, device memory exhausted, or a kernel fault."""
+
+
 class StreamError(EbgcError):
     """A stateful stream message arrived out of step (lost, repeated, reordered, foreign stream)."""

@@ -24,6 +24,11 @@ struct InvalidArgument : Error {
   using Error::Error;
 };
 
+// A CUDA runtime call failed (no device, out of device memory, a kernel fault).
+struct CudaError : Error {
+  using Error::Error;
+};
+
 [[noreturn]] inline void fail_format(const std::string& what) { throw FormatError(what); }
 inline void require_format(bool ok, const char* what) {
   if (!ok) throw FormatError(what);
