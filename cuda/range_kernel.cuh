@@ -1,0 +1,68 @@
+// Stage 1 on the GPU: the finite range for the rel bound, then the absolute bound and the
+// quantizer, left in device memory for the encoder so that no host round trip separates them.
+// The arithmetic is the CPU's (bound.hpp, quantizer.hpp): min and max are exact, so the bound and
+// the quantizer are the same bits on both.
+#pragma once
+#include <cstdint>
+
+#include "device_common.cuh"
+#include "ebgc/bound.hpp"
+#include "ebgc/quantizer.hpp"
+
+namespace ebgc {
+namespace gpu {
+
+struct DeviceBound {
+  unsigned long long lo_key, hi_key;  // order keys of the finite minimum and maximum
+  double abs_bound;
+  LinearQuantizer qz;
+};
+
+__global__ void bound_reset_kernel(DeviceBound* b) {
+  b->lo_key = order_key(double_of(uint64_t(0x7ff) << 52));   // +Inf: nothing seen yet
+  b->hi_key = order_key(-double_of(uint64_t(0x7ff) << 52));  // -Inf
+}
+
+template <class T>
+__global__ void finite_range_kernel(const T* __restrict__ x, uint64_t n, DeviceBound* b) {
+  const double inf = double_of(uint64_t(0x7ff) << 52);
+  double lo = inf, hi = -inf;
+  const uint64_t stride = uint64_t(gridDim.x) * blockDim.x;
+  for (uint64_t i = uint64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) {
+    const double v = double(x[i]);
+    if (is_finite(v)) {
+      lo = v < lo ? v : lo;
+      hi = v > hi ? v : hi;
+    }
+  }
+  for (int off = 16; off > 0; off >>= 1) {
+    const double l = __shfl_xor_sync(kFullMask, lo, off), h = __shfl_xor_sync(kFullMask, hi, off);
+    lo = l < lo ? l : lo;
+    hi = h > hi ? h : hi;
+  }
+  __shared__ double s_lo[32], s_hi[32];
+  const unsigned warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp, warps = blockDim.x / kWarp;
+  if (lane == 0) s_lo[warp] = lo, s_hi[warp] = hi;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    for (unsigned k = 1; k < warps; ++k) {
+      lo = s_lo[k] < lo ? s_lo[k] : lo;
+      hi = s_hi[k] > hi ? s_hi[k] : hi;
+    }
+    if (lo <= hi) {
+      atomicMin(&b->lo_key, order_key(lo));
+      atomicMax(&b->hi_key, order_key(hi));
+    }
+  }
+}
+
+// One thread: the absolute bound (rel: from the range; abs: as given) and its quantizer.
+__global__ void bound_finish_kernel(DeviceBound* b, int rel, double error_bound) {
+  const double abs_bound =
+      rel ? rel_abs_bound(error_bound, from_order_key(b->lo_key), from_order_key(b->hi_key)) : error_bound;
+  b->abs_bound = abs_bound;
+  b->qz = LinearQuantizer(abs_bound);
+}
+
+}  // namespace gpu
+}  // namespace ebgc
