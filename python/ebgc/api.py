@@ -9,6 +9,7 @@ import ml_dtypes
 import numpy as np
 
 from . import _core
+from . import cuda
 from .errors import InvalidArgumentError, UnsupportedDTypeError
 
 MODES = {"abs": 0, "rel": 1}
@@ -80,6 +81,16 @@ def _as_host_array(data: Any) -> np.ndarray:
     return arr
 
 
+def _to_host(data: Any) -> Any:
+    """A host copy of a device array, for builds without the CUDA backend."""
+    if type(data).__module__.startswith("torch"):
+        return data.detach().cpu()
+    if hasattr(data, "get"):  # cupy
+        return data.get()
+    raise InvalidArgumentError(
+        f"{type(data).__name__} lives in CUDA memory and this ebgc has no CUDA backend; copy it to the host first")
+
+
 def _threads(threads: Optional[int]) -> int:
     if threads is None:
         return int(_core.default_threads())
@@ -110,6 +121,7 @@ def compress(
     mode: str = "rel",
     coder: str = "auto",
     threads: Optional[int] = None,
+    stream: Any = None,
 ) -> bytes:
     """Compress a float32/float64/float16/bfloat16 array so that every value comes back within the
     bound. 16-bit data is verified in its own precision: the bound holds for the values
@@ -125,11 +137,21 @@ def compress(
 
     threads: worker threads (default: all cores). The GIL is released while compressing.
     Contiguous input is read in place; other layouts are copied once.
+
+    GPU arrays (torch CUDA tensors, cupy, ``__cuda_array_interface__``, CUDA DLPack) are compressed
+    on their device, zero-copy, into the same format (bit-identical to the CPU's "bitpack" blob);
+    there "auto" means "bitpack", and "huffman"/"context" are coded on the host after one copy.
+    stream: the CUDA stream to work on (None: the array's framework's current stream; an integer
+    cudaStream_t, or a torch/cupy stream). Ignored for host arrays.
     """
     eb = _error_bound(error_bound)
     mode_id = _choice(mode, MODES, "mode")
     coder_id = _choice(coder, CODERS, "coder")
     nthreads = _threads(threads)
+    if cuda.is_device_array(data):
+        if cuda.available():
+            return cuda.compress(data, eb, mode_id, coder_id, nthreads, stream)
+        data = _to_host(data)
     arr = _as_host_array(data)
     return _core.compress(_core_view(arr), list(arr.shape), eb, mode_id, coder_id, nthreads,
                           as_dtype=_as_dtype(arr))
@@ -150,17 +172,34 @@ def info(blob: Any) -> dict:
     return h
 
 
-def decompress(blob: Any, *, out: Optional[np.ndarray] = None, threads: Optional[int] = None) -> np.ndarray:
+def decompress(blob: Any, *, out: Any = None, threads: Optional[int] = None, device: Any = None,
+               stream: Any = None) -> Any:
     """Decode a blob made by :func:`compress`; returns an array of the original shape and dtype.
 
     out: an optional C-contiguous, writeable numpy array of the blob's dtype and element count,
-    filled in place and returned. Invalid blobs raise FormatError (ChecksumError, VersionError).
+    filled in place and returned; or a CUDA array (torch, cupy, ``__cuda_array_interface__``),
+    decoded into on its device. Invalid blobs raise FormatError (ChecksumError, VersionError), and
+    are refused before anything is written.
+
+    device: "cuda" / "cuda:N" decodes on the GPU into a new cupy array (a torch tensor for
+    bfloat16, or where cupy is missing). GPU decoding is asynchronous on `stream` (None: the
+    current stream of the output's framework).
     """
     buf = _blob_buffer(blob)
     nthreads = _threads(threads)
     h = _core.header(buf)  # validates before anything is allocated
     dtype = dtype_from_name(h["dtype"])
     shape = tuple(h["shape"])
+    if out is not None and cuda.is_device_array(out):
+        return cuda.decompress_into(buf, out, h, nthreads, stream)
+    if device is not None and str(device) != "cpu":
+        if not cuda.available():
+            from .errors import CudaError
+
+            raise CudaError("device=%r needs the CUDA backend and a CUDA device (ebgc.HAS_CUDA is False)" % (device,))
+        if out is not None:
+            raise InvalidArgumentError("pass either out= or device=, not both")
+        return cuda.decompress_into(buf, cuda.empty(shape, h["dtype"], device), h, nthreads, stream)
     if out is None:
         out = np.empty(shape, dtype=dtype)
     else:

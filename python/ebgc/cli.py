@@ -3,7 +3,7 @@
     ebgc compress IN.npy OUT.ebgc --error-bound 1e-2 [--mode rel] [--coder auto] [--threads N]
     ebgc decompress IN.ebgc OUT.npy [--threads N]
     ebgc info IN.ebgc [--json]
-    ebgc bench [TRACE.npz ...] [--bounds 1e-2 1e-3] [--mode rel] [--repeats 3] [--threads 1]
+    ebgc bench [TRACE.npz ...] [--bounds 1e-2 1e-3] [--mode rel] [--repeats 3] [--threads 1] [--gpu]
                [--methods NAME ...] [--out DIR] [--quiet]
     ebgc demo [--rounds 12] [--clients 4] [--error-bound 2e-2] [--out DIR]
 
@@ -254,6 +254,35 @@ def _bench_stateful(args: argparse.Namespace, traces, out_console, err_console) 
     return 0
 
 
+def _bench_gpu(args: argparse.Namespace, traces, out_console) -> int:
+    import json
+
+    from rich.table import Table
+
+    from . import bench, bench_gpu
+
+    repeats = max(args.repeats, 20)
+    result = bench_gpu.run_gpu_bench(traces, args.bounds, args.mode, repeats=repeats)
+    result["machine"] = bench.machine_info()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "gpu.json").write_text(json.dumps(result, indent=1))
+    table = Table(title=f"ebgc bench --gpu - {result['gpu']} (median of {repeats}, CUDA events)")
+    for col in ("workload", "bound", "ratio", "compress GB/s", "decompress GB/s", "d2d copy GB/s"):
+        table.add_column(col)
+    for r in result["rows"]:
+        if "compress_GBps" in r:
+            table.add_row(r["workload"], f"{r['bound']:g}", f"{r['ratio']:.2f}", f"{r['compress_GBps']:.0f}",
+                          f"{r['decompress_GBps']:.0f}", f"{r['copy_GBps']:.0f}")
+        else:
+            table.add_row(r["workload"], f"{r['bound']:g}", f"{r['ratio']:.2f}",
+                          f"{r['api_compress_to_host_ms']:.3f} ms to host bytes",
+                          "", f"pinned D2H {r['pinned_d2h_copy_ms']:.3f} ms")
+    out_console.print(table)
+    out_console.print(f"wrote {out / 'gpu.json'}", highlight=False)
+    return 0
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     from rich.console import Console
 
@@ -285,6 +314,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
     if args.stateful:
         return _bench_stateful(args, traces, out_console, err_console)
+    if args.gpu:
+        return _bench_gpu(args, traces, out_console)
     rows = bench.run_bench(traces, bounds=args.bounds, mode=args.mode, methods=methods,
                            repeats=args.repeats, quiet=args.quiet, console=err_console)
 
@@ -424,6 +455,9 @@ def _build_parser() -> argparse.ArgumentParser:
     b.add_argument("--stateful", action="store_true",
                    help="benchmark the stateful codec (messages in order, separate decoder) "
                         "against ebgc one-shot and SZ3; writes stateful.{csv,json,png}")
+    b.add_argument("--gpu", action="store_true",
+                   help="benchmark the CUDA backend (device GB/s by CUDA events beside a device copy, "
+                        "1 GiB and per tensor; >= 20 runs); writes gpu.json")
     b.set_defaults(func=_cmd_bench)
 
     dm = sub.add_parser("demo", help="federated learning on digits: uncompressed vs SZ3 vs ebgc",

@@ -3,8 +3,8 @@
 
 Floating tensors may be float32, float64, float16 or bfloat16; 16-bit ones are compressed in
 their own precision (the bound holds for the values returned in that dtype). CPU tensors are read
-in place; CUDA tensors are staged through host memory until the CUDA backend lands, and results
-go back to the device they came from.
+in place; CUDA tensors are compressed and decompressed on their GPU by the CUDA backend (where
+``ebgc.HAS_CUDA``; otherwise through host memory), and results go back to the device they came from.
 
 - :func:`compress` / :func:`decompress`: one tensor <-> one blob (the one-shot format).
 - :func:`compress_state_dict` / :func:`decompress_state_dict`: a whole state dict as one byte
@@ -26,6 +26,7 @@ import torch.distributed as dist
 
 from . import _core
 from . import api
+from . import cuda
 from .api import BFLOAT16
 from .errors import FormatError, InvalidArgumentError
 from .stream import GradientDecoder, GradientEncoder, _Reader, _varint
@@ -61,14 +62,22 @@ def _host(t: torch.Tensor) -> torch.Tensor:
 
 def compress(t: torch.Tensor, error_bound: float, *, mode: str = "rel", coder: str = "auto",
              threads: Optional[int] = None) -> bytes:
-    """:func:`ebgc.compress` for a torch tensor (CPU: read in place; CUDA: through host memory)."""
+    """:func:`ebgc.compress` for a torch tensor (CPU: read in place; CUDA: on its GPU with the
+    CUDA backend, else through host memory)."""
     if not isinstance(t, torch.Tensor):
         raise InvalidArgumentError(f"expected a torch.Tensor, got {type(t).__name__}")
-    return api.compress(_host(t), error_bound, mode=mode, coder=coder, threads=threads)
+    t = t.detach()
+    return api.compress(t if t.is_cuda and cuda.available() else _host(t), error_bound, mode=mode, coder=coder,
+                        threads=threads)
 
 
 def decompress(blob: Any, *, device: Any = None, threads: Optional[int] = None) -> torch.Tensor:
-    """The tensor of a blob, in its original dtype and shape, on `device` (default CPU)."""
+    """The tensor of a blob, in its original dtype and shape, on `device` (default CPU). A CUDA
+    device decodes on the GPU (asynchronously on the current stream) with the CUDA backend."""
+    if device is not None and torch.device(device).type == "cuda" and cuda.available():
+        h = api.info(blob)
+        out = torch.empty(tuple(h["shape"]), dtype=getattr(torch, h["dtype"]), device=device)
+        return api.decompress(blob, out=out, threads=threads)
     out = to_torch(api.decompress(blob, threads=threads))
     return out if device is None else out.to(device)
 

@@ -1,0 +1,276 @@
+"""The CUDA backend. Tests marked ``cuda`` run only where ebgc.HAS_CUDA (a GPU and the backend);
+elsewhere they are skipped, and the tests without the mark check what needs no GPU: recognising
+device arrays, streams, and clear errors where the backend or device is missing.
+
+On the GPU the contract is strict: a blob made on the device is byte-for-byte the CPU's
+``coder="bitpack"`` blob of the same values, and decoding on the device gives the CPU's bits."""
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import ebgc
+from ebgc import cuda
+from ebgc.api import BFLOAT16
+from conftest import assert_within_bound
+from strategies import ADVERSARIAL_KINDS, adversarial, error_bounds, float_arrays, modes
+
+DTYPES = (np.float32, np.float64, np.float16, BFLOAT16)
+
+
+class FakeDeviceArray:
+    """Speaks __cuda_array_interface__ without any GPU behind it."""
+
+    def __init__(self, shape, typestr="<f4", strides=None, ptr=0, stream=None):
+        self.__cuda_array_interface__ = {"shape": shape, "typestr": typestr, "strides": strides,
+                                         "data": (ptr, False), "version": 3, "stream": stream}
+
+
+# ---- without a GPU ------------------------------------------------------------------------------
+
+def test_recognises_device_arrays():
+    assert cuda.is_device_array(FakeDeviceArray((3,)))
+    assert not cuda.is_device_array(np.zeros(3, np.float32))
+    assert not cuda.is_device_array(b"abc")
+
+
+def test_cuda_array_interface_checks():
+    arr = cuda.device_array(FakeDeviceArray((0,), stream=7))
+    assert (arr.shape, arr.dtype, arr.stream, arr.size) == ((0,), "float32", 7, 0)
+    with pytest.raises(ebgc.UnsupportedDTypeError):
+        cuda.device_array(FakeDeviceArray((3,), typestr="<i4"))
+    with pytest.raises(ebgc.InvalidArgumentError, match="C-contiguous"):
+        cuda.device_array(FakeDeviceArray((3, 4), strides=(4, 12)))
+    with pytest.raises(ebgc.InvalidArgumentError, match="read-only"):
+        fake = FakeDeviceArray((0,))
+        fake.__cuda_array_interface__["data"] = (0, True)
+        cuda.device_array(fake, writable=True)
+
+
+def test_stream_handles():
+    class TorchLike:
+        cuda_stream = 1234
+
+    class CupyLike:
+        ptr = 99
+
+    assert cuda.stream_handle(5, "cai", 0) == 5
+    assert cuda.stream_handle(TorchLike(), "cai", 0) == 1234
+    assert cuda.stream_handle(CupyLike(), "cai", 0) == 99
+    assert cuda.stream_handle(None, "cai", 0) == 0
+    for bad in (True, -1, "default", 1.5):
+        with pytest.raises(ebgc.InvalidArgumentError):
+            cuda.stream_handle(bad, "cai", 0)
+
+
+def test_has_cuda_is_a_bool():
+    assert isinstance(ebgc.HAS_CUDA, bool)
+    assert ebgc.HAS_CUDA == cuda.available()
+
+
+@pytest.mark.skipif(ebgc.HAS_CUDA, reason="checks the behaviour without a usable GPU")
+def test_without_gpu_errors_are_typed():
+    blob = ebgc.compress(np.ones(10, np.float32), 1e-2)
+    with pytest.raises(ebgc.CudaError):
+        ebgc.decompress(blob, device="cuda")
+    with pytest.raises(ebgc.InvalidArgumentError, match="no CUDA backend"):
+        ebgc.compress(FakeDeviceArray((3,)), 1e-2)
+    if cuda._cuda is not None:  # built, but no device here
+        assert cuda._cuda.device_count() == 0
+        with pytest.raises(ebgc.CudaError):
+            cuda._cuda.device_of(4096)
+        with pytest.raises(ebgc.CudaError):
+            cuda._cuda.compress(4096, [10], "float32", 1e-2, 1, 1, 1)
+    ebgc.decompress(blob, device="cpu")  # "cpu" is the host path
+
+
+# ---- on the GPU -------------------------------------------------------------------------------
+# The device arrays come from torch (the GPU machine has it); cupy is used where torch is absent.
+
+def _lib():
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return "torch"
+    except ImportError:
+        pass
+    return "cupy"
+
+
+def to_device(x: np.ndarray):
+    if _lib() == "torch":
+        import torch
+
+        from ebgc.torch import to_torch
+
+        return to_torch(np.ascontiguousarray(x)).cuda()
+    import cupy
+
+    return cupy.asarray(x)
+
+
+def to_host(d) -> np.ndarray:
+    if _lib() == "torch":
+        import torch
+
+        d = d.cpu()
+        if d.dtype == torch.bfloat16:
+            return d.view(torch.int16).numpy().view(BFLOAT16)
+        return d.numpy()
+    return d.get()
+
+
+def bits(a: np.ndarray) -> np.ndarray:
+    a = np.ascontiguousarray(a)
+    return a.view({8: np.uint64, 4: np.uint32, 2: np.uint16}[a.dtype.itemsize])
+
+
+def synchronize():
+    if _lib() == "torch":
+        import torch
+
+        torch.cuda.synchronize()
+    else:
+        import cupy
+
+        cupy.cuda.Device().synchronize()
+
+
+SIZES = (1, 31, 32, 33, 2047, 2048, 2049, 65535, 65536, 65537, 300_001)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("n", SIZES)
+@pytest.mark.parametrize("mode,eb", [("rel", 1e-2), ("rel", 1e-4), ("abs", 1e-3)])
+def test_gpu_blob_is_the_cpu_bitpack_blob(dtype, n, mode, eb):
+    x = (np.random.default_rng(n).laplace(size=n) * 1e-3).astype(dtype)
+    cpu = ebgc.compress(x, eb, mode=mode, coder="bitpack")
+    gpu = ebgc.compress(to_device(x), eb, mode=mode)
+    assert gpu == cpu
+    y = ebgc.decompress(gpu, device="cuda")
+    synchronize()
+    np.testing.assert_array_equal(bits(to_host(y) if not isinstance(y, np.ndarray) else y),
+                                  bits(ebgc.decompress(cpu)))
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("kind", ADVERSARIAL_KINDS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_gpu_adversarial_inputs(kind, dtype):
+    x = adversarial(kind, 5000, dtype, np.random.default_rng(3))
+    for mode, eb in (("rel", 1e-3), ("abs", 1e-6)):
+        gpu = ebgc.compress(to_device(x), eb, mode=mode)
+        assert gpu == ebgc.compress(x, eb, mode=mode, coder="bitpack")
+        out = to_device(np.zeros_like(x))
+        ebgc.decompress(gpu, out=out)
+        synchronize()
+        assert_within_bound(x, to_host(out), gpu)
+
+
+@pytest.mark.cuda
+def test_gpu_too_many_outliers_falls_back_to_the_same_blob():
+    x = np.full(100_000, np.nan, np.float32)  # every value is an outlier: over the GPU's capacity
+    x[::7] = 1.0
+    assert ebgc.compress(to_device(x), 1e-2) == ebgc.compress(x, 1e-2, coder="bitpack")
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("coder", ["raw", "huffman", "context", "bitpack"])
+def test_gpu_decodes_cpu_blobs_of_every_coder(coder):
+    x = (np.random.default_rng(1).laplace(size=(300, 700)) * 1e-3).astype(np.float32)
+    blob = ebgc.compress(x, 1e-3, coder=coder)
+    y = ebgc.decompress(blob, device="cuda")
+    synchronize()
+    np.testing.assert_array_equal(bits(to_host(y)), bits(ebgc.decompress(blob)))
+    assert ebgc.compress(to_device(x), 1e-3, coder=coder) == blob  # host-coded where not bitpack
+
+
+@pytest.mark.cuda
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_gpu_bound_property(data):
+    dtype = data.draw(st.sampled_from(DTYPES))
+    x = data.draw(float_arrays(dtype))
+    eb, mode = data.draw(error_bounds()), data.draw(modes())
+    blob = ebgc.compress(to_device(x), eb, mode=mode)
+    assert blob == ebgc.compress(x, eb, mode=mode, coder="bitpack")
+    out = to_device(np.zeros_like(x))
+    ebgc.decompress(blob, out=out)
+    synchronize()
+    assert_within_bound(x, to_host(out), blob)
+
+
+@pytest.mark.cuda
+def test_gpu_non_contiguous_input_and_out_checks():
+    import torch
+
+    x = torch.randn(64, 50, device="cuda")
+    view = x[:, ::2]
+    blob = ebgc.compress(view, 1e-2)
+    assert blob == ebgc.compress(view.cpu().numpy(), 1e-2, coder="bitpack")
+    with pytest.raises(ebgc.InvalidArgumentError, match="C-contiguous"):
+        ebgc.decompress(blob, out=torch.empty(50, 64, device="cuda").t())
+    with pytest.raises(ebgc.InvalidArgumentError, match="dtype"):
+        ebgc.decompress(blob, out=torch.empty(64, 25, device="cuda", dtype=torch.float64))
+    with pytest.raises(ebgc.InvalidArgumentError, match="elements"):
+        ebgc.decompress(blob, out=torch.empty(64, 26, device="cuda"))
+
+
+@pytest.mark.cuda
+def test_gpu_stream_semantics():
+    import torch
+
+    x = torch.randn(1 << 20, device="cuda")
+    blob = ebgc.compress(x, 1e-3)
+    side = torch.cuda.Stream()
+    out = torch.empty_like(x)
+    with torch.cuda.stream(side):
+        ebgc.decompress(blob, out=out)  # the current stream, side
+    side.synchronize()
+    ref = ebgc.decompress(blob)
+    np.testing.assert_array_equal(out.cpu().numpy().view(np.uint32), ref.view(np.uint32))
+    out2 = torch.empty_like(x)
+    ebgc.decompress(blob, out=out2, stream=side)  # an explicit stream object
+    ebgc.decompress(blob, out=out2, stream=side.cuda_stream)  # a raw handle
+    side.synchronize()
+    assert torch.equal(out, out2)
+
+
+@pytest.mark.cuda
+def test_gpu_hostile_blobs_are_refused_before_writing():
+    import torch
+
+    x = np.random.default_rng(5).standard_normal(10_000).astype(np.float32)
+    blob = ebgc.compress(x, 1e-2, coder="bitpack")
+    out = torch.full((10_000,), 7.0, device="cuda")
+    for bad in (blob[:-1], blob[: len(blob) // 2], b"EBGC" + blob[4:40], b"not a blob at all"):
+        with pytest.raises(ebgc.FormatError):
+            ebgc.decompress(bad, out=out)
+    for pos in range(0, len(blob), 97):
+        flipped = bytearray(blob)
+        flipped[pos] ^= 0x10
+        with pytest.raises(ebgc.FormatError):
+            ebgc.decompress(bytes(flipped), out=out)
+    torch.cuda.synchronize()
+    assert bool((out == 7.0).all())
+
+
+@pytest.mark.cuda
+def test_gpu_workspace_reuse_across_sizes():
+    rng = np.random.default_rng(9)
+    for n in (1 << 20, 100, 1 << 22, 5000, 1 << 20):
+        x = rng.standard_normal(n).astype(np.float32)
+        assert ebgc.compress(to_device(x), 1e-3) == ebgc.compress(x, 1e-3, coder="bitpack")
+
+
+@pytest.mark.cuda
+def test_gpu_torch_helpers_stay_on_device():
+    import torch
+
+    import ebgc.torch as et
+
+    t = torch.randn(1000, 9, device="cuda", dtype=torch.bfloat16)
+    back = et.decompress(et.compress(t, 1e-2), device="cuda")
+    assert back.device.type == "cuda" and back.dtype == torch.bfloat16 and back.shape == t.shape
