@@ -1,9 +1,16 @@
-// CRC-32C (Castagnoli), slicing-by-8, over the whole blob: corruption in transit is reported as a
-// ChecksumError before any section is parsed.
+// CRC-32C (Castagnoli) over the whole blob: corruption in transit is reported as a ChecksumError
+// before any section is parsed. x86-64 CPUs with SSE4.2 compute it in hardware (about 4x the
+// slicing-by-8 tables, which remain the portable path); both give the same value.
 #pragma once
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <nmmintrin.h>
+#define EBGC_CRC32C_HW 1
+#endif
 
 namespace ebgc {
 
@@ -24,9 +31,23 @@ inline const Crc32cTables& crc32c_tables() {
   static const Crc32cTables tables;
   return tables;
 }
+
+#ifdef EBGC_CRC32C_HW
+__attribute__((target("sse4.2"))) inline uint32_t crc32c_sse42(const uint8_t* p, size_t n, uint32_t crc) {
+  uint64_t c = ~crc;
+  for (; n >= 8; p += 8, n -= 8) {
+    uint64_t v;
+    std::memcpy(&v, p, 8);
+    c = _mm_crc32_u64(c, v);
+  }
+  uint32_t c32 = uint32_t(c);
+  for (; n; --n) c32 = _mm_crc32_u8(c32, *p++);
+  return ~c32;
+}
+#endif
 }  // namespace detail
 
-inline uint32_t crc32c(const uint8_t* p, size_t n, uint32_t crc = 0) {
+inline uint32_t crc32c_portable(const uint8_t* p, size_t n, uint32_t crc = 0) {
   const auto& t = detail::crc32c_tables().t;
   crc = ~crc;
   while (n >= 8) {
@@ -39,6 +60,14 @@ inline uint32_t crc32c(const uint8_t* p, size_t n, uint32_t crc = 0) {
   }
   while (n--) crc = (crc >> 8) ^ t[0][(crc ^ *p++) & 0xff];
   return ~crc;
+}
+
+inline uint32_t crc32c(const uint8_t* p, size_t n, uint32_t crc = 0) {
+#ifdef EBGC_CRC32C_HW
+  static const bool hardware = __builtin_cpu_supports("sse4.2");
+  if (hardware) return detail::crc32c_sse42(p, n, crc);
+#endif
+  return crc32c_portable(p, n, crc);
 }
 
 }  // namespace ebgc
