@@ -154,10 +154,10 @@ void decompress_into(py::buffer blob, py::buffer out, unsigned threads, py::obje
   });
 }
 
-py::dict header(py::buffer blob) {
+py::dict header(py::buffer blob, bool verify_checksum) {
   py::buffer_info keep;
   ByteView v = byte_view(blob, keep);
-  ParsedBlob pb = parse_blob(v.data, v.size);
+  ParsedBlob pb = parse_blob(v.data, v.size, verify_checksum);
   const Header& h = pb.header;
   const uint64_t n_outliers = pb.outlier_index.size();
   py::dict d;
@@ -436,7 +436,8 @@ PYBIND11_MODULE(_core, m) {
           ByteView v = byte_view(data, keep);
           return crc32c(v.data, v.size, seed);
         }, py::arg("data"), py::arg("seed") = 0, "CRC-32C (Castagnoli) of a bytes-like object.");
-  m.def("header", &header, py::arg("blob"), "Validate a blob (checksum included) and return its header.");
+  m.def("header", &header, py::arg("blob"), py::arg("verify_checksum") = true,
+        "Validate a blob (checksum included, unless a later full read will check it) and return its header.");
   m.def("huffman_encode", &huffman_encode, py::arg("symbols"), py::arg("alphabet_size"));
   m.def("huffman_decode", &huffman_decode, py::arg("data"), py::arg("count"));
   m.def("bitpack_encode", &bitpack_encode, py::arg("values"));

@@ -75,7 +75,7 @@ def decompress(blob: Any, *, device: Any = None, threads: Optional[int] = None) 
     """The tensor of a blob, in its original dtype and shape, on `device` (default CPU). A CUDA
     device decodes on the GPU (asynchronously on the current stream) with the CUDA backend."""
     if device is not None and torch.device(device).type == "cuda" and cuda.available():
-        h = api.info(blob)
+        h = _core.header(api._blob_buffer(blob), verify_checksum=False)  # checked in full by the decode
         out = torch.empty(tuple(h["shape"]), dtype=getattr(torch, h["dtype"]), device=device)
         return api.decompress(blob, out=out, threads=threads)
     out = to_torch(api.decompress(blob, threads=threads))

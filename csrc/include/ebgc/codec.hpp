@@ -346,11 +346,11 @@ inline void read_outliers(ByteReader& r, uint64_t n, size_t elem, ParsedBlob& pb
   pb.outlier_values = r.take(count * elem, "outlier values");
 }
 
-inline ParsedBlob parse_blob(const uint8_t* blob, size_t size) {
+inline ParsedBlob parse_blob(const uint8_t* blob, size_t size, bool verify_checksum = true) {
   ByteReader hr(blob, size);
   ParsedBlob pb;
   Header& h = pb.header;
-  h = read_header(blob, size, hr);
+  h = read_header(blob, size, hr, verify_checksum);
   ByteReader r(blob + hr.pos, size_t(h.payload_size));
   if (h.coder == Coder::Raw) {
     pb.raw_values = r.data;

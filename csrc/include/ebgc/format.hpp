@@ -135,7 +135,8 @@ inline void check_plausible_size(const Header& h) {
 
 // Checks magic, version and checksum of a whole blob, then parses the header. On return the
 // reader stands at the first payload byte, and exactly payload_size bytes precede the checksum.
-inline Header read_header(const uint8_t* blob, size_t size, ByteReader& r) {
+// verify_checksum = false only to peek at a header that a full read will check later.
+inline Header read_header(const uint8_t* blob, size_t size, ByteReader& r, bool verify_checksum = true) {
   if (size < 4 || std::memcmp(blob, kMagic, 4) != 0)
     fail_format("not an ebgc blob (bad magic bytes)");
   if (size < 5) fail_format("truncated blob: no format version");
@@ -146,7 +147,7 @@ inline Header read_header(const uint8_t* blob, size_t size, ByteReader& r) {
   const size_t body = size - kChecksumSize;
   uint32_t stored = uint32_t(blob[body]) | uint32_t(blob[body + 1]) << 8 |
                     uint32_t(blob[body + 2]) << 16 | uint32_t(blob[body + 3]) << 24;
-  if (crc32c(blob, body) != stored)
+  if (verify_checksum && crc32c(blob, body) != stored)
     throw ChecksumError("ebgc blob checksum mismatch (truncated or corrupted)");
 
   r = ByteReader(blob, body);
