@@ -137,6 +137,16 @@ def synchronize():
         cupy.cuda.Device().synchronize()
 
 
+def assert_gpu_matches_cpu(x: np.ndarray, eb: float, mode: str) -> None:
+    """The GPU blob is the CPU's bitpack blob, and decoding it on the GPU stays within the bound."""
+    blob = ebgc.compress(to_device(x), eb, mode=mode)
+    assert blob == ebgc.compress(x, eb, mode=mode, coder="bitpack")
+    out = to_device(np.zeros_like(x))
+    ebgc.decompress(blob, out=out)
+    synchronize()
+    assert_within_bound(x, to_host(out), blob)
+
+
 SIZES = (1, 31, 32, 33, 2047, 2048, 2049, 65535, 65536, 65537, 300_001)
 
 
@@ -161,12 +171,7 @@ def test_gpu_blob_is_the_cpu_bitpack_blob(dtype, n, mode, eb):
 def test_gpu_adversarial_inputs(kind, dtype):
     x = adversarial(kind, 5000, dtype, np.random.default_rng(3))
     for mode, eb in (("rel", 1e-3), ("abs", 1e-6)):
-        gpu = ebgc.compress(to_device(x), eb, mode=mode)
-        assert gpu == ebgc.compress(x, eb, mode=mode, coder="bitpack")
-        out = to_device(np.zeros_like(x))
-        ebgc.decompress(gpu, out=out)
-        synchronize()
-        assert_within_bound(x, to_host(out), gpu)
+        assert_gpu_matches_cpu(x, eb, mode)
 
 
 @pytest.mark.cuda
@@ -193,13 +198,7 @@ def test_gpu_decodes_cpu_blobs_of_every_coder(coder):
 def test_gpu_bound_property(data):
     dtype = data.draw(st.sampled_from(DTYPES))
     x = data.draw(float_arrays(dtype))
-    eb, mode = data.draw(error_bounds()), data.draw(modes())
-    blob = ebgc.compress(to_device(x), eb, mode=mode)
-    assert blob == ebgc.compress(x, eb, mode=mode, coder="bitpack")
-    out = to_device(np.zeros_like(x))
-    ebgc.decompress(blob, out=out)
-    synchronize()
-    assert_within_bound(x, to_host(out), blob)
+    assert_gpu_matches_cpu(x, data.draw(error_bounds()), data.draw(modes()))
 
 
 @pytest.mark.cuda
