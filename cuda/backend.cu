@@ -74,27 +74,21 @@ struct Workspace {
   void wait_host() {
     if (done) EBGC_CUDA(cudaEventSynchronize(done));
   }
-  uint8_t* device_bytes(size_t bytes) {
-    if (bytes > device_size) {
-      wait_host();
-      if (device) EBGC_CUDA(cudaFree(device));
-      device = nullptr, device_size = 0;
-      const size_t grown = bytes + bytes / 4;
-      EBGC_CUDA(cudaMalloc(reinterpret_cast<void**>(&device), grown));
-      device_size = grown;
-    }
-    return device;
-  }
-  uint8_t* host_bytes(size_t bytes) {
-    if (bytes > host_size) {
-      wait_host();
-      if (host) EBGC_CUDA(cudaFreeHost(host));
-      host = nullptr, host_size = 0;
-      const size_t grown = bytes + bytes / 4;
-      EBGC_CUDA(cudaMallocHost(reinterpret_cast<void**>(&host), grown));
-      host_size = grown;
-    }
-    return host;
+  uint8_t* device_bytes(size_t bytes) { return grow(device, device_size, bytes, false); }
+  uint8_t* host_bytes(size_t bytes) { return grow(host, host_size, bytes, true); }
+
+ private:
+  // Buffers only grow (with 25% headroom), so steady-state calls allocate nothing.
+  uint8_t* grow(uint8_t*& buffer, size_t& size, size_t bytes, bool pinned) {
+    if (bytes <= size) return buffer;
+    wait_host();  // work in flight may still use the old buffer
+    if (buffer) EBGC_CUDA(pinned ? cudaFreeHost(buffer) : cudaFree(buffer));
+    buffer = nullptr, size = 0;
+    const size_t grown = bytes + bytes / 4;
+    void* p = nullptr;
+    EBGC_CUDA(pinned ? cudaMallocHost(&p, grown) : cudaMalloc(&p, grown));
+    buffer = static_cast<uint8_t*>(p), size = grown;
+    return buffer;
   }
 };
 
