@@ -271,38 +271,31 @@ py::array_t<uint32_t> bitpack_decode(py::buffer data, uint64_t count) {
   return vector_to_array(std::move(out));
 }
 
+// The context coder on one chunk of codes: the model, the rANS lanes, then the raw bits, with
+// the encoder's own symbol pass.
 py::bytes context_encode(py::array_t<int32_t, py::array::c_style | py::array::forcecast> codes,
                          uint64_t sign_period) {
   if (sign_period < 1 || sign_period > kMaxSignPeriod) throw InvalidArgument("sign_period out of range");
   auto c = codes.unchecked<1>();
   const size_t n = size_t(c.shape(0));
-  std::vector<uint8_t> sym(n);
-  ContextCounts counts{};
-  SignCounts signs{};
-  ContextWindow win;
-  SignContext sc(sign_period, 0);
-  BitWriter raw;
-  for (size_t i = 0; i < n; ++i) {
+  if (n > (size_t(1) << kMaxChunkLog2)) throw InvalidArgument("at most 2**20 codes (one chunk)");
+  for (size_t i = 0; i < n; ++i)
     if (!(std::fabs(double(c(py::ssize_t(i)))) <= kMaxCode)) throw InvalidArgument("code out of range");
-    const Symbolized z = symbolize(c(py::ssize_t(i)));
-    const uint32_t neg = z.raw & 1u, has_sign = z.symbol != 0;
-    sym[i] = uint8_t(z.symbol | neg << 7);
-    ++counts[win.bucket()][z.symbol];
-    if (has_sign) ++signs[sc.ctx()][neg];
-    win.push(z.symbol);
-    sc.push(z.symbol, neg);
-    raw.put(z.raw >> 1, z.nraw - has_sign);
-  }
-  raw.flush();
-  ContextModel m = ContextModel::fit(counts, signs, sign_period);
+  std::vector<uint8_t> sym(n), ctx(n);
+  ChunkOut<float> co;
+  co.b.resize(n * 28 / 8 + 16);
+  SymbolPass pass(0, n, sign_period, co.b.data());
+  pass.run(codes.data(), 0, n, sym.data(), ctx.data(), co);
+  co.b.resize(size_t(pass.raw.finish() - co.b.data()));
+  ContextModel m = ContextModel::fit(co.counts, co.sign_counts, sign_period);
   ByteWriter w;
   m.write(w);
-  std::vector<uint16_t> events;
+  std::vector<uint16_t> words;
   std::vector<uint8_t> a;
-  rans_encode_chunk(m, sym.data(), n, 0, events, a);
+  RansLaneEncoder(m).encode_chunk(sym.data(), ctx.data(), n, words, a);
   w.varint(a.size());
   w.bytes(a.data(), a.size());
-  w.bytes(raw.out.data(), raw.out.size());
+  w.bytes(co.b.data(), co.b.size());
   return to_bytes(w.buf);
 }
 
@@ -313,19 +306,18 @@ py::array_t<int32_t> context_decode(py::buffer data, uint64_t count) {
   ContextModel m = ContextModel::read(r);
   uint64_t la = r.varint("rANS length");
   const uint8_t* a = r.take(la, "rANS stream");
-  require_format(count <= kMaxElements && count <= (la + 1) * (uint64_t(1) << 16), "count too large for the stream");
-  RansChunkDecoder dec(m, a, size_t(la));
-  SignContext sc(m.sign_period, 0);
+  require_format(count <= (uint64_t(1) << kMaxChunkLog2), "at most 2**20 codes (one chunk)");
+  const LaneSplit lanes(count);
+  std::vector<uint8_t> sym(size_t(kLanes * lanes.len));
+  rans_lanes_decode_chunk(m, a, size_t(la), 0, count, sym.data());
   BitReader raw(v.data + r.pos, r.remaining());
   std::vector<int32_t> out(count);
-  for (uint64_t i = 0; i < count; ++i) {
-    const uint32_t s = dec.next();
-    const uint32_t neg = s ? dec.next_sign(sc.ctx()) : 0;
-    sc.push(s, neg);
-    raw.refill();
-    out[i] = desymbolize(s, neg | raw.get(kSymbolTable.info[s].nextra) << 1);
-  }
-  dec.finish();
+  for (unsigned k = 0; k < kLanes; ++k)
+    for (uint64_t j = 0; j < lanes.count[k]; ++j) {
+      const uint32_t b = sym[kLanes * j + k], s = b & 127u;
+      raw.refill();
+      out[lanes.begin(k) + j] = desymbolize(s, b >> 7 | raw.get(kSymbolTable.info[s].nextra) << 1);
+    }
   require_format(!raw.overran(), "raw bits truncated");
   return vector_to_array(std::move(out));
 }
@@ -444,6 +436,21 @@ PYBIND11_MODULE(_core, m) {
   m.def("bitpack_decode", &bitpack_decode, py::arg("data"), py::arg("count"));
   m.def("context_encode", &context_encode, py::arg("codes"), py::arg("sign_period") = 1);
   m.def("context_decode", &context_decode, py::arg("data"), py::arg("count"));
+  m.def(
+      "_vector_lanes",
+      [](py::object enable) {
+#ifdef EBGC_HAVE_AVX2_LANES
+        const bool was = use_avx2_lanes();
+        if (!enable.is_none()) use_avx2_lanes() = enable.cast<bool>() && __builtin_cpu_supports("avx2");
+        return was;
+#else
+        (void)enable;
+        return false;
+#endif
+      },
+      py::arg("enable") = py::none(),
+      "Test hook: whether the context decoder uses its AVX2 loop; enable=True/False switches it "
+      "(True only where the CPU has AVX2). Returns the previous setting.");
   m.def("quantize", &quantize, py::arg("x"), py::arg("abs_bound"));
   m.def("dequantize", &dequantize, py::arg("codes"), py::arg("abs_bound"), py::arg("dtype"));
   m.def("narrow_bits", &narrow_bits, py::arg("x"), py::arg("dtype"),

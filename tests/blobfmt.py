@@ -132,7 +132,7 @@ def directory_offset(b: Blob) -> int:
     if b.coder == 2:  # huffman: varint alphabet, 4-bit lengths
         alphabet, pos = read_varint(p, pos)
         pos += (alphabet + 1) // 2
-    elif b.coder == 3:  # context: u8 groups, 8-byte bucket map, varint nbytes, tables
+    elif b.coder in (3, 4):  # context (both layouts): u8 groups, 8-byte bucket map, varint nbytes, tables
         pos += 1 + 8
         nbytes, pos = read_varint(p, pos)
         pos += nbytes

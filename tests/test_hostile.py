@@ -443,7 +443,7 @@ FIELD_TAMPERING = {
     "mode=255": dict(mode=255),
     "predictor=200": dict(predictor=200),  # (ids 0, 1, ... may be taken by real predictors)
     "predictor=255": dict(predictor=255),
-    "coder=4": dict(coder=4),
+    "coder=5": dict(coder=5),  # the first id no coder has
     "coder=255": dict(coder=255),
     "chunk_log2=0": dict(chunk_log2=0),
     "chunk_log2=9": dict(chunk_log2=9),

@@ -437,3 +437,45 @@ def test_crc32c_matches_the_reference_at_every_length_and_seed():
         assert _core.crc32c(data) == blobfmt.crc32c(data)
         head, tail = data[: n // 3], data[n // 3:]
         assert _core.crc32c(tail, seed=_core.crc32c(head)) == blobfmt.crc32c(data)
+
+
+# ---- the context decoder's AVX2 loop computes exactly what its scalar loop computes ----------------
+@pytest.fixture
+def scalar_lanes():
+    """Runs a test body with the vector loop off, and restores the setting."""
+    was = _core._vector_lanes(False)
+    yield
+    _core._vector_lanes(was)
+
+
+def _lane_cases():
+    rng = np.random.default_rng(31)
+    for n in (0, 1, 7, 8, 9, 63, 64, 65, 1000, 4097, 70001):
+        for scale in (0.5, 4, 300, 2**20):
+            codes = np.clip(np.round(rng.laplace(scale=scale, size=n)), -MAX_CODE, MAX_CODE).astype(np.int32)
+            for period in (1, 9, 25):
+                yield codes, period
+
+
+def test_vector_and_scalar_lane_decoders_agree():
+    if not _core._vector_lanes():
+        pytest.skip("this CPU has no AVX2: only the scalar loop exists here")
+    blobs = [(_core.context_encode(c, p), c) for c, p in _lane_cases()]
+    vector = [_core.context_decode(b, len(c)) for b, c in blobs]
+    was = _core._vector_lanes(False)
+    try:
+        scalar = [_core.context_decode(b, len(c)) for b, c in blobs]
+    finally:
+        _core._vector_lanes(was)
+    for (b, c), v, s in zip(blobs, vector, scalar):
+        np.testing.assert_array_equal(v, c)
+        np.testing.assert_array_equal(s, c)
+
+
+@pytest.mark.parametrize("coder", ["context", "auto"])
+def test_scalar_lane_decoder_round_trip(scalar_lanes, coder):
+    rng = np.random.default_rng(32)
+    x = (rng.laplace(size=(64, 16, 3, 3)) * 1e-3).astype(np.float32)
+    blob = ebgc.compress(x, 1e-2, coder=coder)
+    y = ebgc.decompress(blob)
+    assert np.max(np.abs(y.astype(np.float64) - x)) <= ebgc.info(blob)["abs_bound"]

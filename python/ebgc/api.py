@@ -13,7 +13,8 @@ from . import cuda
 from .errors import InvalidArgumentError, UnsupportedDTypeError
 
 MODES = {"abs": 0, "rel": 1}
-CODERS = {"auto": -1, "raw": 0, "bitpack": 1, "huffman": 2, "context": 3}
+# "context" writes the lane layout (coder 4); blobs of its first layout (coder 3) still decode.
+CODERS = {"auto": -1, "raw": 0, "bitpack": 1, "huffman": 2, "context": 4}
 BFLOAT16 = np.dtype(ml_dtypes.bfloat16)
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.float16), BFLOAT16)
 _FLOAT_NAMES = ("float32", "float64", "float16", "bfloat16", "float", "double", "half")

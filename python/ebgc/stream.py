@@ -279,6 +279,7 @@ class GradientEncoder:
         if history > 2:
             raise FormatError("bad history in encoder state")
         mode = next((k for k, v in MODES.items() if v == mode_id), None)
+        coder_id = 4 if coder_id == 3 else coder_id  # states saved when "context" wrote coder 3
         coder = next((k for k, v in CODERS.items() if (v & 0xFF) == coder_id), None)
         if mode is None or coder is None:
             raise FormatError("bad settings in encoder state")

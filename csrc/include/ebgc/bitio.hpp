@@ -36,6 +36,31 @@ struct BitWriter {
   size_t bit_count() const { return out.size() * 8 + nacc; }
 };
 
+// The same bit order, branch-free, into a buffer the caller sized: every put() stores 8 bytes,
+// so the buffer needs 8 bytes of slack past the last byte the stream will hold.
+struct FastBitWriter {
+  uint8_t* p;
+  uint64_t acc = 0;
+  unsigned nacc = 0;  // < 8 between calls
+
+  explicit FastBitWriter(uint8_t* out) : p(out) {}
+  inline void put(uint32_t value, unsigned n) {  // n <= 32, value < 2^n
+    acc |= uint64_t(value) << nacc;
+    nacc += n;
+    std::memcpy(p, &acc, 8);  // little-endian hosts only (checked in format.hpp)
+    p += nacc >> 3;
+    acc >>= nacc & ~7u;
+    nacc &= 7u;
+  }
+  // Writes the last partial byte; returns the end of the stream.
+  uint8_t* finish() {
+    if (nacc) *p++ = uint8_t(acc);
+    acc = 0;
+    nacc = 0;
+    return p;
+  }
+};
+
 struct BitReader {
   const uint8_t* p;
   size_t n;

@@ -19,6 +19,7 @@
 #include "predictor_zero.hpp"
 #include "quantizer.hpp"
 #include "rans_context.hpp"
+#include "rans_lanes.hpp"
 #include "symbolize.hpp"
 
 namespace ebgc {
@@ -67,50 +68,89 @@ struct ChunkOut {
   uint64_t bitpack_bytes = 0; // what bit-packing would cost (pass 1)
 };
 
-// The code of x[i]; a value the quantizer cannot bound becomes an outlier with code 0. rec (if
-// given) receives the decoder's value.
+// Values quantized per step of the encoder's loops: a short run the compiler vectorizes.
+constexpr unsigned kQuantRun = 256;
+
+// Codes of x[i0, i0 + m) into code[0, m); values the quantizer cannot bound become outliers with
+// code 0. rec (if given) receives the decoder's values.
 template <class T, class Predictor>
-inline int32_t quantize_value(const T* x, uint64_t i, const LinearQuantizer& qz, const Predictor& predict,
-                              Outliers<T>& outliers, T* rec) {
-  int32_t q;
-  const double p = predict(i);
-  if (qz.quantize(x[i], p, q)) {
-    if (rec) rec[i] = qz.reconstruct<T>(q, p);
-    return q;
+inline void quantize_run(const T* x, uint64_t i0, unsigned m, const LinearQuantizer& qz,
+                         const Predictor& predict, int32_t* code, Outliers<T>& outliers, T* rec) {
+  unsigned failed = 0;
+  for (unsigned k = 0; k < m; ++k) failed += !qz.quantize(x[i0 + k], predict(i0 + k), code[k]);
+  if (rec)
+    for (unsigned k = 0; k < m; ++k) rec[i0 + k] = qz.reconstruct<T>(code[k], predict(i0 + k));
+  if (!failed) return;
+  for (unsigned k = 0; k < m; ++k) {
+    int32_t c;
+    if (qz.quantize(x[i0 + k], predict(i0 + k), c)) continue;
+    outliers.add(i0 + k, x[i0 + k]);
+    if (rec) rec[i0 + k] = x[i0 + k];
   }
-  outliers.add(i, x[i]);
-  if (rec) rec[i] = x[i];
-  return 0;
 }
 
-// Pass 1 of the symbol coders: quantize, symbolize, count; raw bits go straight to stream b.
-template <class T, class Predictor>
-void quantize_symbols(const T* x, uint64_t begin, uint64_t end, const LinearQuantizer& qz,
-                      const Predictor& predict, uint64_t sign_period, uint8_t* sym, ChunkOut<T>& co,
-                      T* rec) {
+// Bytes bit-packing would take for code[0, m), m a multiple of kPackBlock or the chunk's tail.
+inline uint64_t bitpack_cost(const int32_t* code, unsigned m) {
+  uint64_t bytes = 0;
+  for (unsigned b0 = 0; b0 < m; b0 += kPackBlock) {
+    uint32_t acc = 0;
+    for (unsigned k = b0; k < std::min(m, b0 + kPackBlock); ++k) acc |= zigzag(code[k]);
+    bytes += 1 + packed_block_bytes(bit_width(acc));
+  }
+  return bytes;
+}
+
+// Pass 1 of the symbol coders after quantization, over a chunk's codes in order: symbolize, take
+// each value's contexts (rans_lanes.hpp: they restart at every lane) and count. sym gets symbol |
+// negative << 7, ctx the event context; the raw low bits of large magnitudes go to `raw`.
+struct SymbolPass {
+  uint64_t sign_period, lane_len, next_lane;
   ContextWindow win;
-  SignContext sc(sign_period, begin);
-  BitWriter raw;
-  raw.out.reserve((end - begin) / 2);
-  uint32_t block_or = 0;
-  for (uint64_t i = begin; i < end; ++i) {
-    const int32_t q = quantize_value(x, i, qz, predict, co.outliers, rec);
-    const Symbolized z = symbolize(q);
-    const uint32_t neg = z.raw & 1u, has_sign = z.symbol != 0;
-    sym[i] = uint8_t(z.symbol | neg << 7);  // the sign is coded by the symbol coder, not raw
-    ++co.counts[win.bucket()][z.symbol];
-    if (has_sign) ++co.sign_counts[sc.ctx()][neg];
-    win.push(z.symbol);
-    sc.push(z.symbol, neg);
-    raw.put(z.raw >> 1, z.nraw - has_sign);
-    block_or |= zigzag(q);
-    if (((i - begin) & (kPackBlock - 1)) == kPackBlock - 1 || i + 1 == end) {
-      co.bitpack_bytes += 1 + packed_block_bytes(bit_width(block_or));
-      block_or = 0;
+  SignContext sc;
+  FastBitWriter raw;
+
+  // raw_out: room for < 28 bits a value of the chunk, plus 8 bytes of slack.
+  SymbolPass(uint64_t begin, uint64_t end, uint64_t period, uint8_t* raw_out)
+      : sign_period(period), lane_len(LaneSplit(end - begin).len), next_lane(begin + lane_len),
+        sc(period, begin), raw(raw_out) {}
+
+  // The codes of values [i0, i0 + m).
+  template <class Counts>
+  void run(const int32_t* code, uint64_t i0, uint64_t m, uint8_t* sym, uint8_t* ctx, Counts& co) {
+    for (uint64_t k = 0; k < m; ++k) {
+      if (i0 + k == next_lane) {
+        win = ContextWindow();
+        sc = SignContext(sign_period, next_lane);
+        next_lane += lane_len;
+      }
+      const Symbolized z = symbolize(code[k]);
+      const uint32_t neg = z.raw & 1u;
+      const unsigned bucket = win.bucket(), sign_ctx = sc.ctx();
+      sym[i0 + k] = uint8_t(z.symbol | neg << 7);  // the sign is coded by the symbol coder, not raw
+      ctx[i0 + k] = event_context(bucket, sign_ctx);
+      ++co.counts[bucket][z.symbol];
+      co.sign_counts[sign_ctx][neg] += z.symbol != 0;
+      win.push(z.symbol);
+      sc.push(z.symbol, neg);
+      raw.put(z.raw >> 1, kSymbolTable.info[z.symbol].nextra);
     }
   }
-  raw.flush();
-  co.b = std::move(raw.out);
+};
+
+template <class T, class Predictor>
+void analyze_chunk(const T* x, uint64_t begin, uint64_t end, const LinearQuantizer& qz,
+                   const Predictor& predict, uint64_t sign_period, uint8_t* sym, uint8_t* ctx,
+                   ChunkOut<T>& co, T* rec) {
+  co.b.resize((end - begin) * 28 / 8 + 16);
+  SymbolPass pass(begin, end, sign_period, co.b.data());
+  int32_t code[kQuantRun];
+  for (uint64_t i0 = begin; i0 < end; i0 += kQuantRun) {
+    const unsigned m = unsigned(std::min<uint64_t>(kQuantRun, end - i0));
+    quantize_run(x, i0, m, qz, predict, code, co.outliers, rec);
+    co.bitpack_bytes += bitpack_cost(code, m);
+    pass.run(code, i0, m, sym, ctx, co);
+  }
+  co.b.resize(size_t(pass.raw.finish() - co.b.data()));
 }
 
 template <class T, class Predictor>
@@ -118,24 +158,28 @@ void bitpack_chunk(const T* x, uint64_t begin, uint64_t end, const LinearQuantiz
                    const Predictor& predict, ChunkOut<T>& co, T* rec) {
   const uint64_t blocks = (end - begin + kPackBlock - 1) / kPackBlock;
   co.a.resize(blocks);
-  co.b.reserve((end - begin) * 2);
+  co.b.resize((end - begin) * 4 + 4 * kPackBlock);
+  uint8_t* out = co.b.data();
+  int32_t code[kQuantRun];
   uint32_t v[kPackBlock];
-  for (uint64_t k = 0; k < blocks; ++k) {
-    const uint64_t b0 = begin + k * kPackBlock, b1 = std::min(end, b0 + kPackBlock);
-    uint32_t acc = 0;
-    for (uint64_t i = b0; i < b0 + kPackBlock; ++i) {
-      const int32_t q = i < b1 ? quantize_value(x, i, qz, predict, co.outliers, rec) : 0;
-      v[i - b0] = zigzag(q);
-      acc |= v[i - b0];
-    }
-    const unsigned w = bit_width(acc);
-    co.a[k] = uint8_t(w);
-    if (w) {
-      size_t at = co.b.size();
-      co.b.resize(at + packed_block_bytes(w));
-      pack_block(v, w, co.b.data() + at);
+  for (uint64_t i0 = begin; i0 < end; i0 += kQuantRun) {
+    const unsigned m = unsigned(std::min<uint64_t>(kQuantRun, end - i0));
+    quantize_run(x, i0, m, qz, predict, code, co.outliers, rec);
+    for (unsigned b0 = 0; b0 < m; b0 += kPackBlock) {
+      uint32_t acc = 0;
+      for (unsigned k = 0; k < kPackBlock; ++k) {
+        v[k] = b0 + k < m ? zigzag(code[b0 + k]) : 0u;
+        acc |= v[k];
+      }
+      const unsigned w = bit_width(acc);
+      co.a[(i0 - begin + b0) / kPackBlock] = uint8_t(w);
+      if (w) {
+        pack_block(v, w, out);
+        out += packed_block_bytes(w);
+      }
     }
   }
+  co.b.resize(size_t(out - co.b.data()));
 }
 
 // Each symbol's code, then its sign bit if it is nonzero.
@@ -198,6 +242,10 @@ std::vector<uint8_t> compress(const T* x, const std::vector<uint64_t>& shape, co
   if (shape.size() > kMaxDims) throw InvalidArgument("too many dimensions (at most 16)");
   if (opt.chunk_log2 < kMinChunkLog2 || opt.chunk_log2 > kMaxChunkLog2)
     throw InvalidArgument("chunk_log2 out of range");
+  if (opt.coder == int(Coder::ContextSerial))
+    throw InvalidArgument("coder 3 (the serial context layout) is decoded but no longer written: use 4 (its lane layout)");
+  if (opt.coder != kCoderAuto && (opt.coder < 0 || opt.coder >= int(kCoderCount)))
+    throw InvalidArgument("unknown coder");
   uint64_t n = 1;
   for (uint64_t d : shape) n *= d;
   if (n > kMaxElements) throw InvalidArgument("array too large");
@@ -238,9 +286,11 @@ std::vector<uint8_t> compress(const T* x, const std::vector<uint64_t>& shape, co
     h.coder = Coder::Bitpack;
     parallel_for(nchunks, threads, [&](size_t c) { bitpack_chunk(x, c * chunk, chunk_end(c), qz, predict, out[c], reconstruction); });
   } else {
-    std::vector<uint8_t> sym(n);
+    // Per value: its symbol and sign, and the contexts of both (uninitialized: pass 1 fills them).
+    std::unique_ptr<uint8_t[]> sym(new uint8_t[n]), ctx(new uint8_t[n]);
     parallel_for(nchunks, threads, [&](size_t c) {
-      quantize_symbols(x, c * chunk, chunk_end(c), qz, predict, sign_period, sym.data(), out[c], reconstruction);
+      analyze_chunk(x, c * chunk, chunk_end(c), qz, predict, sign_period, sym.get(), ctx.get(), out[c],
+                    reconstruction);
     });
     ContextCounts counts{};
     SignCounts signs{};
@@ -256,10 +306,10 @@ std::vector<uint8_t> compress(const T* x, const std::vector<uint64_t>& shape, co
     }
     const double outlier_cost = n_out * (sizeof(T) + 2);
     const ContextModel model = ContextModel::fit(counts, signs, sign_period);
-    const HuffmanCode huff(huffman_lengths(total));
+    const std::vector<uint8_t> huff_len = huffman_lengths(total);
     const double raw_signs = double(n - total[0]) / 8;  // Huffman sends signs as plain bits
-    double cost_context = context_cost(model, counts, signs) + raw_bits + 12.0 * nchunks + outlier_cost;
-    double cost_huffman = huffman_cost(huff.len, total) + raw_signs + raw_bits + 4.0 * nchunks + outlier_cost;
+    double cost_context = context_cost(model, counts, signs) + raw_bits + (4.0 + 4 * kLanes) * nchunks + outlier_cost;
+    double cost_huffman = huffman_cost(huff_len, total) + raw_signs + raw_bits + 4.0 * nchunks + outlier_cost;
     double cost_bitpack = packed + 3.0 * nchunks + outlier_cost;
     Coder pick;
     if (opt.coder == kCoderAuto) {
@@ -278,19 +328,22 @@ std::vector<uint8_t> compress(const T* x, const std::vector<uint64_t>& shape, co
       return seal(h, reinterpret_cast<const uint8_t*>(x), n * sizeof(T));
     }
     if (pick == Coder::Bitpack) {
-      sym = std::vector<uint8_t>();
+      sym.reset();
+      ctx.reset();
       for (auto& co : out) co = ChunkOut<T>();
       parallel_for(nchunks, threads, [&](size_t c) { bitpack_chunk(x, c * chunk, chunk_end(c), qz, predict, out[c], reconstruction); });
     } else if (pick == Coder::Huffman) {
+      const HuffmanCode huff(huff_len);
       write_huffman_lengths(tables, huff.len);
       parallel_for(nchunks, threads, [&](size_t c) {
-        huffman_encode_symbols(huff, sym.data() + c * chunk, chunk_end(c) - c * chunk, out[c].a);
+        huffman_encode_symbols(huff, sym.get() + c * chunk, chunk_end(c) - c * chunk, out[c].a);
       });
     } else {
       model.write(tables);
+      const RansLaneEncoder encoder(model);
       parallel_for(nchunks, threads, [&](size_t c) {
-        std::vector<uint16_t> events;
-        rans_encode_chunk(model, sym.data() + c * chunk, chunk_end(c) - c * chunk, c * chunk, events, out[c].a);
+        thread_local std::vector<uint16_t> words;
+        encoder.encode_chunk(sym.get() + c * chunk, ctx.get() + c * chunk, chunk_end(c) - c * chunk, words, out[c].a);
       });
     }
   }
@@ -359,7 +412,7 @@ inline ParsedBlob parse_blob(const uint8_t* blob, size_t size, bool verify_check
   const uint64_t n = h.elements();
   read_outliers(r, n, dtype_size(h.dtype), pb);
   if (h.coder == Coder::Huffman) pb.huffman.reset(new HuffmanCode(read_huffman_lengths(r, kSymbols)));
-  if (h.coder == Coder::Context) pb.context = ContextModel::read(r);
+  if (h.coder == Coder::Context || h.coder == Coder::ContextSerial) pb.context = ContextModel::read(r);
   const uint64_t chunk = h.chunk_elems(), nchunks = h.chunks();
   // Every chunk has two length fields (>= 2 bytes): bounds the directory before allocating it.
   require_format(nchunks <= r.remaining() / 2, "chunk directory larger than the blob");
@@ -376,7 +429,8 @@ inline ParsedBlob parse_blob(const uint8_t* blob, size_t size, bool verify_check
     const uint64_t la = pb.len_a[c], lb = pb.len_b[c];
     if (h.coder == Coder::Bitpack) require_format(la == (cn + kPackBlock - 1) / kPackBlock, "bad bit-packing width count");
     if (h.coder == Coder::Huffman) require_format(la >= (cn + 7) / 8, "Huffman chunk too short");
-    if (h.coder == Coder::Context) require_format(la >= 8, "rANS chunk too short");
+    if (h.coder == Coder::ContextSerial) require_format(la >= 8, "rANS chunk too short");
+    if (h.coder == Coder::Context) require_format(la >= 4 * kLanes, "rANS chunk too short");
     require_format(la <= r.remaining() && lb <= r.remaining(), "chunk longer than the blob");
     pb.offset[c] = at;
     at += la + lb;
@@ -426,6 +480,20 @@ void decode_chunk(const ParsedBlob& pb, const LinearQuantizer& qz, const Predict
       out[i] = qz.reconstruct<T>(desymbolize(s, neg | raw.get(kSymbolTable.info[s].nextra) << 1), predict(i));
     }
     require_format(!bits.overran(), "Huffman chunk truncated");
+  } else if (h.coder == Coder::Context) {
+    // Symbols of the whole chunk first (the lanes interleave), then raw bits in value order.
+    const LaneSplit lanes(end - begin);
+    thread_local std::vector<uint8_t> sym;
+    sym.resize(size_t(kLanes * lanes.len));
+    rans_lanes_decode_chunk(pb.context, a, la, begin, end - begin, sym.data());
+    for (unsigned k = 0; k < kLanes; ++k) {
+      const uint8_t* lane_sym = sym.data() + k;
+      for (uint64_t j = 0, i = begin + lanes.begin(k); j < lanes.count[k]; ++j, ++i) {
+        const uint32_t v = lane_sym[kLanes * j], s = v & 127u;
+        raw.refill();
+        out[i] = qz.reconstruct<T>(desymbolize(s, v >> 7 | raw.get(kSymbolTable.info[s].nextra) << 1), predict(i));
+      }
+    }
   } else {
     RansChunkDecoder dec(pb.context, a, la);
     SignContext sc(pb.context.sign_period, begin);

@@ -25,10 +25,11 @@ constexpr unsigned kDefaultChunkLog2 = 16;
 constexpr unsigned kMinChunkLog2 = 10, kMaxChunkLog2 = 20;
 
 enum class DType : uint8_t { Float32 = 1, Float64 = 2, Float16 = 3, BFloat16 = 4 };
-enum class Coder : uint8_t { Raw = 0, Bitpack = 1, Huffman = 2, Context = 3 };
+// ContextSerial is the context coder's first layout: still decoded, no longer written.
+enum class Coder : uint8_t { Raw = 0, Bitpack = 1, Huffman = 2, ContextSerial = 3, Context = 4 };
 enum class PredictorId : uint8_t { Zero = 0, ScaledPrevious = 1, BlendTwoPrevious = 2 };
 inline unsigned predictor_terms(uint8_t id) { return id == 1 ? 1 : id == 2 ? 2 : 0; }
-constexpr uint8_t kCoderCount = 4;
+constexpr uint8_t kCoderCount = 5;
 
 inline size_t dtype_size(DType t) { return t == DType::Float32 ? 4 : t == DType::Float64 ? 8 : 2; }
 inline const char* dtype_name(DType t) {
@@ -65,6 +66,7 @@ inline const char* coder_name(Coder c) {
     case Coder::Raw: return "raw";
     case Coder::Bitpack: return "bitpack";
     case Coder::Huffman: return "huffman";
+    case Coder::ContextSerial:  // two layouts of one coder (FORMAT.md tells them apart by id)
     case Coder::Context: return "context";
   }
   return "?";
@@ -127,8 +129,11 @@ inline void check_plausible_size(const Header& h) {
     case Coder::Huffman:  // at least one bit per value
       require_format(n <= 8 * p, "declared size larger than the payload can hold");
       return;
-    case Coder::Context:  // every chunk: two lengths and two 4-byte rANS states
+    case Coder::ContextSerial:  // every chunk: two lengths and two 4-byte rANS states
       require_format(h.chunks() <= p / 10, "declared size larger than the payload can hold");
+      return;
+    case Coder::Context:  // every chunk: two lengths and a 4-byte rANS state for each of 8 lanes
+      require_format(h.chunks() <= p / (2 + 4 * 8), "declared size larger than the payload can hold");
       return;
   }
 }

@@ -41,21 +41,22 @@ struct LinearQuantizer {
     return T(add_rn(prediction, mul_rn(double(code), step)));
   }
 
-  // Returns false when x must be stored as an outlier.
+  // Returns false when x must be stored as an outlier (code is then 0). Branch-free, so that the
+  // encoder's loop over a block vectorizes; a failed test only clears `ok`.
   template <class T>
   EBGC_HD inline bool quantize(T x, double prediction, int32_t& code) const {
-    double xd = double(x);
-    double v = mul_rn(xd - prediction, inv_step);
-    if (!(abs_of(v) < kMaxCode)) return false;  // NaN, Inf, out of code range
+    const double xd = double(x);
+    const double v = mul_rn(xd - prediction, inv_step);
+    const bool in_range = abs_of(v) < kMaxCode;  // false for NaN, Inf, out of code range
     // Round half to even without libm: valid for |v| < 2^51.
-    double q = add_rn(v, 0x1.8p52) - 0x1.8p52;
-    int32_t c = int32_t(q);
-    T rec = reconstruct<T>(c, prediction);
-    double err = abs_of(double(rec) - xd);
-    if (!(err <= check)) return false;
-    if (check == 0 && sign_bit(double(rec)) != sign_bit(xd)) return false;  // exact means -0.0 too
-    code = c;
-    return true;
+    const double q = add_rn(in_range ? v : 0.0, 0x1.8p52) - 0x1.8p52;
+    const int32_t c = int32_t(q);
+    const T rec = reconstruct<T>(c, prediction);
+    const double err = abs_of(double(rec) - xd);
+    // Exact mode (check == 0) must also keep the sign of a zero.
+    const bool ok = in_range && err <= check && (check != 0 || sign_bit(double(rec)) == sign_bit(xd));
+    code = ok ? c : 0;
+    return ok;
   }
 };
 

@@ -40,14 +40,17 @@ struct Symbolized {
   uint32_t nraw;
 };
 
+// Branch-free (the encoder's hot loop): |q| < 2^30, as the quantizer guarantees.
 inline Symbolized symbolize(int32_t q) {
-  uint32_t sign = uint32_t(q) >> 31;
-  uint32_t m = sign ? uint32_t(-int64_t(q)) : uint32_t(q);
-  if (m < kExactSymbols) return {m, sign, m ? 1u : 0u};
-  unsigned e = 31u - unsigned(__builtin_clz(m));
-  uint32_t hi = (m >> (e - kClassBits)) & ((1u << kClassBits) - 1);
-  uint32_t extra = m & ((1u << (e - kClassBits)) - 1u);
-  return {kExactSymbols + (e - 4) * (1u << kClassBits) + hi, sign | (extra << 1), e - kClassBits + 1};
+  const uint32_t sign = uint32_t(q) >> 31;
+  const uint32_t m = sign ? 0u - uint32_t(q) : uint32_t(q);
+  const bool exact = m < kExactSymbols;
+  const unsigned e = 31u - unsigned(__builtin_clz(m | kExactSymbols));  // >= 4
+  const unsigned nextra = exact ? 0u : e - kClassBits;
+  const uint32_t hi = (m >> (e - kClassBits)) & ((1u << kClassBits) - 1);
+  const uint32_t extra = m & ((1u << nextra) - 1u);
+  const uint32_t symbol = exact ? m : kExactSymbols + (e - 4) * (1u << kClassBits) + hi;
+  return {symbol, sign | (extra << 1), nextra + (m != 0)};
 }
 
 // Inverse: given the symbol and its raw bits (nraw of them, LSB first), rebuild the code.
