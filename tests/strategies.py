@@ -36,7 +36,11 @@ def elements(dtype):
 
 
 def float_arrays(dtype, *, max_dims=4, max_side=6, min_dims=0):
+    """Arrays of any float dtype. 16-bit dtypes (float16, bfloat16) are drawn as arbitrary bit
+    patterns, which reach every NaN payload, Inf, subnormal and extreme of the format."""
     shapes = hnp.array_shapes(min_dims=min_dims, max_dims=max_dims, min_side=0, max_side=max_side)
+    if np.dtype(dtype).itemsize == 2:
+        return hnp.arrays(np.uint16, shapes).map(lambda raw: raw.view(dtype))
     return hnp.arrays(np.dtype(dtype), shapes, elements=elements(dtype))
 
 
@@ -115,8 +119,12 @@ ADVERSARIAL_KINDS = (
 
 
 def adversarial(kind: str, n: int, dtype, rng: np.random.Generator) -> np.ndarray:
-    """A 1-D array of n values of the given kind (deterministic for a given rng state)."""
+    """A 1-D array of n values of the given kind (deterministic for a given rng state). 16-bit
+    dtypes get the float32 array rounded to them (overflow to Inf is part of the test)."""
     dt = np.dtype(dtype)
+    if dt.itemsize == 2:
+        with np.errstate(over="ignore", invalid="ignore"):
+            return adversarial(kind, n, np.float32, rng).astype(dt)
     fi = np.finfo(dt)
     big = 3e38 if dt == np.float32 else 1e308
     if kind == "gaussian":

@@ -104,21 +104,23 @@ def to_device(x: np.ndarray):
 
         from ebgc.torch import to_torch
 
-        return to_torch(np.ascontiguousarray(x)).cuda()
+        return to_torch(x.copy(order="C")).cuda()  # (ascontiguousarray would make 0-d arrays 1-d)
     import cupy
 
     return cupy.asarray(x)
 
 
 def to_host(d) -> np.ndarray:
-    if _lib() == "torch":
-        import torch
+    """A device array back on the host: by its own kind, since ebgc.decompress(device="cuda") returns
+    cupy arrays (torch tensors only for bfloat16) whichever library made the input."""
+    if hasattr(d, "get"):  # cupy
+        return d.get()
+    import torch
 
-        d = d.cpu()
-        if d.dtype == torch.bfloat16:
-            return d.view(torch.int16).numpy().view(BFLOAT16)
-        return d.numpy()
-    return d.get()
+    d = d.cpu()
+    if d.dtype == torch.bfloat16:
+        return d.view(torch.int16).numpy().view(BFLOAT16)
+    return d.numpy()
 
 
 def bits(a: np.ndarray) -> np.ndarray:
