@@ -4,11 +4,14 @@
 # Usage: bench/gpu_session.sh TRACE.npz... ; results and logs go to $OUT (default ./bench/out/gpu).
 # Steps can be chosen with EBGC_GPU_STEPS (default "build cuda bench suite"; "profile" adds an
 # Nsight Compute per-kernel table of one compress + decompress of the first trace, "detail" the
-# stall reasons of the fused encode kernel; build with CMAKE_ARGS=-DCMAKE_CUDA_FLAGS=-lineinfo).
+# stall reasons of the fused encode kernel, "sass" its per-instruction counts; build with
+# CMAKE_ARGS=-DCMAKE_CUDA_FLAGS=-lineinfo).
 set -uo pipefail
 OUT=${OUT:-bench/out/gpu}
 mkdir -p "$OUT"
 STEPS=${EBGC_GPU_STEPS:-build cuda bench suite}
+# "sanitize": compute-sanitizer over the CUDA tests selected by SANITIZE_TESTS (a pytest -k expression)
+SANITIZE_TESTS=${SANITIZE_TESTS:-not bound_property}
 export PYTHONUNBUFFERED=1 CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-16}
 has() { [[ " $STEPS " == *" $1 "* ]]; }
 step() { echo; echo "=== $* ($(date -u +%T))"; }
@@ -61,9 +64,28 @@ fi
 if has detail && (($# > 0)); then
   step "ncu stall detail of the fused encode kernel"
   timeout 240 ncu --profile-from-start off -k regex:bitpack_encode --import-source no \
-    --section WarpStateStats --section SchedulerStats --section SourceCounters --section Occupancy \
-    --section MemoryWorkloadAnalysis python3 bench/gpu_profile.py "$1" 256 > "$OUT/ncu_detail.txt" 2>&1
+    --section WarpStateStats --section SchedulerStats --section ComputeWorkloadAnalysis \
+    --section InstructionStats --metrics "regex:sm__inst_executed_pipe_.*\.avg\.pct_of_peak_sustained_active$" \
+    python3 bench/gpu_profile.py "$1" 256 > "$OUT/ncu_detail.txt" 2>&1
   grep -v "^    ---\|^==PROF==" "$OUT/ncu_detail.txt" | head -n 150
+fi
+
+if has sass && (($# > 0)); then
+  step "ncu per-SASS-instruction counts of the fused encode kernel"
+  timeout 240 ncu --profile-from-start off -k regex:bitpack_encode --import-source no --section SourceCounters \
+    --section InstructionStats -o "$OUT/encode" python3 bench/gpu_profile.py "$1" 256 > "$OUT/sass.err" 2>&1
+  ncu -i "$OUT/encode.ncu-rep" --page source --csv --print-source sass > "$OUT/sass.csv" 2>> "$OUT/sass.err"
+  tail -n 3 "$OUT/sass.err"; head -c 600 "$OUT/sass.csv"; echo; wc -l "$OUT/sass.csv"
+fi
+
+if has sanitize; then
+  step "compute-sanitizer memcheck and racecheck over tests/test_cuda.py"
+  for tool in memcheck racecheck; do
+    timeout 200 compute-sanitizer --tool $tool --error-exitcode 3 --print-limit 20 \
+      python3 -m pytest tests/test_cuda.py -q -p no:cacheprovider -x -k "$SANITIZE_TESTS" \
+      > "$OUT/sanitize_$tool.log" 2>&1
+    echo "$tool: exit $?"; grep -E "ERROR SUMMARY|passed|failed|Invalid|Race" "$OUT/sanitize_$tool.log" | head -n 8
+  done
 fi
 
 if has suite; then

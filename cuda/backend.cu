@@ -141,17 +141,18 @@ uint64_t ceil_div(uint64_t a, uint64_t b) { return (a + b - 1) / b; }
 
 // ---- encoder ---------------------------------------------------------------------------------
 constexpr unsigned kGpuChunkLog2 = kDefaultChunkLog2;
-static_assert(kGpuChunkLog2 >= kMinGpuChunkLog2, "GPU tiles must not straddle chunks");
+static_assert(kGpuChunkLog2 >= kMinGpuChunkLog2, "GPU segments must not straddle chunks");
 
 uint64_t outlier_capacity(uint64_t n) { return std::max<uint64_t>(4096, n / 64); }
 
 // Where the encoder's buffers sit in the workspace, for n values of `elem` bytes.
 struct EncodeLayout {
-  uint64_t n, tiles, blocks, chunks, capacity;
+  uint64_t n, tiles, segments, blocks, chunks, capacity;
   size_t bound, counter, status, tile_outliers, tile_offset, outlier_bits, result, index, value, scan_temp, streams;
-  size_t reconstruction, scan_temp_bytes, total;
+  size_t reconstruction, scan_temp_bytes, zeroed_bytes, total;
   EncodeLayout(uint64_t n_, size_t elem, bool with_reconstruction = false) : n(n_) {
     tiles = ceil_div(n, kTileValues);
+    segments = ceil_div(n, kSegmentValues);
     blocks = ceil_div(n, kPackBlock);
     chunks = ceil_div(n, uint64_t(1) << kGpuChunkLog2);
     capacity = outlier_capacity(n);
@@ -160,9 +161,11 @@ struct EncodeLayout {
                                             static_cast<unsigned long long*>(nullptr), int64_t(tiles + 1)));
     Carve c;
     bound = c.take(sizeof(DeviceBound));
-    counter = c.take(8 + 8 * tiles);  // the tile counter, then the look-back status: zeroed together
+    // Zeroed by one memset before each launch: the tile counter, the look-back status, the outlier counts.
+    counter = c.take(8 + 8 * segments);
     status = counter + 8;
     tile_outliers = c.take(8 * (tiles + 1));
+    zeroed_bytes = c.end - counter;
     tile_offset = c.take(8 * (tiles + 1));
     outlier_bits = c.take(4 * blocks);
     result = c.take(8 * (kResultChunkB + chunks));
@@ -185,8 +188,7 @@ void enqueue_encode(const T* x, const EncodeLayout& L, uint8_t* d, BoundMode mod
   auto* result = reinterpret_cast<unsigned long long*>(d + L.result);
   auto* tile_outliers = reinterpret_cast<unsigned long long*>(d + L.tile_outliers);
   auto* tile_offset = reinterpret_cast<unsigned long long*>(d + L.tile_offset);
-  EBGC_CUDA(cudaMemsetAsync(d + L.counter, 0, 8 + 8 * L.tiles, s));
-  EBGC_CUDA(cudaMemsetAsync(tile_outliers + L.tiles, 0, 8, s));
+  EBGC_CUDA(cudaMemsetAsync(d + L.counter, 0, L.zeroed_bytes, s));
   if (mode == BoundMode::Rel) {
     bound_reset_kernel<<<1, 1, 0, s>>>(bound);
     const unsigned grid = unsigned(std::min<uint64_t>(uint64_t(sm_count) * 8, ceil_div(L.n, 256)));
@@ -198,8 +200,8 @@ void enqueue_encode(const T* x, const EncodeLayout& L, uint8_t* d, BoundMode mod
   a.x = x;
   a.n = L.n;
   a.blocks = L.blocks;
-  a.tiles = L.tiles;
-  a.tiles_per_chunk = (uint64_t(1) << kGpuChunkLog2) / kTileValues;
+  a.segments = L.segments;
+  a.segments_per_chunk = (uint64_t(1) << kGpuChunkLog2) / kSegmentValues;
   a.blocks_per_chunk = (uint64_t(1) << kGpuChunkLog2) / kPackBlock;
   a.predict = predict;
   a.reconstruction = reconstruction;
@@ -489,6 +491,12 @@ int device_of(const void* ptr) {
   return a.device;
 }
 
+// The kernels load and store whole elements: a pointer off the element grid is refused here.
+void check_aligned(const void* p, DType dtype, const char* what) {
+  if (p && reinterpret_cast<uintptr_t>(p) % dtype_size(dtype))
+    throw InvalidArgument(std::string(what) + " is not aligned to its element size");
+}
+
 void compress(const EncodeRequest& r, const BlobAllocator& allocate) {
   check_requested_bound(r.error_bound);
   const uint64_t n = element_count(r.shape);
@@ -508,6 +516,9 @@ void compress(const EncodeRequest& r, const BlobAllocator& allocate) {
     });
     return;
   }
+  check_aligned(r.x, r.dtype, "the input");
+  for (unsigned t = 0; t < r.terms; ++t) check_aligned(r.previous[t], r.dtype, "a previous reconstruction");
+  check_aligned(r.reconstruction, r.dtype, "the reconstruction buffer");
   const int device = device_of(r.x);
   DeviceGuard guard(device);
   Workspace& ws = workspace(device);
@@ -536,6 +547,8 @@ void decompress(const DecodeRequest& r) {
   if (terms && (!r.previous[0] || (terms == 2 && !r.previous[1])))
     throw InvalidArgument("this blob is predicted from its stream's earlier messages: decode it with a GradientDecoder");
   if (h.elements() == 0) return;
+  check_aligned(r.out, h.dtype, "the output");
+  for (unsigned t = 0; t < terms; ++t) check_aligned(r.previous[t], h.dtype, "a previous reconstruction");
   const int device = device_of(r.out);
   DeviceGuard guard(device);
   Workspace& ws = workspace(device);

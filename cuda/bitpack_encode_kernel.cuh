@@ -1,12 +1,17 @@
 // Fast mode on the GPU, encoder: quantize + post-check + bit-packing of blocks of 32 values in one
 // fused kernel, writing the blob's chunk streams (docs/FORMAT.md, coder 1) at offsets found by a
-// single-pass decoupled look-back over the packed sizes. Outliers are flagged in a bitmap by the
-// same pass and gathered in index order by a second, cheap kernel.
+// single-pass decoupled look-back over the packed sizes of warp segments. Outliers are flagged in a
+// bitmap by the same pass and gathered in index order by a second, cheap kernel.
+//
+// One thread owns one block of 32 values (the layout cuSZp-style compressors use): it quantizes
+// them, finds their width and packs them into its own words with no cross-lane work, so a warp
+// instruction advances 32 blocks at once. A warp's 32 blocks (1024 values) form a segment, the unit
+// of the look-back.
 //
 // Layout arithmetic. With P(k) the packed bytes (4 w) of all blocks before block k, and chunk c
 // holding blocks [c B, (c+1) B): chunk c's streams start at P(cB) + cB, its width bytes come first
 // (block k's at P(cB) + k), then its packed data (block k's at P(k) + min(blocks, (c+1) B)).
-// A tile is 2048 values and never straddles a chunk (chunks are >= 2^11 values on the GPU).
+// Segments never straddle a chunk (chunks are >= 2^10 values on the GPU).
 #pragma once
 #include <cstdint>
 
@@ -21,10 +26,10 @@ namespace gpu {
 
 constexpr unsigned kEncodeWarps = 8;
 constexpr unsigned kEncodeThreads = kEncodeWarps * kWarp;
-constexpr unsigned kBlocksPerWarp = 8;
-constexpr unsigned kTileBlocks = kEncodeWarps * kBlocksPerWarp;  // 64
-constexpr unsigned kTileValues = kTileBlocks * kPackBlock;       // 2048
-constexpr unsigned kMinGpuChunkLog2 = 11;
+constexpr unsigned kSegmentValues = kWarp * kPackBlock;           // 1024: one warp's share, the look-back's unit
+constexpr unsigned kTileBlocks = kEncodeThreads;                  // 256: one thread block's share
+constexpr unsigned kTileValues = kTileBlocks * kPackBlock;        // 8192: the outlier gather's unit
+constexpr unsigned kMinGpuChunkLog2 = 10;
 
 // The encoder's small results, in one array of 64-bit words that a single device-to-host copy
 // brings back: total stream bytes, outlier count, the absolute bound's bits, then per chunk the
@@ -34,110 +39,124 @@ enum EncodeResult : unsigned { kResultStreamBytes = 0, kResultOutliers = 1, kRes
 template <class T, class Predictor>
 struct EncodeArgs {
   const T* x;
-  uint64_t n, blocks, tiles, tiles_per_chunk, blocks_per_chunk;
+  uint64_t n, blocks, segments, segments_per_chunk, blocks_per_chunk;
   Predictor predict;
   T* reconstruction;            // optional: what the decoder will return
   const DeviceBound* bound;
   unsigned long long* tile_counter;   // zeroed before the launch
-  unsigned long long* status;         // [tiles], zeroed before the launch
+  unsigned long long* status;         // [segments], zeroed before the launch
   uint32_t* outlier_bits;             // [blocks]: bit j = value j of the block is an outlier
-  unsigned long long* tile_outliers;  // [tiles + 1]: outliers per tile (the last entry stays 0)
+  unsigned long long* tile_outliers;  // [tiles + 1]: outliers per tile, zeroed before the launch
   unsigned long long* result;         // EncodeResult words
   uint8_t* streams;
 };
 
+// The 32 values of block `first / 32`, by 16-byte vectors when the block is whole and the array is
+// 16-byte aligned (the array's start decides for every block), else one by one (zeros past n).
+template <class T>
+__device__ inline void load_block(const T* __restrict__ x, uint64_t first, uint64_t n, bool vectors, T (&v)[kPackBlock]) {
+  constexpr unsigned kPerVector = 16 / sizeof(T);
+  if (vectors && first + kPackBlock <= n) {
+    const uint4* p = reinterpret_cast<const uint4*>(x + first);
+#pragma unroll
+    for (unsigned g = 0; g < kPackBlock / kPerVector; ++g) {
+      const uint4 u = p[g];
+      memcpy(&v[g * kPerVector], &u, sizeof(u));
+    }
+  } else {
+#pragma unroll
+    for (unsigned j = 0; j < kPackBlock; ++j) v[j] = first + j < n ? x[first + j] : T(0);
+  }
+}
+
+// A 32-bit word of the packed data at any byte address.
+__device__ inline void store_word(uint8_t* p, uint32_t v, bool aligned) {
+  if (aligned)
+    *reinterpret_cast<uint32_t*>(p) = v;
+  else
+    store_u32_bytes(p, v);
+}
+
 template <class T, class Predictor>
 __global__ void __launch_bounds__(kEncodeThreads) bitpack_encode_kernel(EncodeArgs<T, Predictor> a) {
-  __shared__ unsigned long long s_tile, s_prefix, s_chunk_prefix;
-  __shared__ uint32_t s_warp_bytes[kEncodeWarps], s_warp_offset[kEncodeWarps], s_warp_outliers[kEncodeWarps];
-  __shared__ uint32_t s_pack[kEncodeWarps][kPackBlock + 1];
-
-  // Tiles are numbered in the order they start, which the look-back needs to be deadlock-free.
+  __shared__ unsigned long long s_tile;
+  // Thread blocks are numbered in the order they start, which the look-back needs to be deadlock-free
+  // (a warp waits only on segments of its own or of earlier-started thread blocks).
   if (threadIdx.x == 0) s_tile = atomicAdd(a.tile_counter, 1ull);
   __syncthreads();
   const uint64_t tile = s_tile;
-  const LinearQuantizer qz = a.bound->qz;
   const unsigned warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
-  const uint64_t first_block = tile * kTileBlocks + warp * kBlocksPerWarp;
+  const uint64_t segment = tile * kEncodeWarps + warp;
+  if (segment >= a.segments) return;  // the whole warp
+  const LinearQuantizer qz = a.bound->qz;
+  const uint64_t block = segment * kWarp + lane, first = block * kPackBlock;
 
-  // Pass over the values: codes stay in registers, one block of 32 per warp step.
-  uint32_t code[kBlocksPerWarp];
-  unsigned width[kBlocksPerWarp];
-  uint32_t warp_bytes = 0, warp_outliers = 0;
+  // Quantize this thread's block; codes stay in registers.
+  T v[kPackBlock];
+  load_block(a.x, first, a.n, (reinterpret_cast<uintptr_t>(a.x) & 15u) == 0, v);
+  uint32_t code[kPackBlock];
+  uint32_t any = 0, outliers = 0;
 #pragma unroll
-  for (unsigned j = 0; j < kBlocksPerWarp; ++j) {
-    const uint64_t k = first_block + j, i = k * kPackBlock + lane;
+  for (unsigned j = 0; j < kPackBlock; ++j) {
+    const uint64_t i = first + j;
     int32_t q = 0;
-    bool outlier = false;
     if (i < a.n) {
-      const T v = a.x[i];
       const double p = a.predict(i);
-      if (qz.quantize(v, p, q)) {
+      if (qz.quantize(v[j], p, q)) {
         if (a.reconstruction) a.reconstruction[i] = qz.reconstruct<T>(q, p);
       } else {
         q = 0;
-        outlier = true;
-        if (a.reconstruction) a.reconstruction[i] = v;
+        outliers |= 1u << j;
+        if (a.reconstruction) a.reconstruction[i] = v[j];
       }
     }
     code[j] = zigzag(q);
-    width[j] = bit_width(warp_or(code[j]));
-    const uint32_t outliers = __ballot_sync(kFullMask, outlier);
-    if (lane == 0 && k < a.blocks) a.outlier_bits[k] = outliers;
-    warp_bytes += uint32_t(packed_block_bytes(width[j]));
-    warp_outliers += uint32_t(__popc(outliers));
+    any |= code[j];
   }
-  if (lane == 0) s_warp_bytes[warp] = warp_bytes, s_warp_outliers[warp] = warp_outliers;
-  __syncthreads();
+  const unsigned w = bit_width(any);
+  const uint32_t bytes = uint32_t(packed_block_bytes(w));
 
-  // Warp 0: offsets of the warps inside the tile, then the tile's place among all tiles.
-  const uint64_t chunk = tile / a.tiles_per_chunk, chunk_first_tile = chunk * a.tiles_per_chunk;
-  if (warp == 0) {
-    const uint32_t mine = lane < kEncodeWarps ? s_warp_bytes[lane] : 0;
-    uint32_t inclusive = mine;
-    for (unsigned off = 1; off < kEncodeWarps; off <<= 1) {
-      const uint32_t t = __shfl_up_sync(kFullMask, inclusive, off);
-      if (lane >= off) inclusive += t;
-    }
-    if (lane < kEncodeWarps) s_warp_offset[lane] = inclusive - mine;
-    const uint64_t aggregate = __shfl_sync(kFullMask, inclusive, kEncodeWarps - 1);
-    const uint64_t prefix = lookback_exclusive_prefix(a.status, tile, aggregate);
-    if (lane == 0) {
-      uint64_t chunk_prefix = prefix;
-      if (tile != chunk_first_tile) chunk_prefix = chunk_first_tile ? wait_inclusive_prefix(a.status, chunk_first_tile - 1) : 0;
-      s_prefix = prefix;
-      s_chunk_prefix = chunk_prefix;
-      if (tile + 1 == a.tiles || tile + 1 == chunk_first_tile + a.tiles_per_chunk)
-        a.result[kResultChunkB + chunk] = prefix + aggregate - chunk_prefix;
-      if (tile + 1 == a.tiles) a.result[kResultStreamBytes] = prefix + aggregate + a.blocks;
-      uint64_t outliers = 0;
-      for (unsigned w = 0; w < kEncodeWarps; ++w) outliers += s_warp_outliers[w];
-      a.tile_outliers[tile] = outliers;
-    }
-  }
-  __syncthreads();
-
-  // Width bytes, then the packed blocks (each block's words are assembled in shared memory,
-  // because a w-bit value can straddle two words).
-  const uint64_t chunk_end_block = min(a.blocks, (chunk + 1) * a.blocks_per_chunk);
-  uint64_t at = s_prefix + s_warp_offset[warp] + chunk_end_block;
-  uint32_t* pack = s_pack[warp];
+  // The block's place in the segment (a warp scan of packed sizes), then the segment's place.
+  uint32_t inclusive = bytes;
 #pragma unroll
-  for (unsigned j = 0; j < kBlocksPerWarp; ++j) {
-    const uint64_t k = first_block + j;
-    if (lane == j && k < a.blocks) a.streams[s_chunk_prefix + k] = uint8_t(width[j]);
-    const unsigned w = width[j];  // the same in every lane
-    if (!w) continue;
-    pack[lane] = 0;
-    if (lane == 0) pack[kPackBlock] = 0;
-    __syncwarp();
-    const unsigned bit = lane * w, word = bit >> 5, shift = bit & 31u;
-    atomicOr(&pack[word], code[j] << shift);
-    if (shift + w > 32) atomicOr(&pack[word + 1], code[j] >> (32 - shift));
-    __syncwarp();
-    if (lane < w) store_u32_bytes(a.streams + at + 4 * lane, pack[lane]);
-    __syncwarp();
-    at += packed_block_bytes(w);
+  for (unsigned off = 1; off < kWarp; off <<= 1) {
+    const uint32_t t = __shfl_up_sync(kFullMask, inclusive, off);
+    if (lane >= off) inclusive += t;
+  }
+  const uint32_t aggregate = __shfl_sync(kFullMask, inclusive, kWarp - 1);
+  const unsigned segment_outliers = warp_sum(unsigned(__popc(outliers)));
+  if (segment_outliers && lane == 0) atomicAdd(&a.tile_outliers[tile], (unsigned long long)segment_outliers);
+  const bool real = block < a.blocks;
+  if (real) a.outlier_bits[block] = outliers;
+
+  const uint64_t prefix = lookback_exclusive_prefix(a.status, segment, aggregate);
+  const uint64_t chunk = segment / a.segments_per_chunk, chunk_first = chunk * a.segments_per_chunk;
+  const uint64_t chunk_prefix =
+      segment == chunk_first ? prefix : chunk_first ? wait_inclusive_prefix(a.status, chunk_first - 1) : 0;
+  if (lane == 0) {
+    if (segment + 1 == a.segments || segment + 1 == chunk_first + a.segments_per_chunk)
+      a.result[kResultChunkB + chunk] = prefix + aggregate - chunk_prefix;
+    if (segment + 1 == a.segments) a.result[kResultStreamBytes] = prefix + aggregate + a.blocks;
+  }
+
+  // Width byte, then the packed words: value j's field at bit j w of the block's data.
+  if (real) a.streams[chunk_prefix + block] = uint8_t(w);
+  if (!w) return;
+  const uint64_t chunk_end_block = min(a.blocks, (chunk + 1) * a.blocks_per_chunk);
+  uint8_t* out = a.streams + prefix + (inclusive - bytes) + chunk_end_block;
+  const bool aligned = (reinterpret_cast<uintptr_t>(out) & 3u) == 0;  // all chunks but maybe a short last one
+  uint64_t pending = 0;  // bits not yet stored, `fill` of them
+  unsigned fill = 0;
+#pragma unroll
+  for (unsigned j = 0; j < kPackBlock; ++j) {
+    pending |= uint64_t(code[j]) << fill;
+    fill += w;
+    if (fill >= 32) {
+      store_word(out, uint32_t(pending), aligned);
+      out += 4;
+      pending >>= 32;
+      fill -= 32;
+    }
   }
 }
 

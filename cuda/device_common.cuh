@@ -11,9 +11,13 @@ namespace gpu {
 constexpr unsigned kFullMask = 0xffffffffu;
 constexpr unsigned kWarp = 32;
 
-__device__ inline uint32_t warp_or(uint32_t v) {
-  for (int off = 16; off > 0; off >>= 1) v |= __shfl_xor_sync(kFullMask, v, off);
+__device__ inline unsigned warp_sum(unsigned v) {
+#if __CUDA_ARCH__ >= 800
+  return __reduce_add_sync(kFullMask, v);  // one instruction
+#else
+  for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(kFullMask, v, off);
   return v;
+#endif
 }
 
 __device__ inline uint32_t lanemask_lt() {

@@ -23,17 +23,33 @@ __global__ void bound_reset_kernel(DeviceBound* b) {
   b->hi_key = order_key(-double_of(uint64_t(0x7ff) << 52));  // -Inf
 }
 
+// Reads 16-byte vectors (the values before the first 16-byte boundary and after the last whole
+// vector go one per thread), so that each thread keeps enough bytes in flight to saturate memory.
 template <class T>
 __global__ void finite_range_kernel(const T* __restrict__ x, uint64_t n, DeviceBound* b) {
+  constexpr unsigned kPerVector = 16 / sizeof(T);
   const double inf = double_of(uint64_t(0x7ff) << 52);
   double lo = inf, hi = -inf;
-  const uint64_t stride = uint64_t(gridDim.x) * blockDim.x;
-  for (uint64_t i = uint64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) {
-    const double v = double(x[i]);
+  auto see = [&](T t) {
+    const double v = double(t);
     if (is_finite(v)) {
       lo = v < lo ? v : lo;
       hi = v > hi ? v : hi;
     }
+  };
+  const uint64_t head = min(n, uint64_t((16 - (reinterpret_cast<uintptr_t>(x) & 15u)) & 15u) / sizeof(T));
+  const uint64_t vectors = (n - head) / kPerVector, tail = head + vectors * kPerVector;
+  const uint64_t thread = uint64_t(blockIdx.x) * blockDim.x + threadIdx.x, stride = uint64_t(gridDim.x) * blockDim.x;
+  if (thread < head) see(x[thread]);
+  if (thread < n - tail) see(x[tail + thread]);
+  const uint4* xv = reinterpret_cast<const uint4*>(x + head);
+#pragma unroll 2
+  for (uint64_t k = thread; k < vectors; k += stride) {
+    const uint4 u = xv[k];
+    T t[kPerVector];
+    memcpy(t, &u, sizeof(u));
+#pragma unroll
+    for (unsigned e = 0; e < kPerVector; ++e) see(t[e]);
   }
   for (int off = 16; off > 0; off >>= 1) {
     const double l = __shfl_xor_sync(kFullMask, lo, off), h = __shfl_xor_sync(kFullMask, hi, off);
