@@ -2,7 +2,8 @@
 # One batched GPU session (the lent GPU machine has no internet and a short lease): build ebgc with
 # its CUDA backend, run the CUDA tests, then `ebgc bench --gpu`, then the rest of the suite.
 # Usage: bench/gpu_session.sh TRACE.npz... ; results and logs go to $OUT (default ./bench/out/gpu).
-# Steps can be chosen with EBGC_GPU_STEPS (default "build cuda bench suite"; "profile" adds an
+# Steps can be chosen with EBGC_GPU_STEPS (default "build cuda bench suite"; "torch" runs the torch
+# tests, with their CUDA DDP cases; "profile" adds an
 # Nsight Compute per-kernel table of one compress + decompress of the first trace, "detail" the
 # stall reasons of the fused encode kernel, "sass" its per-instruction counts; build with
 # CMAKE_ARGS=-DCMAKE_CUDA_FLAGS=-lineinfo).
@@ -33,6 +34,11 @@ if has cuda; then
   step tests/test_cuda.py
   timeout 300 python3 -m pytest tests/test_cuda.py -q -p no:cacheprovider --maxfail=40 \
     2>&1 | tee "$OUT/test_cuda.log" | tail -n 80
+fi
+
+if has torch; then
+  step tests/test_torch.py
+  timeout 300 python3 -m pytest tests/test_torch.py -q -p no:cacheprovider 2>&1 | tee "$OUT/test_torch.log" | tail -n 30
 fi
 
 if has bench && (($# > 0)); then

@@ -377,10 +377,11 @@ void enqueue_decode(const ParsedBlob& pb, const DecodeLayout& L, const uint8_t* 
   a.chunk_offset = reinterpret_cast<const unsigned long long*>(d + L.chunk_offset);
   a.n = h.elements();
   a.chunk_log2 = h.chunk_log2;
+  a.segments_per_chunk = unsigned(ceil_div(h.chunk_elems() / kPackBlock, kDecodeThreads));
   a.predict = predict;
   a.qz = LinearQuantizer(h.abs_bound);
   a.out = out;
-  bitpack_decode_kernel<T, Predictor><<<unsigned(h.chunks()), kDecodeThreads, 0, s>>>(a);
+  bitpack_decode_kernel<T, Predictor><<<unsigned(h.chunks() * a.segments_per_chunk), kDecodeThreads, 0, s>>>(a);
   EBGC_CUDA(cudaGetLastError());
   const uint64_t count = pb.outlier_index.size();
   if (count) {

@@ -83,12 +83,12 @@ DDP_SCRIPT = textwrap.dedent("""
     import torch, torch.distributed as dist, torch.multiprocessing as mp
     import ebgc.torch as et
 
-    def run(rank, world, init, kind, out):
+    def run(rank, world, init, kind, out, backend, device):
         hook = kind != "plain"
-        dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
+        dist.init_process_group(backend, init_method=init, rank=rank, world_size=world)
         torch.manual_seed(0)
-        model = torch.nn.Sequential(torch.nn.Linear(32, 64), torch.nn.ReLU(), torch.nn.Linear(64, 4))
-        ddp = torch.nn.parallel.DistributedDataParallel(model)
+        model = torch.nn.Sequential(torch.nn.Linear(32, 64), torch.nn.ReLU(), torch.nn.Linear(64, 4)).to(device)
+        ddp = torch.nn.parallel.DistributedDataParallel(model, device_ids=[0] if device == "cuda" else None)
         state = None
         if hook:
             state = et.HookState(error_bound=1e-2, error_feedback=True, stateful=kind == "stateful")
@@ -100,7 +100,7 @@ DDP_SCRIPT = textwrap.dedent("""
         for step in range(60):
             x = torch.randn(64, 32, generator=g)
             y = x @ w_true
-            loss = torch.nn.functional.mse_loss(ddp(x), y)
+            loss = torch.nn.functional.mse_loss(ddp(x.to(device)), y.to(device))
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -109,30 +109,60 @@ DDP_SCRIPT = textwrap.dedent("""
             res = {"losses": losses}
             if state is not None:
                 res["bytes_sent"], res["raw_bytes"] = state.bytes_sent, state.raw_bytes
+                res["residual_device"] = str(next(iter(state.residuals.values())).device)
             json.dump(res, open(out, "w"))
         dist.destroy_process_group()
 
     if __name__ == "__main__":
-        kind, out, store = sys.argv[1], sys.argv[2], sys.argv[3]
-        mp.spawn(run, args=(2, "file://" + store, kind, out), nprocs=2, join=True)
+        kind, out, store, backend, device, world = sys.argv[1:7]
+        mp.spawn(run, args=(int(world), "file://" + store, kind, out, backend, device), nprocs=int(world), join=True)
 """)
 
 
-@pytest.mark.parametrize("kind", ["hook", "stateful"])
-def test_ddp_hook_trains_like_allreduce(tmp_path, kind):
+def run_ddp(tmp_path, kinds, backend="gloo", device="cpu", world=2) -> dict:
     script = tmp_path / "ddp.py"
     script.write_text(DDP_SCRIPT)
     res = {}
-    for kind in ("plain", kind):
+    for kind in kinds:
         out = tmp_path / f"{kind}.json"
         store = tmp_path / f"{kind}.store"  # a fresh rendezvous file per run
-        r = subprocess.run([sys.executable, str(script), kind, str(out), str(store)], capture_output=True,
-                           text=True, timeout=600)
+        r = subprocess.run([sys.executable, str(script), kind, str(out), str(store), backend, device, str(world)],
+                           capture_output=True, text=True, timeout=600)
         assert r.returncode == 0, r.stderr[-3000:]
         res[kind] = json.loads(out.read_text())
+    return res
+
+
+def assert_trains_like_allreduce(res: dict, kind: str) -> None:
     plain, hook = res["plain"]["losses"], res[kind]["losses"]
     assert hook[-1] < 0.2 * hook[0]  # it trains
     # stated tolerance: the final loss (mean of the last 10 steps) within 10% of plain allreduce
     p, h = np.mean(plain[-10:]), np.mean(hook[-10:])
     assert abs(h - p) <= 0.1 * p, (p, h)
     assert 0 < res[kind]["bytes_sent"] < res[kind]["raw_bytes"]
+
+
+@pytest.mark.parametrize("kind", ["hook", "stateful"])
+def test_ddp_hook_trains_like_allreduce(tmp_path, kind):
+    assert_trains_like_allreduce(run_ddp(tmp_path, ("plain", kind)), kind)
+
+
+needs_cuda_backend = pytest.mark.skipif(not (torch.cuda.is_available() and ebgc.HAS_CUDA),
+                                        reason="needs a CUDA device and ebgc's CUDA backend")
+
+
+@needs_cuda_backend
+@pytest.mark.parametrize("kind", ["hook", "stateful"])
+def test_ddp_hook_on_cuda_buckets(tmp_path, kind):
+    # two processes on one GPU (gloo moves CUDA tensors); one-shot buckets never leave the device
+    res = run_ddp(tmp_path, ("plain", kind), device="cuda")
+    assert_trains_like_allreduce(res, kind)
+    assert res[kind]["residual_device"] == ("cpu" if kind == "stateful" else "cuda:0")
+
+
+@needs_cuda_backend
+def test_ddp_hook_with_nccl(tmp_path):
+    # NCCL needs a GPU per rank: one rank here, which still sends its payloads as CUDA tensors
+    res = run_ddp(tmp_path, ("plain", "hook"), backend="nccl", device="cuda", world=1)
+    assert_trains_like_allreduce(res, "hook")
+    assert res["hook"]["residual_device"] == "cuda:0"

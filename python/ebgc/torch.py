@@ -177,19 +177,24 @@ class HookState:
                                                          stream_id=sid)
         return enc.encode({"grad": x})
 
-    def _decode(self, payload: Any) -> torch.Tensor:
+    def _decode(self, payload: Any, device: torch.device) -> torch.Tensor:
         if not self.stateful:
-            return to_torch(api.decompress(payload))
-        return to_torch(self.decoder.decode(bytes(payload))["grad"])
+            return decompress(payload, device=device)  # decoded on the GPU for a CUDA device
+        return to_torch(self.decoder.decode(bytes(payload))["grad"]).to(device)
 
 
 def allreduce_hook(state: HookState, bucket: dist.GradBucket) -> torch.futures.Future[torch.Tensor]:
     """DDP communication hook: average the bucket's gradients across ranks, each rank sending its
-    bucket ebgc-compressed. Register with ``model.register_comm_hook(state, allreduce_hook)``."""
+    bucket ebgc-compressed. Register with ``model.register_comm_hook(state, allreduce_hook)``.
+
+    CUDA buckets stay on the GPU (compressed and decoded by the CUDA backend; only the compressed
+    bytes cross to the host) unless the backend is missing or the hook is stateful, whose codec runs
+    on the host. Payloads travel as CPU tensors, or as CUDA tensors with the NCCL backend."""
     group = state.process_group
     world = dist.get_world_size(group)
     buf = bucket.buffer()
-    grad = _host(buf)  # CUDA buckets go through host memory until the CUDA backend lands
+    on_device = buf.is_cuda and cuda.available() and not state.stateful
+    grad = buf if on_device else _host(buf)
     # 16-bit buckets are sent in their own dtype; the error feedback is kept in float32, so it
     # also carries the rounding of (gradient + residual) back to 16 bits.
     work = grad if grad.dtype in (torch.float32, torch.float64) else grad.to(torch.float32)
@@ -201,18 +206,20 @@ def allreduce_hook(state: HookState, bucket: dist.GradBucket) -> torch.futures.F
     state.bytes_sent += len(payload)
     state.raw_bytes += grad.numel() * grad.element_size()
 
-    size = torch.tensor([len(payload)], dtype=torch.int64)
-    sizes = [torch.zeros(1, dtype=torch.int64) for _ in range(world)]
+    comm = buf.device if dist.get_backend(group) == "nccl" else torch.device("cpu")
+    size = torch.tensor([len(payload)], dtype=torch.int64, device=comm)
+    sizes = [torch.zeros(1, dtype=torch.int64, device=comm) for _ in range(world)]
     dist.all_gather(sizes, size, group=group)
-    longest = int(max(s.item() for s in sizes))
-    mine = torch.zeros(longest, dtype=torch.uint8)
+    lengths = [int(s.item()) for s in sizes]
+    mine = torch.zeros(max(lengths), dtype=torch.uint8)
     mine[: len(payload)] = torch.frombuffer(bytearray(payload), dtype=torch.uint8)
-    gathered = [torch.empty(longest, dtype=torch.uint8) for _ in range(world)]
-    dist.all_gather(gathered, mine, group=group)
+    gathered = [torch.empty(max(lengths), dtype=torch.uint8, device=comm) for _ in range(world)]
+    dist.all_gather(gathered, mine.to(comm), group=group)
     total = torch.zeros_like(work)
     me = dist.get_rank(group)
-    for rank, (s, g) in enumerate(zip(sizes, gathered)):
-        rec = state._decode(g[: int(s.item())].numpy()).to(work.dtype)  # every stream, ours too, keeps its order
+    for rank, (n, g) in enumerate(zip(lengths, gathered)):
+        blob = g[:n].cpu().numpy()
+        rec = state._decode(blob, work.device).to(work.dtype)  # every stream, ours too, keeps its order
         if rank == me and state.error_feedback:
             state.residuals[bucket.index()] = work - rec
         total += rec
