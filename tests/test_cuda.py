@@ -220,6 +220,18 @@ def test_gpu_non_contiguous_input_and_out_checks():
 
 
 @pytest.mark.cuda
+def test_gpu_refuses_pointers_off_the_element_grid():
+    base = to_device(np.zeros(17, np.float32))
+    ptr = int(base.data_ptr()) if hasattr(base, "data_ptr") else int(base.data.ptr)
+    with pytest.raises(ebgc.InvalidArgumentError, match="aligned"):
+        ebgc.compress(FakeDeviceArray((4,), "<f4", ptr=ptr + 2), 1e-2)
+    blob = ebgc.compress(np.ones(4, np.float32), 1e-2, coder="bitpack")
+    with pytest.raises(ebgc.InvalidArgumentError, match="aligned"):
+        ebgc.decompress(blob, out=FakeDeviceArray((4,), "<f4", ptr=ptr + 2))
+    synchronize()
+
+
+@pytest.mark.cuda
 def test_gpu_stream_semantics():
     import torch
 
