@@ -122,8 +122,21 @@ struct RansLaneEncoder {
     for (uint64_t j = lanes.len; j-- > lanes.common();)
       for (unsigned k = kLanes; k-- > 0;)
         if (j < lanes.count[k]) put_value(x[k], sym[lanes.begin(k) + j], ctx[lanes.begin(k) + j], w[k]);
-    for (uint64_t j = lanes.common(); j-- > 0;)
-      for (unsigned k = kLanes; k-- > 0;) put_value(x[k], sym[lanes.begin(k) + j], ctx[lanes.begin(k) + j], w[k]);
+    // Lanes are independent: two passes of 4 keep each pass's states and pointers in registers.
+    for (unsigned half = 0; half < kLanes; half += kLanes / 2) {
+      uint32_t xs[4];
+      uint16_t* ws[4];
+      const uint8_t *s[4], *c[4];
+      for (unsigned k = 0; k < 4; ++k)
+        xs[k] = x[half + k], ws[k] = w[half + k], s[k] = sym + lanes.begin(half + k), c[k] = ctx + lanes.begin(half + k);
+      for (uint64_t j = lanes.common(); j-- > 0;) {
+        put_value(xs[0], s[0][j], c[0][j], ws[0]);
+        put_value(xs[1], s[1][j], c[1][j], ws[1]);
+        put_value(xs[2], s[2][j], c[2][j], ws[2]);
+        put_value(xs[3], s[3][j], c[3][j], ws[3]);
+      }
+      for (unsigned k = 0; k < 4; ++k) x[half + k] = xs[k], w[half + k] = ws[k];
+    }
     ByteWriter head;
     for (unsigned k = 0; k < kLanes; ++k) head.u32(x[k]);
     for (unsigned k = 0; k + 1 < kLanes; ++k) head.varint(uint64_t(w_end[k] - w[k]));
