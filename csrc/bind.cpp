@@ -437,11 +437,11 @@ PYBIND11_MODULE(_core, m) {
   m.def("context_encode", &context_encode, py::arg("codes"), py::arg("sign_period") = 1);
   m.def("context_decode", &context_decode, py::arg("data"), py::arg("count"));
   m.def(
-      "_vector_lanes",
+      "_vector_paths",
       [](py::object enable) {
-#ifdef EBGC_HAVE_AVX2_LANES
-        const bool was = use_avx2_lanes();
-        if (!enable.is_none()) use_avx2_lanes() = enable.cast<bool>() && __builtin_cpu_supports("avx2");
+#ifdef EBGC_HAVE_AVX2
+        const bool was = use_avx2();
+        if (!enable.is_none()) use_avx2() = enable.cast<bool>() && __builtin_cpu_supports("avx2");
         return was;
 #else
         (void)enable;
@@ -449,8 +449,9 @@ PYBIND11_MODULE(_core, m) {
 #endif
       },
       py::arg("enable") = py::none(),
-      "Test hook: whether the context decoder uses its AVX2 loop; enable=True/False switches it "
-      "(True only where the CPU has AVX2). Returns the previous setting.");
+      "Test hook: whether the AVX2 paths run (the context decoder's lane loop, the encoder's "
+      "quantizer); enable=True/False switches them (True only where the CPU has AVX2). Returns the "
+      "previous setting.");
   m.def("quantize", &quantize, py::arg("x"), py::arg("abs_bound"));
   m.def("dequantize", &dequantize, py::arg("codes"), py::arg("abs_bound"), py::arg("dtype"));
   m.def("narrow_bits", &narrow_bits, py::arg("x"), py::arg("dtype"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 
+import ml_dtypes
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -439,13 +440,13 @@ def test_crc32c_matches_the_reference_at_every_length_and_seed():
         assert _core.crc32c(tail, seed=_core.crc32c(head)) == blobfmt.crc32c(data)
 
 
-# ---- the context decoder's AVX2 loop computes exactly what its scalar loop computes ----------------
+# ---- the AVX2 paths (lane decoder, quantizer) compute exactly what the scalar paths compute -------
 @pytest.fixture
 def scalar_lanes():
     """Runs a test body with the vector loop off, and restores the setting."""
-    was = _core._vector_lanes(False)
+    was = _core._vector_paths(False)
     yield
-    _core._vector_lanes(was)
+    _core._vector_paths(was)
 
 
 def _lane_cases():
@@ -458,15 +459,15 @@ def _lane_cases():
 
 
 def test_vector_and_scalar_lane_decoders_agree():
-    if not _core._vector_lanes():
+    if not _core._vector_paths():
         pytest.skip("this CPU has no AVX2: only the scalar loop exists here")
     blobs = [(_core.context_encode(c, p), c) for c, p in _lane_cases()]
     vector = [_core.context_decode(b, len(c)) for b, c in blobs]
-    was = _core._vector_lanes(False)
+    was = _core._vector_paths(False)
     try:
         scalar = [_core.context_decode(b, len(c)) for b, c in blobs]
     finally:
-        _core._vector_lanes(was)
+        _core._vector_paths(was)
     for (b, c), v, s in zip(blobs, vector, scalar):
         np.testing.assert_array_equal(v, c)
         np.testing.assert_array_equal(s, c)
@@ -479,3 +480,34 @@ def test_scalar_lane_decoder_round_trip(scalar_lanes, coder):
     blob = ebgc.compress(x, 1e-2, coder=coder)
     y = ebgc.decompress(blob)
     assert np.max(np.abs(y.astype(np.float64) - x)) <= ebgc.info(blob)["abs_bound"]
+
+
+def test_vector_and_scalar_quantizers_agree():
+    """The quantizer's AVX2 build gives the same codes, outliers and reconstructions (hence the
+    same blobs and stream messages) as its default build, on every dtype and adversarial kind."""
+    if not _core._vector_paths():
+        pytest.skip("this CPU has no AVX2: only the scalar path exists here")
+    from strategies import ADVERSARIAL_KINDS, adversarial
+
+    def blobs():
+        out = []
+        for dtype in (np.float32, np.float64, np.float16, ml_dtypes.bfloat16):
+            for kind in ADVERSARIAL_KINDS:
+                x = adversarial(kind, 1001, dtype, np.random.default_rng(5))
+                for coder in ("bitpack", "huffman", "context"):
+                    out.append(ebgc.compress(x, 1e-3, mode="rel", coder=coder))
+                out.append(ebgc.compress(x, 1e-6, mode="abs", coder="context"))
+        enc = ebgc.GradientEncoder(1e-2, stream_id=b"s")  # predicted messages: the blend path
+        rng = np.random.default_rng(6)
+        base = rng.laplace(size=(32, 8, 3, 3)).astype(np.float32)
+        for _ in range(3):
+            out.append(enc.encode({"w": base + 0.3 * rng.laplace(size=base.shape).astype(np.float32)}))
+        return out
+
+    vector = blobs()
+    was = _core._vector_paths(False)
+    try:
+        scalar = blobs()
+    finally:
+        _core._vector_paths(was)
+    assert vector == scalar

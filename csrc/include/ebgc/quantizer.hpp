@@ -48,13 +48,17 @@ struct LinearQuantizer {
     const double xd = double(x);
     const double v = mul_rn(xd - prediction, inv_step);
     const bool in_range = abs_of(v) < kMaxCode;  // false for NaN, Inf, out of code range
-    // Round half to even without libm: valid for |v| < 2^51.
-    const double q = add_rn(in_range ? v : 0.0, 0x1.8p52) - 0x1.8p52;
+    // Round half to even without libm: valid for |v| < 2^51. Out of range, v becomes +0 by a mask,
+    // not a select: GCC turned the select into a branch around the conversion below, and a loop
+    // with a branch does not vectorize.
+    const double in_range_v = double_of(bits_of(v) & (uint64_t(0) - uint64_t(in_range)));
+    const double q = add_rn(in_range_v, 0x1.8p52) - 0x1.8p52;
     const int32_t c = int32_t(q);
     const T rec = reconstruct<T>(c, prediction);
     const double err = abs_of(double(rec) - xd);
     // Exact mode (check == 0) must also keep the sign of a zero.
-    const bool ok = in_range && err <= check && (check != 0 || sign_bit(double(rec)) == sign_bit(xd));
+    // `&` and `|`, not `&&` and `||`: no short-circuit branches either.
+    const bool ok = in_range & (err <= check) & ((check != 0) | (sign_bit(double(rec)) == sign_bit(xd)));
     code = ok ? c : 0;
     return ok;
   }

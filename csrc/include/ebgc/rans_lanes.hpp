@@ -253,8 +253,8 @@ inline void rans_lanes_decode_chunk(const ContextModel& m, const uint8_t* a, siz
       safe = std::min<uint64_t>(safe, rest >= 2 ? (rest - 2) / 4 : 0);
     }
     if (!safe) break;
-#ifdef EBGC_HAVE_AVX2_LANES
-    if (kLanes == 8 && use_avx2_lanes()) {
+#ifdef EBGC_HAVE_AVX2
+    if (kLanes == 8 && use_avx2()) {
       LaneVectors v;
       for (unsigned k = 0; k < kLanes; ++k) {
         v.x[k] = lane[k].x, v.sum[k] = lane[k].window.sum, v.last[k] = lane[k].window.last;

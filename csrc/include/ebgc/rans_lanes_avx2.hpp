@@ -5,7 +5,7 @@
 // has AVX2 (checked at run time); the scalar loop is the reference and the fallback.
 #pragma once
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#define EBGC_HAVE_AVX2_LANES 1
+#define EBGC_HAVE_AVX2 1
 #include <immintrin.h>
 
 #include <cstdint>
@@ -14,9 +14,9 @@
 
 namespace ebgc {
 
-// Whether decoding uses this loop: the CPU has AVX2, and the tests have not switched it off to
-// compare it with the scalar loop.
-inline bool& use_avx2_lanes() {
+// Whether the AVX2 paths run (this decoder loop, and the encoder's quantizer in codec.hpp): the
+// CPU has AVX2, and the tests have not switched them off to compare them with the scalar paths.
+inline bool& use_avx2() {
   static bool use = __builtin_cpu_supports("avx2");
   return use;
 }
