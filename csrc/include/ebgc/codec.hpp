@@ -82,15 +82,13 @@ inline unsigned quantize_codes(const T* x, uint64_t i0, unsigned m, const Linear
 }
 
 #ifdef EBGC_HAVE_AVX2
-// The same loop compiled for AVX2 (4 doubles a vector instead of SSE2's 2): IEEE arithmetic
-// without contraction, so the codes are the same bits (test_stages compares the two paths).
+// The same loop, inlined here and so compiled for AVX2 (4 doubles a vector instead of SSE2's 2):
+// IEEE arithmetic without contraction, so the codes are the same bits (test_stages compares them).
 template <class T, class Predictor>
 __attribute__((target("avx2"))) unsigned quantize_codes_avx2(const T* x, uint64_t i0, unsigned m,
                                                              const LinearQuantizer& qz, const Predictor& predict,
                                                              int32_t* code) {
-  unsigned failed = 0;
-  for (unsigned k = 0; k < m; ++k) failed += !qz.quantize(x[i0 + k], predict(i0 + k), code[k]);
-  return failed;
+  return quantize_codes(x, i0, m, qz, predict, code);
 }
 #endif
 
@@ -99,7 +97,7 @@ inline void quantize_run(const T* x, uint64_t i0, unsigned m, const LinearQuanti
                          const Predictor& predict, int32_t* code, Outliers<T>& outliers, T* rec) {
 #ifdef EBGC_HAVE_AVX2
   const unsigned failed = use_avx2() ? quantize_codes_avx2(x, i0, m, qz, predict, code)
-                                           : quantize_codes(x, i0, m, qz, predict, code);
+                                     : quantize_codes(x, i0, m, qz, predict, code);
 #else
   const unsigned failed = quantize_codes(x, i0, m, qz, predict, code);
 #endif
