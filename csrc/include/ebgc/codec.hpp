@@ -140,23 +140,33 @@ struct SymbolPass {
   // The codes of values [i0, i0 + m).
   template <class Counts>
   void run(const int32_t* code, uint64_t i0, uint64_t m, uint8_t* sym, uint8_t* ctx, Counts& co) {
+    // The running state in locals: the byte stores to sym and ctx may alias anything reached
+    // through `this`, which kept every field in memory, reloaded and stored once a value.
+    ContextWindow w = win;
+    SignContext sg = sc;
+    FastBitWriter bits = raw;
+    uint64_t lane_start = next_lane;
     for (uint64_t k = 0; k < m; ++k) {
-      if (i0 + k == next_lane) {
-        win = ContextWindow();
-        sc = SignContext(sign_period, next_lane);
-        next_lane += lane_len;
+      if (i0 + k == lane_start) {
+        w = ContextWindow();
+        sg = SignContext(sign_period, lane_start);
+        lane_start += lane_len;
       }
       const Symbolized z = symbolize(code[k]);
       const uint32_t neg = z.raw & 1u;
-      const unsigned bucket = win.bucket(), sign_ctx = sc.ctx();
+      const unsigned bucket = w.bucket(), sign_ctx = sg.ctx();
       sym[i0 + k] = uint8_t(z.symbol | neg << 7);  // the sign is coded by the symbol coder, not raw
       ctx[i0 + k] = event_context(bucket, sign_ctx);
       ++co.counts[bucket][z.symbol];
       co.sign_counts[sign_ctx][neg] += z.symbol != 0;
-      win.push(z.symbol);
-      sc.push(z.symbol, neg);
-      raw.put(z.raw >> 1, kSymbolTable.info[z.symbol].nextra);
+      w.push(z.symbol);
+      sg.push(z.symbol, neg);
+      bits.put(z.raw >> 1, kSymbolTable.info[z.symbol].nextra);
     }
+    win = w;
+    sc = sg;
+    raw = bits;
+    next_lane = lane_start;
   }
 };
 
