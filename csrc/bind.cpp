@@ -5,6 +5,7 @@
 #include <pybind11/stl.h>
 
 #include "ebgc/codec.hpp"
+#include "ebgc/predictor_choice.hpp"
 #include "py_errors.hpp"
 
 namespace py = pybind11;
@@ -77,34 +78,17 @@ void* companion_buffer(const py::object& obj, const py::buffer_info& like, char 
   return keep.ptr;
 }
 
-// Chooses per tensor among zero prediction and blends of the last one or two reconstructions,
-// by the estimated bits of the residual: a cheap stand-in for coding the tensor several times.
 template <class T>
 std::vector<uint8_t> compress_typed(const py::buffer_info& info, const void* const* previous,
                                     void* reconstruction, const std::vector<uint64_t>& shape,
                                     const CompressOptions& opt) {
-  const T* x = static_cast<const T*>(info.ptr);
-  T* rec = static_cast<T*>(reconstruction);
-  const size_t n = size_t(info.size);
-  if (!previous[0]) return ebgc::compress(x, shape, opt, ZeroPredictor(), rec);
-  const double step = LinearQuantizer(absolute_bound(opt.mode, opt.error_bound, finite_range(x, n))).step;
-  const T* p1 = static_cast<const T*>(previous[0]);
-  const T* p2 = static_cast<const T*>(previous[1]);
-  PreviousBlendPredictor<T> best = fit_previous(x, p1, n);
-  double best_bits = residual_bits(x, n, best, step) + 64;  // + the coefficient sent
-  if (p2) {
-    const PreviousBlendPredictor<T> two = fit_two_previous(x, p1, p2, n);
-    const double bits = two.terms == 2 ? residual_bits(x, n, two, step) + 128 : best_bits;
-    if (bits < best_bits) best = two, best_bits = bits;
-  }
-  if (!(best_bits < residual_bits(x, n, ZeroPredictor(), step)))
-    return ebgc::compress(x, shape, opt, ZeroPredictor(), rec);
-  return ebgc::compress(x, shape, opt, best, rec);
+  const T* prev[2] = {static_cast<const T*>(previous[0]), static_cast<const T*>(previous[1])};
+  return compress_with_best_predictor(static_cast<const T*>(info.ptr), shape, opt, prev, static_cast<T*>(reconstruction));
 }
 
 py::bytes compress_array(py::buffer arr, std::vector<uint64_t> shape, double error_bound, int mode,
                    int coder, unsigned threads, unsigned chunk_log2, py::object previous,
-                   py::object reconstruction, py::object previous2, const std::string& as_dtype) {
+                   py::object reconstruction, py::object previous2, const std::string& as_dtype, bool low_rank) {
   py::buffer_info info = arr.request();
   char kind = dtype_kind(info, as_dtype);
   if (!kind) throw py::type_error("ebgc compresses float32, float64, float16 or bfloat16 data");
@@ -125,6 +109,7 @@ py::bytes compress_array(py::buffer arr, std::vector<uint64_t> shape, double err
   opt.coder = coder;
   opt.threads = threads;
   opt.chunk_log2 = chunk_log2;
+  opt.low_rank = low_rank;
   std::vector<uint8_t> blob;
   {
     py::gil_scoped_release nogil;
@@ -170,8 +155,9 @@ py::dict header(py::buffer blob, bool verify_checksum) {
   d["error_bound"] = h.error_bound;
   d["abs_bound"] = h.abs_bound;
   d["coder"] = coder_name(h.coder);
-  static const char* predictor_names[] = {"zero", "scaled-previous", "blend-two-previous"};
+  static const char* predictor_names[] = {"zero", "scaled-previous", "blend-two-previous", "low-rank"};
   d["predictor"] = predictor_names[h.predictor];
+  d["predictor_rank"] = h.predictor == uint8_t(PredictorId::LowRank) ? unsigned(h.predictor_data[0]) : 0u;
   py::list coef;
   for (unsigned k = 0; k < predictor_terms(h.predictor); ++k) coef.append(h.predictor_coef[k]);
   d["predictor_coefficients"] = coef;
@@ -413,11 +399,12 @@ PYBIND11_MODULE(_core, m) {
   m.def("compress", &compress_array, py::arg("data"), py::arg("shape"), py::arg("error_bound"), py::arg("mode"),
         py::arg("coder"), py::arg("threads"), py::arg("chunk_log2") = kDefaultChunkLog2,
         py::arg("previous") = py::none(), py::arg("reconstruction") = py::none(),
-        py::arg("previous2") = py::none(), py::arg("as_dtype") = "",
+        py::arg("previous2") = py::none(), py::arg("as_dtype") = "", py::arg("low_rank") = true,
         "Compress a C-contiguous float32/float64/float16 buffer (bfloat16: a 16-bit integer view\n"
         "with as_dtype='bfloat16'); mode 0=abs 1=rel; coder -1=auto. With\n"
         "previous (the stream's last reconstruction; previous2, the one before), predict from a\n"
-        "least-squares blend of them where that shrinks the residual.\n"
+        "least-squares blend of them where that shrinks the residual. low_rank: let a matrix be\n"
+        "predicted by a low-rank approximation (factors in the header) where that pays.\n"
         "reconstruction: a writable buffer that receives what decompression will return.");
   m.def("decompress_into", &decompress_into, py::arg("blob"), py::arg("out"), py::arg("threads"),
         py::arg("previous") = py::none(), py::arg("previous2") = py::none(), py::arg("as_dtype") = "",

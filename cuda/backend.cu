@@ -16,6 +16,7 @@
 #include "bitpack_decode_kernel.cuh"
 #include "bitpack_encode_kernel.cuh"
 #include "ebgc/codec.hpp"
+#include "ebgc/predictor_choice.hpp"
 #include "range_kernel.cuh"
 
 namespace ebgc {
@@ -287,10 +288,12 @@ void compress_on_host(const EncodeRequest& r, uint64_t n, Workspace& ws, cudaStr
   opt.error_bound = r.error_bound;
   opt.coder = r.coder;
   opt.threads = r.host_threads;
+  opt.low_rank = r.low_rank;
   T* rec = r.reconstruction ? hrec : nullptr;
+  // Without stream terms the predictor is chosen as on the CPU (low rank included): same blob.
   const std::vector<uint8_t> blob =
       terms ? ebgc::compress(hx, r.shape, opt, PreviousBlendPredictor<T>{{hprev[0], hprev[terms - 1]}, {r.coef[0], r.coef[1]}, terms}, rec)
-            : ebgc::compress(hx, r.shape, opt, ZeroPredictor(), rec);
+            : compress_with_best_predictor(hx, r.shape, opt, static_cast<const T* const*>(nullptr), rec);
   if (rec && n) {
     Enqueued upload(ws, s);
     EBGC_CUDA(cudaMemcpyAsync(r.reconstruction, hrec, bytes, cudaMemcpyHostToDevice, s));
@@ -428,7 +431,8 @@ void decompress_typed(const DecodeRequest& r, const ParsedBlob& pb, Workspace& w
     work.end();
     return;
   }
-  if (h.coder == Coder::Bitpack) {
+  // The low-rank predictor has no GPU kernel yet: such blobs take the CPU path below.
+  if (h.coder == Coder::Bitpack && h.predictor != uint8_t(PredictorId::LowRank)) {
     check_bitpack_streams(pb);
     uint8_t* host = nullptr;
     const DecodeLayout L = stage_bitpack(pb, ws, host);
@@ -445,7 +449,7 @@ void decompress_typed(const DecodeRequest& r, const ParsedBlob& pb, Workspace& w
     work.end();
     return;
   }
-  // Huffman and context streams are decoded by the CPU codec (no GPU decoder for them yet).
+  // Huffman and context streams (and low-rank predictions) are decoded by the CPU codec.
   uint8_t* host = ws.host_bytes(bytes * (1 + terms));
   T* hout = reinterpret_cast<T*>(host);
   const T* hprev[2] = {nullptr, nullptr};

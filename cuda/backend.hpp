@@ -30,6 +30,7 @@ struct EncodeRequest {
   void* reconstruction = nullptr;   // optional, device: receives what the decoder will return, written
                                     // on `stream` (may alias x or previous)
   uintptr_t stream = 0;
+  bool low_rank = true;             // host-coded path without stream terms: as CompressOptions
 };
 
 // Called once with the blob's final size; returns where to write it (host memory).

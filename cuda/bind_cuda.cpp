@@ -24,7 +24,7 @@ const void* pointer(uintptr_t p) { return reinterpret_cast<const void*>(p); }
 
 py::bytes compress(uintptr_t x, std::vector<uint64_t> shape, const std::string& dtype, double error_bound, int mode,
                    int coder, unsigned threads, uintptr_t stream, uintptr_t previous, uintptr_t previous2,
-                   std::vector<double> coef, uintptr_t reconstruction) {
+                   std::vector<double> coef, uintptr_t reconstruction, bool low_rank) {
   if (mode != 0 && mode != 1) throw InvalidArgument("mode must be abs or rel");
   gpu::EncodeRequest r;
   r.x = pointer(x);
@@ -41,6 +41,7 @@ py::bytes compress(uintptr_t x, std::vector<uint64_t> shape, const std::string& 
   if (coef.size() < r.terms) throw InvalidArgument("one coefficient per previous reconstruction");
   for (unsigned k = 0; k < r.terms; ++k) r.coef[k] = coef[k];
   r.reconstruction = reinterpret_cast<void*>(reconstruction);
+  r.low_rank = low_rank;
   py::object blob;  // the blob is written straight into the bytes object returned
   {
     py::gil_scoped_release nogil;
@@ -104,8 +105,9 @@ PYBIND11_MODULE(_cuda, m) {
   m.def("compress", &compress, py::arg("data"), py::arg("shape"), py::arg("dtype"), py::arg("error_bound"),
         py::arg("mode"), py::arg("coder"), py::arg("threads"), py::arg("stream") = 0, py::arg("previous") = 0,
         py::arg("previous2") = 0, py::arg("coef") = std::vector<double>(), py::arg("reconstruction") = 0,
+        py::arg("low_rank") = true,
         "Compress a C-contiguous device array (pointer) into a blob. coder 1 (bitpack) runs on the GPU;\n"
-        "the other coders copy the data to the host and use the CPU codec.");
+        "the other coders copy the data to the host and use the CPU codec (low_rank: as ebgc._core).");
   m.def("decompress_into", &decompress_into, py::arg("blob"), py::arg("out"), py::arg("dtype"), py::arg("out_elems"),
         py::arg("threads"), py::arg("stream") = 0, py::arg("previous") = 0, py::arg("previous2") = 0,
         "Decode a host blob into a C-contiguous device array (pointer), asynchronously on `stream`.");

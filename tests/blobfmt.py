@@ -2,7 +2,7 @@
 
 Layout (little-endian):
     "EBGC" | version u8 | flags u8 | dtype u8 | mode u8 | predictor u8 | coder u8 | chunk_log2 u8
-    | ndim u8 | ndim x varint dim | error_bound f64 | abs_bound f64 | payload_size varint
+    | ndim u8 | ndim x varint dim | error_bound f64 | abs_bound f64 | [coefficients or low-rank factors] | payload_size varint
     | payload | CRC-32C (u32) of every byte before it
 """
 
@@ -72,6 +72,7 @@ class Blob:
     payload: bytes = b""
     payload_size: int | None = None  # None: len(payload)
     ndim: int | None = None  # None: len(shape)
+    predictor_data: bytes = b""  # coefficients (predictors 1, 2) or low-rank factors (3), as stored
 
     def header_bytes(self) -> bytes:
         h = bytearray(MAGIC)
@@ -80,6 +81,7 @@ class Blob:
         for d in self.shape:
             h += varint(d)
         h += struct.pack("<dd", self.error_bound, self.abs_bound)
+        h += self.predictor_data
         h += varint(len(self.payload) if self.payload_size is None else self.payload_size)
         return bytes(h)
 
@@ -108,11 +110,22 @@ def parse(blob: bytes) -> Blob:
         shape.append(d)
     eb, ab = struct.unpack_from("<dd", blob, pos)
     pos += 16
+    start = pos
+    if predictor in (1, 2):
+        pos += 8 * predictor
+    elif predictor == 3:  # rank, per component two f32 scales, then int16 factors
+        rows = shape[0]
+        n = 1
+        for d in shape:
+            n *= d
+        pos += 1 + blob[pos] * (8 + 2 * (rows + n // rows))
+    predictor_data = bytes(blob[start:pos])
     psize, pos = read_varint(blob, pos)
     payload = bytes(blob[pos:pos + psize])
     assert pos + psize + 4 == len(blob), "payload_size disagrees with the blob length"
     assert struct.unpack_from("<I", blob, len(blob) - 4)[0] == crc32c(bytes(blob[:-4])), "bad CRC"
-    return Blob(version, flags, dtype, mode, predictor, coder, chunk_log2, shape, eb, ab, payload)
+    return Blob(version, flags, dtype, mode, predictor, coder, chunk_log2, shape, eb, ab, payload,
+                predictor_data=predictor_data)
 
 
 def header_length(blob: bytes) -> int:

@@ -255,7 +255,8 @@ def test_bench_stateful_tiny_trace(tmp_path, capsys):
     assert main(["bench", str(trace), "--stateful", "--repeats", "1", "--quiet", "--out", str(out)]) == 0
     doc = json.loads((out / "stateful.json").read_text())
     methods = {r["method"] for r in doc["results"]}
-    assert {"ebgc", "ebgc-stateful", "ebgc-stateful-h0", "ebgc-stateful-h1"} <= methods
+    assert {"ebgc", "ebgc-stateful", "ebgc-stateful-h0", "ebgc-stateful-h1", "ebgc-stateful-nolr",
+            "ebgc-stateful-h0-nolr"} <= methods
     assert all(r["violations"] == 0 for r in doc["results"])
     assert (out / "stateful.png").stat().st_size > 0
 

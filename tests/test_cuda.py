@@ -195,6 +195,22 @@ def test_gpu_decodes_cpu_blobs_of_every_coder(coder):
 
 
 @pytest.mark.cuda
+@pytest.mark.parametrize("coder", ["auto", "context", "huffman"])
+def test_gpu_decodes_low_rank_blobs_and_host_codes_them_alike(coder):
+    rng = np.random.default_rng(2)
+    x = (rng.standard_normal((200, 3)) @ rng.standard_normal((3, 300)) + 0.01 * rng.standard_normal((200, 300)))
+    x = x.astype(np.float32)
+    blob = ebgc.compress(x, 1e-3, coder=coder if coder != "auto" else "context")
+    assert ebgc.info(blob)["predictor"] == "low-rank"
+    y = ebgc.decompress(blob, device="cuda")  # no GPU kernel for it: decoded by the CPU codec
+    synchronize()
+    np.testing.assert_array_equal(bits(to_host(y)), bits(ebgc.decompress(blob)))
+    if coder != "auto":  # host-coded coders choose the predictor as the CPU does
+        assert ebgc.compress(to_device(x), 1e-3, coder=coder) == blob
+    assert ebgc.info(ebgc.compress(to_device(x), 1e-3))["predictor"] == "zero"  # bitpack on the GPU
+
+
+@pytest.mark.cuda
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_gpu_bound_property(data):

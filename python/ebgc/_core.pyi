@@ -20,6 +20,7 @@ def compress(
     reconstruction: Any = None,
     previous2: Any = None,
     as_dtype: str = "",
+    low_rank: bool = True,
 ) -> bytes:
     """Compress a C-contiguous float32/float64 buffer; mode 0=abs 1=rel; coder -1=auto,
     0=raw, 1=bitpack, 2=huffman, 3=context."""

@@ -123,6 +123,7 @@ def compress(
     coder: str = "auto",
     threads: Optional[int] = None,
     stream: Any = None,
+    low_rank: bool = True,
 ) -> bytes:
     """Compress a float32/float64/float16/bfloat16 array so that every value comes back within the
     bound. 16-bit data is verified in its own precision: the bound holds for the values
@@ -135,6 +136,10 @@ def compress(
 
     coder: "auto" picks, per array, the smallest of "context" (context-modelled rANS, best
     ratio), "huffman", "bitpack" (fastest) and "raw".
+
+    low_rank: a matrix (2-D array) may be predicted by a low-rank approximation whose factors
+    travel in the header, where that makes it smaller: linear layers' updates are low-rank, and
+    this often halves them. False skips the factorization (faster). Not used by "bitpack".
 
     threads: worker threads (default: all cores). The GIL is released while compressing.
     Contiguous input is read in place; other layouts are copied once.
@@ -151,11 +156,11 @@ def compress(
     nthreads = _threads(threads)
     if cuda.is_device_array(data):
         if cuda.available():
-            return cuda.compress(data, eb, mode_id, coder_id, nthreads, stream)
+            return cuda.compress(data, eb, mode_id, coder_id, nthreads, stream, bool(low_rank))
         data = _to_host(data)
     arr = _as_host_array(data)
     return _core.compress(_core_view(arr), list(arr.shape), eb, mode_id, coder_id, nthreads,
-                          as_dtype=_as_dtype(arr))
+                          as_dtype=_as_dtype(arr), low_rank=bool(low_rank))
 
 
 def _blob_buffer(blob: Any):

@@ -20,9 +20,10 @@ from . import bench
 from .stream import GradientDecoder, GradientEncoder
 
 
-def _stateful_pass(trace: bench.Trace, eb: float, mode: str, verify: bool, history: int = 2) -> dict:
+def _stateful_pass(trace: bench.Trace, eb: float, mode: str, verify: bool, history: int = 2,
+                   low_rank: bool = True) -> dict:
     enc = GradientEncoder(eb, mode=mode, stream_id=trace.name.encode()[:64] or b"trace", history=history,
-                          threads=1)
+                          threads=1, low_rank=low_rank)
     dec = GradientDecoder(threads=1)
     per_message, wire, ct, dt = [], 0, 0.0, 0.0
     worst, violations = 0.0, 0
@@ -47,6 +48,15 @@ def _stateful_pass(trace: bench.Trace, eb: float, mode: str, verify: bool, histo
     return dict(wire=wire, per_message=per_message, ct=ct, dt=dt, worst=worst, violations=violations)
 
 
+# (method, encoder settings, what it leaves out) for the ablation rows
+ABLATION = [
+    ("ebgc-stateful-h0-nolr", dict(history=0, low_rank=False), "no prediction at all"),
+    ("ebgc-stateful-h0", dict(history=0), "low-rank only (no temporal prediction)"),
+    ("ebgc-stateful-h1", dict(history=1), "low-rank or last reconstruction, scaled"),
+    ("ebgc-stateful-nolr", dict(history=2, low_rank=False), "temporal only (no low-rank predictor)"),
+]
+
+
 def run_stateful(traces: Sequence[bench.Trace], bounds: Sequence[float], mode: str = "rel", *,
                  repeats: int = 3, quiet: bool = True, console: Any = None) -> list[dict]:
     peers = [m for m in bench.make_methods((1,)) if m.name == "ebgc" or m.family == "SZ3"]
@@ -64,15 +74,14 @@ def run_stateful(traces: Sequence[bench.Trace], bounds: Sequence[float], mode: s
             one_shot = next(r for r in group if r["method"] == "ebgc")
             out.extend(group)
             # ablation: what each predictor adds (history 0 = every message one-shot, in messages)
-            for h in (0, 1):
-                ab = _stateful_pass(trace, eb, mode, verify=True, history=h)
+            for name, kw, detail in ABLATION:
+                ab = _stateful_pass(trace, eb, mode, verify=True, **kw)
                 out.append({
-                    "trace": trace.name, "bound_mode": mode, "bound": eb, "method": f"ebgc-stateful-h{h}",
+                    "trace": trace.name, "bound_mode": mode, "bound": eb, "method": name,
                     "ratio": raw / ab["wire"], "raw_bytes": raw, "wire_bytes": ab["wire"],
                     "max_err_over_bound": ab["worst"], "violations": ab["violations"],
                     "compress_MBps": math.nan, "decompress_MBps": math.nan, "family": "ebgc",
-                    "threads": 1, "detail": ["no temporal prediction", "last reconstruction, scaled"][h],
-                    "messages": len(trace.messages), "repeats": 0,
+                    "threads": 1, "detail": detail, "messages": len(trace.messages), "repeats": 0,
                 })
             out.append({
                 "trace": trace.name, "bound_mode": mode, "bound": eb, "method": "ebgc-stateful",

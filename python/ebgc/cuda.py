@@ -175,16 +175,18 @@ def _backend():
     return _cuda
 
 
-def compress(data: Any, error_bound: float, mode_id: int, coder_id: int, threads: int, stream: Any) -> bytes:
+def compress(data: Any, error_bound: float, mode_id: int, coder_id: int, threads: int, stream: Any,
+             low_rank: bool = True) -> bytes:
     """ebgc.compress for a device array. coder "auto" is bit-packing on the GPU; "huffman" and
-    "context" are coded by the CPU codec after one device-to-host copy."""
+    "context" are coded by the CPU codec after one device-to-host copy (low rank included)."""
     backend = _backend()
     arr = device_array(data)
     if arr.size > 2**40:
         raise InvalidArgumentError(f"array of {arr.size} values is over the format's limit of 2**40")
     coder = 1 if coder_id == -1 else coder_id
     handle = _stream_for(stream, arr)
-    return backend.compress(arr.ptr, list(arr.shape), arr.dtype, error_bound, mode_id, coder, threads, handle)
+    return backend.compress(arr.ptr, list(arr.shape), arr.dtype, error_bound, mode_id, coder, threads, handle,
+                            low_rank=low_rank)
 
 
 def _parse_device(device: Any) -> int:

@@ -27,6 +27,7 @@ MESSAGE_MAGIC = b"EBGS"
 STATE_MAGIC = b"EBGT"
 MESSAGE_VERSION = 1
 _KEYFRAME = 1
+_NO_LOW_RANK = 0x80  # in a saved encoder's history byte (older states: low rank on)
 _MAX_NAME = 1024
 _MAX_STREAM_ID = 64
 _DTYPES = {np.dtype(np.float32): 1, np.dtype(np.float64): 2, np.dtype(np.float16): 3, BFLOAT16: 4}
@@ -199,6 +200,8 @@ class GradientEncoder:
     history: how many earlier reconstructions a tensor may be predicted from (0: none, every
     message coded one-shot; 1: the last one, scaled; 2: a blend of the last two). The predictor is
     chosen per tensor; the decoder needs no setting.
+    low_rank: matrices may be predicted by a low-rank approximation instead (see
+    :func:`ebgc.compress`), where that codes smaller than the predictors above.
     """
 
     def __init__(
@@ -211,6 +214,7 @@ class GradientEncoder:
         keyframe_interval: Optional[int] = None,
         history: int = 2,
         threads: Optional[int] = None,
+        low_rank: bool = True,
     ):
         self.error_bound = _error_bound(error_bound)
         self.mode = mode
@@ -226,6 +230,7 @@ class GradientEncoder:
         if history not in (0, 1, 2) or isinstance(history, bool):
             raise InvalidArgumentError("history must be 0, 1 or 2")
         self.history = history
+        self.low_rank = bool(low_rank)
         self.stream_id = _stream_id_bytes(stream_id)
         self._state = _StreamState()
 
@@ -255,7 +260,8 @@ class GradientEncoder:
             rec = np.empty(x.shape, x.dtype)  # receives exactly what the decoder will hold
             blob = _core.compress(_core_view(x), list(x.shape), self.error_bound, self._mode, self._coder,
                                   self._threads, _core.DEFAULT_CHUNK_LOG2, _core_view(last), _core_view(rec),
-                                  _core_view(older), as_dtype=_as_dtype(x))
+                                  _core_view(older), as_dtype=_as_dtype(x),
+                                  low_rank=self.low_rank)
             updates[name] = rec
             nb = name.encode()
             body += _varint(len(nb)) + nb + _varint(len(blob)) + blob
@@ -265,7 +271,8 @@ class GradientEncoder:
     def save(self) -> bytes:
         """The encoder's whole state as bytes (settings, sequence, reconstructions)."""
         out = bytearray(STATE_MAGIC + bytes([MESSAGE_VERSION, 0]))
-        out += struct.pack("<d", self.error_bound) + bytes([self._mode, self._coder & 0xFF, self.history])
+        settings = self.history | (0 if self.low_rank else _NO_LOW_RANK)
+        out += struct.pack("<d", self.error_bound) + bytes([self._mode, self._coder & 0xFF, settings])
         out += _varint(self.keyframe_interval or 0) + bytes([len(self.stream_id)]) + self.stream_id
         self._state.write(out)
         return _sealed(out)
@@ -275,7 +282,8 @@ class GradientEncoder:
         """An encoder restored from :meth:`save`; it continues the same stream."""
         r = _open_state(data, 0, "encoder state")
         eb = struct.unpack("<d", r.take(8, "error bound"))[0]
-        mode_id, coder_id, history = r.u8("mode"), r.u8("coder"), r.u8("history")
+        mode_id, coder_id, settings = r.u8("mode"), r.u8("coder"), r.u8("history")
+        history, low_rank = settings & ~_NO_LOW_RANK, not settings & _NO_LOW_RANK
         if history > 2:
             raise FormatError("bad history in encoder state")
         mode = next((k for k, v in MODES.items() if v == mode_id), None)
@@ -286,7 +294,7 @@ class GradientEncoder:
         interval = r.varint("keyframe interval") or None
         sid = bytes(r.take(r.u8("stream id length"), "stream id"))
         enc = cls(eb, mode=mode, coder=coder, stream_id=sid, keyframe_interval=interval,
-                  history=history, threads=threads)
+                  history=history, threads=threads, low_rank=low_rank)
         enc._state = _StreamState.read(r)
         return enc
 

@@ -15,6 +15,7 @@
 #include "format.hpp"
 #include "huffman.hpp"
 #include "parallel.hpp"
+#include "predictor_lowrank.hpp"
 #include "predictor_scaled_previous.hpp"
 #include "predictor_zero.hpp"
 #include "quantizer.hpp"
@@ -32,6 +33,7 @@ struct CompressOptions {
   int coder = kCoderAuto;  // kCoderAuto or a Coder value
   unsigned threads = 1;
   unsigned chunk_log2 = kDefaultChunkLog2;
+  bool low_rank = true;  // let matrices try the low-rank predictor (predictor_choice.hpp)
 };
 
 // ---- outliers: values the quantizer could not bound, stored bit-exactly -------------------------
@@ -176,10 +178,11 @@ void analyze_chunk(const T* x, uint64_t begin, uint64_t end, const LinearQuantiz
                    ChunkOut<T>& co, T* rec) {
   co.b.resize((end - begin) * 28 / 8 + 16);
   SymbolPass pass(begin, end, sign_period, co.b.data());
+  const auto& chunk_predict = predict.for_range(begin, end);
   int32_t code[kQuantRun];
   for (uint64_t i0 = begin; i0 < end; i0 += kQuantRun) {
     const unsigned m = unsigned(std::min<uint64_t>(kQuantRun, end - i0));
-    quantize_run(x, i0, m, qz, predict, code, co.outliers, rec);
+    quantize_run(x, i0, m, qz, chunk_predict, code, co.outliers, rec);
     co.bitpack_bytes += bitpack_cost(code, m);
     pass.run(code, i0, m, sym, ctx, co);
   }
@@ -193,11 +196,12 @@ void bitpack_chunk(const T* x, uint64_t begin, uint64_t end, const LinearQuantiz
   co.a.resize(blocks);
   co.b.resize((end - begin) * 4 + 4 * kPackBlock);
   uint8_t* out = co.b.data();
+  const auto& chunk_predict = predict.for_range(begin, end);
   int32_t code[kQuantRun];
   uint32_t v[kPackBlock];
   for (uint64_t i0 = begin; i0 < end; i0 += kQuantRun) {
     const unsigned m = unsigned(std::min<uint64_t>(kQuantRun, end - i0));
-    quantize_run(x, i0, m, qz, predict, code, co.outliers, rec);
+    quantize_run(x, i0, m, qz, chunk_predict, code, co.outliers, rec);
     for (unsigned b0 = 0; b0 < m; b0 += kPackBlock) {
       uint32_t acc = 0;
       for (unsigned k = 0; k < kPackBlock; ++k) {
@@ -256,9 +260,13 @@ inline double huffman_cost(const std::vector<uint8_t>& len, const std::vector<ui
 
 // reconstruction (optional, n values): receives exactly what decompress() will return, so a
 // stateful encoder need not decode its own output.
-// Values per kernel for the sign context: H*W of an OIHW weight (any tensor of rank >= 3: the
-// product of its dimensions after the first two), else 1.
+// Values per kernel for the sign context. OIHW weights (any tensor of rank >= 3): H*W, the product
+// of the dimensions after the first two. Matrices: a row. A linear layer's weight gradient is a
+// sum of outer products delta x input, and inputs after a ReLU are >= 0, so a row's signs follow
+// the sign of its output's delta (measured: vgg fc signs 59 -> 35 KB in 4 messages at REL 1e-2;
+// never worse than one context on any trace). Anything else, and kernels over the cap: 1.
 inline uint64_t kernel_size(const std::vector<uint64_t>& shape) {
+  if (shape.size() == 2) return shape[1] >= 1 && shape[1] <= kMaxSignPeriod ? shape[1] : 1;
   if (shape.size() < 3) return 1;
   uint64_t k = 1;
   for (size_t d = 2; d < shape.size(); ++d) {
@@ -475,9 +483,10 @@ inline ParsedBlob parse_blob(const uint8_t* blob, size_t size, bool verify_check
 }
 
 template <class T, class Predictor>
-void decode_chunk(const ParsedBlob& pb, const LinearQuantizer& qz, const Predictor& predict, uint64_t c, T* out) {
+void decode_chunk(const ParsedBlob& pb, const LinearQuantizer& qz, const Predictor& full_predict, uint64_t c, T* out) {
   const Header& h = pb.header;
   const uint64_t begin = c * h.chunk_elems(), end = std::min(h.elements(), begin + h.chunk_elems());
+  const auto& predict = full_predict.for_range(begin, end);
   const uint8_t* a = pb.streams + pb.offset[c];
   const uint8_t* b = a + pb.len_a[c];
   const size_t la = size_t(pb.len_a[c]), lb = size_t(pb.len_b[c]);
@@ -562,6 +571,10 @@ void decompress(const ParsedBlob& pb, T* out, uint64_t out_elems, unsigned threa
       throw InvalidArgument("this blob is predicted from its stream's earlier messages: decode it with a GradientDecoder");
     const PreviousBlendPredictor<T> predict{{previous[0], previous[terms - 1]},
                                             {h.predictor_coef[0], h.predictor_coef[1]}, terms};
+    parallel_for(h.chunks(), threads, [&](size_t c) { decode_chunk(pb, qz, predict, c, out); });
+  } else if (h.predictor == uint8_t(PredictorId::LowRank)) {
+    const uint64_t rows = h.shape[0];
+    const LowRankPredictor predict(LowRankFactors::parse(h.predictor_data, rows, n / rows));
     parallel_for(h.chunks(), threads, [&](size_t c) { decode_chunk(pb, qz, predict, c, out); });
   } else {
     const ZeroPredictor predict;

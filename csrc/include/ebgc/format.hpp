@@ -27,8 +27,10 @@ constexpr unsigned kMinChunkLog2 = 10, kMaxChunkLog2 = 20;
 enum class DType : uint8_t { Float32 = 1, Float64 = 2, Float16 = 3, BFloat16 = 4 };
 // ContextSerial is the context coder's first layout: still decoded, no longer written.
 enum class Coder : uint8_t { Raw = 0, Bitpack = 1, Huffman = 2, ContextSerial = 3, Context = 4 };
-enum class PredictorId : uint8_t { Zero = 0, ScaledPrevious = 1, BlendTwoPrevious = 2 };
+enum class PredictorId : uint8_t { Zero = 0, ScaledPrevious = 1, BlendTwoPrevious = 2, LowRank = 3 };
+// Earlier reconstructions a predictor reads (the low-rank one reads only its factors).
 inline unsigned predictor_terms(uint8_t id) { return id == 1 ? 1 : id == 2 ? 2 : 0; }
+constexpr unsigned kMaxLowRank = 32;
 constexpr uint8_t kCoderCount = 5;
 
 inline size_t dtype_size(DType t) { return t == DType::Float32 ? 4 : t == DType::Float64 ? 8 : 2; }
@@ -79,6 +81,7 @@ struct Header {
   BoundMode mode = BoundMode::Rel;
   uint8_t predictor = 0;  // PredictorId
   double predictor_coef[2] = {0, 0};  // per previous reconstruction used (predictors 1, 2)
+  std::vector<uint8_t> predictor_data;  // the low-rank predictor's factors (predictor 3)
   Coder coder = Coder::Raw;
   uint8_t chunk_log2 = kDefaultChunkLog2;
   std::vector<uint64_t> shape;
@@ -108,6 +111,7 @@ struct Header {
     w.f64(error_bound);
     w.f64(abs_bound);
     for (unsigned k = 0; k < predictor_terms(predictor); ++k) w.f64(predictor_coef[k]);
+    if (predictor == uint8_t(PredictorId::LowRank)) w.bytes(predictor_data.data(), predictor_data.size());
     w.varint(payload_size);
   }
 };
@@ -168,7 +172,7 @@ inline Header read_header(const uint8_t* blob, size_t size, ByteReader& r, bool 
   require_format(mode <= 1, "unknown bound mode");
   h.mode = BoundMode(mode);
   h.predictor = r.u8("predictor");
-  require_format(h.predictor <= 2, "unknown predictor");
+  require_format(h.predictor <= 3, "unknown predictor");
   uint8_t coder = r.u8("coder");
   require_format(coder < kCoderCount, "unknown coder");
   h.coder = Coder(coder);
@@ -197,6 +201,19 @@ inline Header read_header(const uint8_t* blob, size_t size, ByteReader& r, bool 
     h.predictor_coef[k] = r.f64("predictor coefficient");
     require_format(std::isfinite(h.predictor_coef[k]), "bad predictor coefficient");
     require_format(h.coder != Coder::Raw, "a raw blob has no prediction");
+  }
+  if (h.predictor == uint8_t(PredictorId::LowRank)) {
+    // A matrix (rows = shape[0], cols = the rest) and its factors: their size follows from the
+    // rank and the shape, and they must be present, so nothing is allocated beyond the blob.
+    require_format(h.coder != Coder::Raw, "a raw blob has no prediction");
+    require_format(ndim >= 2 && h.elements() > 0, "a low-rank prediction needs a non-empty matrix");
+    const unsigned rank = r.remaining() ? r.data[r.pos] : 0;
+    require_format(rank >= 1 && rank <= kMaxLowRank, "bad low-rank predictor rank");
+    const uint64_t rows = h.shape[0], cols = n / rows;
+    require_format((rows + cols) <= r.remaining() / (2 * rank), "low-rank factors run past the end of the blob");
+    const uint64_t bytes = 1 + uint64_t(rank) * (8 + 2 * (rows + cols));
+    const uint8_t* p = r.take(bytes, "low-rank factors");
+    h.predictor_data.assign(p, p + bytes);
   }
   h.payload_size = r.varint("payload size");
   require_format(h.payload_size == r.remaining(), "payload size does not match the blob");

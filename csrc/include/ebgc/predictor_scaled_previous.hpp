@@ -27,6 +27,8 @@ struct PreviousBlendPredictor {
     if (terms == 2) p = add_rn(p, mul_rn(coef[1], double(previous[1][i])));
     return p;
   }
+  // Codec loops ask for a chunk's predictor: this one needs no preparation.
+  const auto& for_range(uint64_t, uint64_t) const { return *this; }
   void describe(Header& h) const {
     h.predictor = uint8_t(terms == 1 ? PredictorId::ScaledPrevious : PredictorId::BlendTwoPrevious);
     h.predictor_coef[0] = coef[0];

@@ -13,6 +13,8 @@ namespace ebgc {
 struct ZeroPredictor {
   static constexpr PredictorId id = PredictorId::Zero;
   EBGC_HD double operator()(size_t /*index*/) const { return 0.0; }
+  // Codec loops ask for a chunk's predictor: this one needs no preparation.
+  const auto& for_range(uint64_t, uint64_t) const { return *this; }
   void describe(Header& h) const {
     h.predictor = uint8_t(id);
     h.predictor_coef[0] = h.predictor_coef[1] = 0;

@@ -4,8 +4,8 @@
 // computes exactly what rans_lane_value<false> computes, lane by lane, and runs only where the CPU
 // has AVX2 (checked at run time); the scalar loop is the reference and the fallback.
 #pragma once
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#define EBGC_HAVE_AVX2 1
+#include "cpu_features.hpp"
+#ifdef EBGC_HAVE_AVX2
 #include <immintrin.h>
 
 #include <cstdint>
@@ -13,13 +13,6 @@
 #include "context_model.hpp"
 
 namespace ebgc {
-
-// Whether the AVX2 paths run (this decoder loop, and the encoder's quantizer in codec.hpp): the
-// CPU has AVX2, and the tests have not switched them off to compare them with the scalar paths.
-inline bool& use_avx2() {
-  static bool use = __builtin_cpu_supports("avx2");
-  return use;
-}
 
 // Lane states as vectors' worth of arrays (slot k = lane k).
 struct LaneVectors {

@@ -1,0 +1,55 @@
+// Stage 2 — which predictor codes a tensor: zero; a blend of the stream's last one or two
+// reconstructions (predictor_scaled_previous.hpp); or a low-rank approximation of a matrix
+// (predictor_lowrank.hpp). Each is fitted and scored by the estimated bits of its residual plus
+// what it sends, a cheap stand-in for coding the tensor several times; the fewest bits win.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "codec.hpp"
+
+namespace ebgc {
+
+// previous[0], previous[1]: the stream's last and second-last reconstructions of this tensor
+// (null if none); reconstruction (optional) receives what the decoder will return.
+template <class T>
+std::vector<uint8_t> compress_with_best_predictor(const T* x, const std::vector<uint64_t>& shape,
+                                                  const CompressOptions& opt, const T* const* previous,
+                                                  T* reconstruction) {
+  uint64_t n = 1;
+  for (uint64_t d : shape) n *= d;
+  const T* p1 = previous ? previous[0] : nullptr;
+  const T* p2 = previous ? previous[1] : nullptr;
+  // Bit-packing is the fast mode: no factorization there. Raw has no prediction at all.
+  const bool try_low_rank = opt.low_rank && low_rank_eligible(shape) && opt.coder != int(Coder::Raw) &&
+                            opt.coder != int(Coder::Bitpack);
+  if ((!p1 && !try_low_rank) || n == 0 || n > kMaxElements) return compress(x, shape, opt, ZeroPredictor(), reconstruction);
+  check_requested_bound(opt.error_bound);
+  const FiniteRange range = opt.mode == BoundMode::Rel ? finite_range(x, size_t(n)) : FiniteRange();
+  const double abs_bound = absolute_bound(opt.mode, opt.error_bound, range);
+  const double step = LinearQuantizer(abs_bound).step;
+
+  double best_saved = 0;  // estimated bits saved against zero prediction
+  PreviousBlendPredictor<T> blend{{p1, p1}, {0.0, 0.0}, 1};
+  bool use_blend = false;
+  if (p1) {
+    const double zero_bits = residual_bits(x, size_t(n), ZeroPredictor(), step);
+    blend = fit_previous(x, p1, size_t(n));
+    double bits = residual_bits(x, size_t(n), blend, step) + 64;  // + the coefficient sent
+    if (p2) {
+      const PreviousBlendPredictor<T> two = fit_two_previous(x, p1, p2, size_t(n));
+      const double two_bits = two.terms == 2 ? residual_bits(x, size_t(n), two, step) + 128 : bits;
+      if (two_bits < bits) blend = two, bits = two_bits;
+    }
+    if (zero_bits - bits > best_saved) best_saved = zero_bits - bits, use_blend = true;
+  }
+  if (try_low_rank && abs_bound > 0 && std::isfinite(abs_bound)) {
+    LowRankFit fit = fit_low_rank(x, shape[0], shape[1], step, std::max(1u, opt.threads));
+    if (fit.factors.rank && fit.bits_saved > best_saved)
+      return compress(x, shape, opt, LowRankPredictor(fit.factors), reconstruction);
+  }
+  if (use_blend) return compress(x, shape, opt, blend, reconstruction);
+  return compress(x, shape, opt, ZeroPredictor(), reconstruction);
+}
+
+}  // namespace ebgc
