@@ -31,6 +31,10 @@ enum class PredictorId : uint8_t { Zero = 0, ScaledPrevious = 1, BlendTwoPreviou
 // Earlier reconstructions a predictor reads (the low-rank one reads only its factors).
 inline unsigned predictor_terms(uint8_t id) { return id == 1 ? 1 : id == 2 ? 2 : 0; }
 constexpr unsigned kMaxLowRank = 32;
+// Header bytes of the low-rank factors: rank, two f32 scales and int16 rows/cols per component.
+inline uint64_t low_rank_data_bytes(unsigned rank, uint64_t rows, uint64_t cols) {
+  return 1 + uint64_t(rank) * (8 + 2 * (rows + cols));
+}
 constexpr uint8_t kCoderCount = 5;
 
 inline size_t dtype_size(DType t) { return t == DType::Float32 ? 4 : t == DType::Float64 ? 8 : 2; }
@@ -211,7 +215,7 @@ inline Header read_header(const uint8_t* blob, size_t size, ByteReader& r, bool 
     require_format(rank >= 1 && rank <= kMaxLowRank, "bad low-rank predictor rank");
     const uint64_t rows = h.shape[0], cols = n / rows;
     require_format((rows + cols) <= r.remaining() / (2 * rank), "low-rank factors run past the end of the blob");
-    const uint64_t bytes = 1 + uint64_t(rank) * (8 + 2 * (rows + cols));
+    const uint64_t bytes = low_rank_data_bytes(rank, rows, cols);
     const uint8_t* p = r.take(bytes, "low-rank factors");
     h.predictor_data.assign(p, p + bytes);
   }

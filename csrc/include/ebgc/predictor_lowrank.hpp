@@ -43,9 +43,6 @@ struct LowRankFactors {
   std::vector<int16_t> a;               // rows x rank
   std::vector<int16_t> b;               // rank x cols
 
-  static uint64_t data_bytes(unsigned rank, uint64_t rows, uint64_t cols) {
-    return 1 + uint64_t(rank) * (8 + 2 * (rows + cols));
-  }
   // Bytes in the header: rank, the scales of each component (A's, then B's), A row by row, B row
   // by row; little-endian.
   std::vector<uint8_t> bytes() const {
@@ -68,7 +65,7 @@ struct LowRankFactors {
     require_format(!data.empty(), "missing low-rank factors");
     f.rank = data[0];
     require_format(f.rank >= 1 && f.rank <= kMaxLowRank, "bad low-rank predictor rank");
-    require_format(data.size() == data_bytes(f.rank, rows, cols), "low-rank factors do not match the shape");
+    require_format(data.size() == low_rank_data_bytes(f.rank, rows, cols), "low-rank factors do not match the shape");
     f.rows = rows, f.cols = cols;
     const uint8_t* p = data.data() + 1;
     auto u32 = [&]() {
@@ -452,7 +449,7 @@ LowRankFit fit_low_rank(const T* x, uint64_t rows, uint64_t cols, double step, u
   double best_saved = 0;
   for (unsigned k = 1; k <= kept; ++k) {
     if (!scored[k]) continue;
-    const double saved = (bits[0] - bits[k]) * scale_up - 8.0 * double(LowRankFactors::data_bytes(k, rows, cols));
+    const double saved = (bits[0] - bits[k]) * scale_up - 8.0 * double(low_rank_data_bytes(k, rows, cols));
     if (saved > best_saved) best_saved = saved, best = k;
   }
   if (!best) return fit;
