@@ -34,6 +34,7 @@ struct CompressOptions {
   unsigned threads = 1;
   unsigned chunk_log2 = kDefaultChunkLog2;
   bool low_rank = true;  // let matrices try the low-rank predictor (predictor_choice.hpp)
+  const FiniteRange* range = nullptr;  // the data's finite range, if the caller has it (rel mode)
 };
 
 // ---- outliers: values the quantizer could not bound, stored bit-exactly -------------------------
@@ -304,7 +305,9 @@ std::vector<uint8_t> compress(const T* x, const std::vector<uint64_t>& shape, co
   auto chunk_end = [&](uint64_t c) { return std::min(n, (c + 1) * chunk); };
 
   FiniteRange range;
-  if (opt.mode == BoundMode::Rel) {
+  if (opt.mode == BoundMode::Rel && opt.range) {
+    range = *opt.range;
+  } else if (opt.mode == BoundMode::Rel) {
     std::vector<FiniteRange> part(nchunks);
     parallel_for(nchunks, threads, [&](size_t c) { part[c] = finite_range(x + c * chunk, chunk_end(c) - c * chunk); });
     for (auto& p : part) range.merge(p);

@@ -3,6 +3,7 @@
 // (predictor_lowrank.hpp). Each is fitted and scored by the estimated bits of its residual plus
 // what it sends, a cheap stand-in for coding the tensor several times; the fewest bits win.
 #pragma once
+#include <algorithm>
 #include <cstdint>
 #include <vector>
 
@@ -26,6 +27,8 @@ std::vector<uint8_t> compress_with_best_predictor(const T* x, const std::vector<
   if ((!p1 && !try_low_rank) || n == 0 || n > kMaxElements) return compress(x, shape, opt, ZeroPredictor(), reconstruction);
   check_requested_bound(opt.error_bound);
   const FiniteRange range = opt.mode == BoundMode::Rel ? finite_range(x, size_t(n)) : FiniteRange();
+  CompressOptions known = opt;  // compress() need not find the range again
+  known.range = &range;
   const double abs_bound = absolute_bound(opt.mode, opt.error_bound, range);
   const double step = LinearQuantizer(abs_bound).step;
 
@@ -37,23 +40,23 @@ std::vector<uint8_t> compress_with_best_predictor(const T* x, const std::vector<
   PreviousBlendPredictor<T> blend{{p1, p1}, {0.0, 0.0}, 1};
   bool use_blend = false;
   if (p1) {
-    const double zero_bits = residual_bits(x, size_t(n), ZeroPredictor(), step);
-    blend = fit_previous(x, p1, size_t(n));
-    double bits = residual_bits(x, size_t(n), blend, step) + 64;  // + the coefficient sent
-    if (p2) {
-      const PreviousBlendPredictor<T> two = fit_two_previous(x, p1, p2, size_t(n));
-      const double two_bits = two.terms == 2 ? residual_bits(x, size_t(n), two, step) + 128 : bits;
-      if (two_bits < bits) blend = two, bits = two_bits;
-    }
-    if (zero_bits - bits > best_saved) best_saved = zero_bits - bits, use_blend = true;
+    const BlendSums sums = blend_sums(x, p1, p2, size_t(n));
+    const PreviousBlendPredictor<T> one = fit_previous(sums, p1);
+    const PreviousBlendPredictor<T> two = p2 ? fit_two_previous(sums, p1, p2) : one;
+    // + the coefficients sent
+    const auto bits = residual_bits(x, size_t(n), step, ZeroPredictor(), one, two);
+    const double one_bits = bits[1] + 64, two_bits = two.terms == 2 ? bits[2] + 128 : one_bits;
+    blend = two_bits < one_bits ? two : one;
+    const double saved = bits[0] - std::min(one_bits, two_bits);
+    if (saved > best_saved) best_saved = saved, use_blend = true;
   }
   if (try_low_rank && abs_bound > 0 && std::isfinite(abs_bound)) {
     LowRankFit fit = fit_low_rank(x, shape[0], shape[1], step, std::max(1u, opt.threads));
     if (fit.factors.rank && fit.bits_saved > best_saved)
-      return compress(x, shape, opt, LowRankPredictor(fit.factors), reconstruction);
+      return compress(x, shape, known, LowRankPredictor(fit.factors), reconstruction);
   }
-  if (use_blend) return compress(x, shape, opt, blend, reconstruction);
-  return compress(x, shape, opt, ZeroPredictor(), reconstruction);
+  if (use_blend) return compress(x, shape, known, blend, reconstruction);
+  return compress(x, shape, known, ZeroPredictor(), reconstruction);
 }
 
 }  // namespace ebgc

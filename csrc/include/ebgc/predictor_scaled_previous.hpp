@@ -5,6 +5,7 @@
 // two previous 9.33 (per-channel scales add nothing over one per tensor: 9.19). Coefficients are
 // fitted by least squares; the predictor (or none) is chosen per tensor by residual_bits().
 #pragma once
+#include <array>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -44,53 +45,68 @@ inline bool to_coefficient(double v, double& out) {
   return true;
 }
 
-// argmin_a sum (x - a p)^2 over the pairs where all values are finite.
+// The least-squares sums of x against the last (p1) and second-last (p2, may be null)
+// reconstructions, in one pass: over the values where x and p1 are finite (one-term fit) and
+// where all three are (two-term fit).
+struct BlendSums {
+  double x1 = 0, s11 = 0;                                  // one term
+  double t11 = 0, t12 = 0, t22 = 0, tx1 = 0, tx2 = 0;      // two terms
+};
+
 template <class T>
-PreviousBlendPredictor<T> fit_previous(const T* x, const T* p1, size_t n) {
-  double xp = 0, pp = 0;
+BlendSums blend_sums(const T* x, const T* p1, const T* p2, size_t n) {
+  BlendSums s;
   for (size_t i = 0; i < n; ++i) {
-    double a = double(x[i]), b = double(p1[i]);
-    if (std::isfinite(a) && std::isfinite(b)) xp += a * b, pp += b * b;
+    const double a = double(x[i]), b = double(p1[i]);
+    if (!(std::isfinite(a) && std::isfinite(b))) continue;
+    s.x1 += a * b, s.s11 += b * b;
+    if (!p2) continue;
+    const double c = double(p2[i]);
+    if (std::isfinite(c)) s.t11 += b * b, s.t12 += b * c, s.t22 += c * c, s.tx1 += a * b, s.tx2 += a * c;
   }
+  return s;
+}
+
+// argmin_a sum (x - a p1)^2 (a = 0 where undefined).
+template <class T>
+PreviousBlendPredictor<T> fit_previous(const BlendSums& s, const T* p1) {
   PreviousBlendPredictor<T> pr{{p1, p1}, {0.0, 0.0}, 1};
-  if (!(pp > 0) || !to_coefficient(xp / pp, pr.coef[0])) pr.coef[0] = 0.0;
+  if (!(s.s11 > 0) || !to_coefficient(s.x1 / s.s11, pr.coef[0])) pr.coef[0] = 0.0;
   return pr;
 }
 
 // argmin_{a,b} sum (x - a p1 - b p2)^2; falls back to one term when the system is ill-posed.
 template <class T>
-PreviousBlendPredictor<T> fit_two_previous(const T* x, const T* p1, const T* p2, size_t n) {
-  double s11 = 0, s12 = 0, s22 = 0, x1 = 0, x2 = 0;
-  for (size_t i = 0; i < n; ++i) {
-    double a = double(x[i]), b = double(p1[i]), c = double(p2[i]);
-    if (std::isfinite(a) && std::isfinite(b) && std::isfinite(c)) {
-      s11 += b * b, s12 += b * c, s22 += c * c, x1 += a * b, x2 += a * c;
-    }
-  }
-  const double det = s11 * s22 - s12 * s12;
+PreviousBlendPredictor<T> fit_two_previous(const BlendSums& s, const T* p1, const T* p2) {
+  const double det = s.t11 * s.t22 - s.t12 * s.t12;
   PreviousBlendPredictor<T> pr{{p1, p2}, {0.0, 0.0}, 2};
-  if (!(det > 1e-9 * s11 * s22) || !std::isfinite(det) ||
-      !to_coefficient((x1 * s22 - x2 * s12) / det, pr.coef[0]) ||
-      !to_coefficient((x2 * s11 - x1 * s12) / det, pr.coef[1]))
-    return fit_previous(x, p1, n);
+  if (!(det > 1e-9 * s.t11 * s.t22) || !std::isfinite(det) ||
+      !to_coefficient((s.tx1 * s.t22 - s.tx2 * s.t12) / det, pr.coef[0]) ||
+      !to_coefficient((s.tx2 * s.t11 - s.tx1 * s.t12) / det, pr.coef[1]))
+    return fit_previous(s, p1);
   return pr;
 }
 
-// Estimated bits of the quantized residual, sum of log2(1 + |x - prediction| / step) over the
-// finite values (log2 by Mitchell's approximation: the float's bits read as a fixed-point
-// number). Entropy grows with the log of the residual, so this ranks predictors the way the coder
-// will, at the cost of one cheap pass each.
-template <class T, class Predictor>
-double residual_bits(const T* x, size_t n, const Predictor& predict, double step) {
+// log2(1 + r) for r >= 0 by Mitchell's approximation (the float's bits read as a fixed-point
+// number); 0 for r that is NaN or huge (outliers either way). Branch-free, so loops vectorize.
+inline double approx_log2_1p(double r) {
+  const float f = float(1.0 + (r < 1e30 ? r : 0.0));
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return double(u) * (1.0 / (1 << 23)) - 127.0;
+}
+
+// Estimated bits of the quantized residual under each predictor, sum of log2(1 + |x -
+// prediction| / step) over the values, in one pass. Entropy grows with the log of the residual,
+// so this ranks predictors the way the coder will.
+template <class T, class... Predictors>
+std::array<double, sizeof...(Predictors)> residual_bits(const T* x, size_t n, double step, const Predictors&... predict) {
   const double inv = 1.0 / step;
-  double sum = 0;
+  std::array<double, sizeof...(Predictors)> sum{};
   for (size_t i = 0; i < n; ++i) {
-    const double r = std::fabs(double(x[i]) - predict(i)) * inv;
-    if (!(r < 1e30)) continue;  // NaN, Inf: outliers either way
-    const float f = float(1.0 + r);
-    uint32_t u;
-    std::memcpy(&u, &f, 4);
-    sum += double(u) * (1.0 / (1 << 23)) - 127.0;
+    const double xi = double(x[i]);
+    size_t k = 0;
+    ((sum[k++] += approx_log2_1p(std::fabs(xi - predict(i)) * inv)), ...);
   }
   return sum;
 }
