@@ -24,6 +24,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bounds", default="4e-2,2e-2,1e-2,5e-3")
     ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--raw-max", type=int, default=0, help="tensors of <= N values go raw for every codec")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     bounds = [float(b) for b in args.bounds.split(",")]
@@ -31,7 +32,7 @@ def main() -> None:
     rows = []
     for seed in seeds:
         for eb in bounds:
-            for r in demo.run_demo(error_bound=eb, seed=seed):
+            for r in demo.run_demo(error_bound=eb, seed=seed, raw_max=args.raw_max):
                 if r["method"] == "uncompressed" and eb != bounds[0]:
                     continue  # does not depend on the bound
                 h = r["history"]
@@ -52,7 +53,7 @@ def main() -> None:
                                     mean_ratio=float(np.mean([r["ratio"] for r in sel]))))
     meta = dict(date=time.strftime("%Y-%m-%d"), machine=platform.processor() or platform.machine(),
                 python=platform.python_version(), command="python bench/demo_sweep.py " +
-                f"--bounds {args.bounds} --seeds {args.seeds}")
+                f"--bounds {args.bounds} --seeds {args.seeds} --raw-max {args.raw_max}")
     with open(args.out, "w") as f:
         json.dump(dict(meta=meta, summary=summary, runs=rows), f, indent=1)
     print(f"{'method':12s} {'REL':>7s} {'final acc':>9s} {'last-3 acc':>10s} {'bytes':>10s} {'ratio':>6s}")

@@ -123,6 +123,27 @@ def test_demo_runs_and_reports(tmp_path, capsys):
     assert all(0 <= r["final_accuracy"] <= 1 and len(r["history"]) == 2 for r in rows)
 
 
+def test_demo_codecs_code_every_tensor_unless_raw_max_says_otherwise():
+    from ebgc import demo
+
+    rng = np.random.default_rng(0)
+    update = {"w": (rng.standard_normal((16, 64)) * 1e-2).astype(np.float32),   # 1024 values
+              "b": (rng.standard_normal(10) * 1e-2).astype(np.float32)}       # too small to pay
+    for raw_max in (0, 1024):
+        for name, factory in demo._codecs(1e-2, 1, raw_max).items():
+            nbytes, out = factory(0)(update)
+            assert set(out) == set(update), name
+            for k, v in update.items():
+                bound = 1e-2 * float(v.max() - v.min())
+                assert np.all(np.abs(out[k].astype(np.float64) - v) <= bound), (name, k)
+            raw = sum(v.nbytes for v in update.values())
+            if name == "uncompressed" or raw_max == 1024:  # both tensors <= raw_max: raw for all
+                # (ebgc still sends its message: stream id, sequence, digest, checksum)
+                assert raw <= nbytes <= raw + (64 if name == "ebgc" else 0), (name, raw_max)
+            else:
+                assert nbytes < raw * 0.6, (name, nbytes)  # w is coded, b at worst sent raw
+
+
 def _tiny_trace(path, rounds=2):
     rng = np.random.default_rng(3)
     arrays = {}
