@@ -75,12 +75,15 @@ struct ChunkOut {
 constexpr unsigned kQuantRun = 256;
 
 // Codes of x[i0, i0 + m) into code[0, m); values the quantizer cannot bound become outliers with
-// code 0. rec (if given) receives the decoder's values.
+// code 0. rec (if given) receives the decoder's values, from the quantizer's own check.
 template <class T, class Predictor>
 inline unsigned quantize_codes(const T* x, uint64_t i0, unsigned m, const LinearQuantizer& qz,
-                               const Predictor& predict, int32_t* code) {
+                               const Predictor& predict, int32_t* code, T* rec) {
   unsigned failed = 0;
-  for (unsigned k = 0; k < m; ++k) failed += !qz.quantize(x[i0 + k], predict(i0 + k), code[k]);
+  if (rec)
+    for (unsigned k = 0; k < m; ++k) failed += !qz.quantize(x[i0 + k], predict(i0 + k), code[k], rec[i0 + k]);
+  else
+    for (unsigned k = 0; k < m; ++k) failed += !qz.quantize(x[i0 + k], predict(i0 + k), code[k]);
   return failed;
 }
 
@@ -90,8 +93,8 @@ inline unsigned quantize_codes(const T* x, uint64_t i0, unsigned m, const Linear
 template <class T, class Predictor>
 __attribute__((target("avx2"))) unsigned quantize_codes_avx2(const T* x, uint64_t i0, unsigned m,
                                                              const LinearQuantizer& qz, const Predictor& predict,
-                                                             int32_t* code) {
-  return quantize_codes(x, i0, m, qz, predict, code);
+                                                             int32_t* code, T* rec) {
+  return quantize_codes(x, i0, m, qz, predict, code, rec);
 }
 #endif
 
@@ -99,19 +102,15 @@ template <class T, class Predictor>
 inline void quantize_run(const T* x, uint64_t i0, unsigned m, const LinearQuantizer& qz,
                          const Predictor& predict, int32_t* code, Outliers<T>& outliers, T* rec) {
 #ifdef EBGC_HAVE_AVX2
-  const unsigned failed = use_avx2() ? quantize_codes_avx2(x, i0, m, qz, predict, code)
-                                     : quantize_codes(x, i0, m, qz, predict, code);
+  const unsigned failed = use_avx2() ? quantize_codes_avx2(x, i0, m, qz, predict, code, rec)
+                                     : quantize_codes(x, i0, m, qz, predict, code, rec);
 #else
-  const unsigned failed = quantize_codes(x, i0, m, qz, predict, code);
+  const unsigned failed = quantize_codes(x, i0, m, qz, predict, code, rec);
 #endif
-  if (rec)
-    for (unsigned k = 0; k < m; ++k) rec[i0 + k] = qz.reconstruct<T>(code[k], predict(i0 + k));
   if (!failed) return;
   for (unsigned k = 0; k < m; ++k) {
     int32_t c;
-    if (qz.quantize(x[i0 + k], predict(i0 + k), c)) continue;
-    outliers.add(i0 + k, x[i0 + k]);
-    if (rec) rec[i0 + k] = x[i0 + k];
+    if (!qz.quantize(x[i0 + k], predict(i0 + k), c)) outliers.add(i0 + k, x[i0 + k]);
   }
 }
 

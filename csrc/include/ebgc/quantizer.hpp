@@ -41,10 +41,11 @@ struct LinearQuantizer {
     return T(add_rn(prediction, mul_rn(double(code), step)));
   }
 
-  // Returns false when x must be stored as an outlier (code is then 0). Branch-free, so that the
-  // encoder's loop over a block vectorizes; a failed test only clears `ok`.
+  // Returns false when x must be stored as an outlier (code is then 0). `decoded` receives what
+  // the decoder will hold: the reconstruction, or x itself for an outlier. Branch-free, so that
+  // the encoder's loop over a block vectorizes; a failed test only clears `ok`.
   template <class T>
-  EBGC_HD inline bool quantize(T x, double prediction, int32_t& code) const {
+  EBGC_HD inline bool quantize(T x, double prediction, int32_t& code, T& decoded) const {
     const double xd = double(x);
     const double v = mul_rn(xd - prediction, inv_step);
     const bool in_range = abs_of(v) < kMaxCode;  // false for NaN, Inf, out of code range
@@ -60,7 +61,14 @@ struct LinearQuantizer {
     // `&` and `|`, not `&&` and `||`: no short-circuit branches either.
     const bool ok = in_range & (err <= check) & ((check != 0) | (sign_bit(double(rec)) == sign_bit(xd)));
     code = ok ? c : 0;
+    decoded = ok ? rec : x;
     return ok;
+  }
+
+  template <class T>
+  EBGC_HD inline bool quantize(T x, double prediction, int32_t& code) const {
+    T decoded;
+    return quantize(x, prediction, code, decoded);
   }
 };
 
