@@ -51,9 +51,11 @@ def test_roundtrip_and_prediction_pays():
     assert stateful < one_shot  # correlated rounds: temporal prediction must win
 
 
-def test_later_messages_use_prediction():
+# (128, 64, 3, 3): over 2^16 values, so the blends are fitted and scored on a sample of blocks
+@pytest.mark.parametrize("shape", [(64, 64, 3, 3), (128, 64, 3, 3)])
+def test_later_messages_use_prediction(shape):
     enc, dec = ebgc.GradientEncoder(1e-3, mode="abs"), ebgc.GradientDecoder()
-    msgs = list(rounds(3, shape=(64, 64, 3, 3), drift=0.99))
+    msgs = list(rounds(3, shape=shape, drift=0.99))
     blobs = [enc.encode(m) for m in msgs]
     for b in blobs:
         dec.decode(b)

@@ -11,6 +11,10 @@
 
 namespace ebgc {
 
+// The stream blends are fitted and scored on blocks of kScoreBlock values, every kScoreStride-th
+// one, or every block of tensors under kScoreAllBelow values.
+constexpr uint64_t kScoreBlock = 1024, kScoreStride = 8, kScoreAllBelow = uint64_t(1) << 16;
+
 // previous[0], previous[1]: the stream's last and second-last reconstructions of this tensor
 // (null if none); reconstruction (optional) receives what the decoder will return.
 template <class T>
@@ -40,14 +44,23 @@ std::vector<uint8_t> compress_with_best_predictor(const T* x, const std::vector<
   PreviousBlendPredictor<T> blend{{p1, p1}, {0.0, 0.0}, 1};
   bool use_blend = false;
   if (p1) {
-    const BlendSums sums = blend_sums(x, p1, p2, size_t(n));
+    // Fitted and scored on a sample: every kScoreStride-th block (all of a small tensor), so a
+    // stream whose rounds do not correlate pays little for asking.
+    const uint64_t stride = n < kScoreAllBelow ? 1 : kScoreStride;
+    auto for_sample = [&](auto&& f) {
+      for (uint64_t b = 0; b * kScoreBlock < n; b += stride) f(b * kScoreBlock, std::min(n, (b + 1) * kScoreBlock));
+    };
+    BlendSums sums;
+    uint64_t sampled = 0;
+    for_sample([&](uint64_t b, uint64_t e) { add_blend_sums(x, p1, p2, b, e, sums), sampled += e - b; });
     const PreviousBlendPredictor<T> one = fit_previous(sums, p1);
     const PreviousBlendPredictor<T> two = p2 ? fit_two_previous(sums, p1, p2) : one;
-    // + the coefficients sent
-    const auto bits = residual_bits(x, size_t(n), step, ZeroPredictor(), one, two);
-    const double one_bits = bits[1] + 64, two_bits = two.terms == 2 ? bits[2] + 128 : one_bits;
+    std::array<double, 3> bits{};
+    for_sample([&](uint64_t b, uint64_t e) { add_residual_bits(x, b, e, step, bits, ZeroPredictor(), one, two); });
+    const double scale = double(n) / double(sampled);
+    const double one_bits = bits[1] * scale + 64, two_bits = two.terms == 2 ? bits[2] * scale + 128 : one_bits;  // + coefficients
     blend = two_bits < one_bits ? two : one;
-    const double saved = bits[0] - std::min(one_bits, two_bits);
+    const double saved = bits[0] * scale - std::min(one_bits, two_bits);
     if (saved > best_saved) best_saved = saved, use_blend = true;
   }
   if (try_low_rank && abs_bound > 0 && std::isfinite(abs_bound)) {

@@ -3,7 +3,7 @@
 // reconstructions bit for bit (the decoder's outputs), so the prediction is identical everywhere.
 // Measured on the resnet trace at REL 1e-2 (tensors > 1024 values): zero 8.87, one previous 9.17,
 // two previous 9.33 (per-channel scales add nothing over one per tensor: 9.19). Coefficients are
-// fitted by least squares; the predictor (or none) is chosen per tensor by residual_bits().
+// fitted by least squares; the predictor (or none) is chosen per tensor by add_residual_bits() (predictor_choice.hpp).
 #pragma once
 #include <array>
 #include <cmath>
@@ -46,17 +46,17 @@ inline bool to_coefficient(double v, double& out) {
 }
 
 // The least-squares sums of x against the last (p1) and second-last (p2, may be null)
-// reconstructions, in one pass: over the values where x and p1 are finite (one-term fit) and
-// where all three are (two-term fit).
+// reconstructions: over the values where x and p1 are finite (one-term fit) and where all three
+// are (two-term fit).
 struct BlendSums {
   double x1 = 0, s11 = 0;                                  // one term
   double t11 = 0, t12 = 0, t22 = 0, tx1 = 0, tx2 = 0;      // two terms
 };
 
+// Over values [begin, end).
 template <class T>
-BlendSums blend_sums(const T* x, const T* p1, const T* p2, size_t n) {
-  BlendSums s;
-  for (size_t i = 0; i < n; ++i) {
+void add_blend_sums(const T* x, const T* p1, const T* p2, uint64_t begin, uint64_t end, BlendSums& s) {
+  for (uint64_t i = begin; i < end; ++i) {
     const double a = double(x[i]), b = double(p1[i]);
     if (!(std::isfinite(a) && std::isfinite(b))) continue;
     s.x1 += a * b, s.s11 += b * b;
@@ -64,7 +64,6 @@ BlendSums blend_sums(const T* x, const T* p1, const T* p2, size_t n) {
     const double c = double(p2[i]);
     if (std::isfinite(c)) s.t11 += b * b, s.t12 += b * c, s.t22 += c * c, s.tx1 += a * b, s.tx2 += a * c;
   }
-  return s;
 }
 
 // argmin_a sum (x - a p1)^2 (a = 0 where undefined).
@@ -97,18 +96,17 @@ inline double approx_log2_1p(double r) {
 }
 
 // Estimated bits of the quantized residual under each predictor, sum of log2(1 + |x -
-// prediction| / step) over the values, in one pass. Entropy grows with the log of the residual,
-// so this ranks predictors the way the coder will.
+// prediction| / step) over values [begin, end), added to `sum`, in one pass. Entropy grows with
+// the log of the residual, so this ranks predictors the way the coder will.
 template <class T, class... Predictors>
-std::array<double, sizeof...(Predictors)> residual_bits(const T* x, size_t n, double step, const Predictors&... predict) {
+void add_residual_bits(const T* x, uint64_t begin, uint64_t end, double step,
+                       std::array<double, sizeof...(Predictors)>& sum, const Predictors&... predict) {
   const double inv = 1.0 / step;
-  std::array<double, sizeof...(Predictors)> sum{};
-  for (size_t i = 0; i < n; ++i) {
+  for (uint64_t i = begin; i < end; ++i) {
     const double xi = double(x[i]);
     size_t k = 0;
     ((sum[k++] += approx_log2_1p(std::fabs(xi - predict(i)) * inv)), ...);
   }
-  return sum;
 }
 
 }  // namespace ebgc
