@@ -24,7 +24,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bounds", default="4e-2,2e-2,1e-2,5e-3")
     ap.add_argument("--seeds", default="0,1,2")
-    ap.add_argument("--raw-max", type=int, default=0, help="tensors of <= N values go raw for every codec")
+    ap.add_argument("--raw-max", type=int, default=demo.RAW_MAX,
+                    help="tensors of <= N values go raw for every codec (0: every tensor coded)")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     bounds = [float(b) for b in args.bounds.split(",")]

@@ -4,11 +4,12 @@ FedAvg with non-IID clients (Dirichlet split of the 8x8 digits, upsampled to 16x
 every round each client trains from the global model and sends its update; the server averages
 the decoded updates. The same seeds drive every method, so the only difference is the uplink
 codec: raw float32, SZ3 (pysz, if installed; its default algorithm at the same absolute bound),
-or an ebgc stateful stream per client. Every tensor goes through the codec: the ebgc encoder sends a
-tensor raw where coding does not pay, and an SZ3 blob larger than the raw tensor is replaced by the
-raw tensor (counted without any header). ``raw_max=1024`` instead sends tensors of <= 1024 values
-raw for every codec, as APPFL's compressors leave small layers out. Clients keep the compression
-error and add it to their next update (error feedback), for every codec.
+or an ebgc stateful stream per client. Tensors of <= ``raw_max`` values (default 1024, the bench
+protocol's per-tensor policy and APPFL's ``param_cutoff``) go raw for every codec. With
+``raw_max=0`` every tensor goes through the codec: the ebgc encoder sends a tensor raw where coding
+does not pay, and an SZ3 blob larger than the raw tensor is replaced by the raw tensor (counted
+without any header). Clients keep the compression error and add it to their next update (error
+feedback), for every codec.
 Needs torch and scikit-learn.
 """
 from __future__ import annotations
@@ -18,7 +19,9 @@ from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 
-APPFL_RAW_MAX = 1024  # APPFL's param_cutoff: its compressors send smaller tensors losslessly
+# By default tensors of <= RAW_MAX values go raw for every codec, as in `ebgc bench`
+# (bench/PROTOCOL.md); APPFL's param_cutoff is the same size.
+from .bench import RAW_MAX_ELEMENTS as RAW_MAX
 
 
 def _data(seed: int, clients: int, alpha: float):
@@ -103,8 +106,8 @@ def _codecs(error_bound: float, clients: int, raw_max: int) -> Dict[str, Callabl
     return out
 
 
-def run_demo(*, rounds: int = 12, clients: int = 4, error_bound: float = 1e-2, alpha: float = 0.5,
-             local_epochs: int = 2, seed: int = 0, raw_max: int = 0,
+def run_demo(*, rounds: int = 12, clients: int = 4, error_bound: float = 2e-2, alpha: float = 0.5,
+             local_epochs: int = 2, seed: int = 0, raw_max: int = RAW_MAX,
              progress: Optional[Callable[[str], None]] = None) -> List[Dict[str, Any]]:
     """Run FedAvg once per codec; returns one row per codec with its per-round history.
     raw_max: tensors of at most this many values go raw for every codec (0: none)."""
