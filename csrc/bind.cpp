@@ -155,9 +155,9 @@ py::dict header(py::buffer blob, bool verify_checksum) {
   d["error_bound"] = h.error_bound;
   d["abs_bound"] = h.abs_bound;
   d["coder"] = coder_name(h.coder);
-  static const char* predictor_names[] = {"zero", "scaled-previous", "blend-two-previous", "low-rank"};
+  static const char* predictor_names[] = {"zero", "scaled-previous", "blend-two-previous", "low-rank", "low-rank"};
   d["predictor"] = predictor_names[h.predictor];
-  d["predictor_rank"] = h.predictor == uint8_t(PredictorId::LowRank) ? unsigned(h.predictor_data[0]) : 0u;
+  d["predictor_rank"] = is_low_rank(h.predictor) ? unsigned(h.predictor_data[0]) : 0u;
   py::list coef;
   for (unsigned k = 0; k < predictor_terms(h.predictor); ++k) coef.append(h.predictor_coef[k]);
   d["predictor_coefficients"] = coef;

@@ -432,7 +432,7 @@ void decompress_typed(const DecodeRequest& r, const ParsedBlob& pb, Workspace& w
     return;
   }
   // The low-rank predictor has no GPU kernel yet: such blobs take the CPU path below.
-  if (h.coder == Coder::Bitpack && h.predictor != uint8_t(PredictorId::LowRank)) {
+  if (h.coder == Coder::Bitpack && !is_low_rank(h.predictor)) {
     check_bitpack_streams(pb);
     uint8_t* host = nullptr;
     const DecodeLayout L = stage_bitpack(pb, ws, host);

@@ -72,7 +72,7 @@ class Blob:
     payload: bytes = b""
     payload_size: int | None = None  # None: len(payload)
     ndim: int | None = None  # None: len(shape)
-    predictor_data: bytes = b""  # coefficients (predictors 1, 2) or low-rank factors (3), as stored
+    predictor_data: bytes = b""  # coefficients (predictors 1, 2) or low-rank factors (3, 4), as stored
 
     def header_bytes(self) -> bytes:
         h = bytearray(MAGIC)
@@ -119,6 +119,14 @@ def parse(blob: bytes) -> Blob:
         for d in shape:
             n *= d
         pos += 1 + blob[pos] * (8 + 2 * (rows + n // rows))
+    elif predictor == 4:  # rank, per component u8 width and two f32 scales, then packed factors
+        rows = shape[0]
+        n = 1
+        for d in shape:
+            n *= d
+        rank = blob[pos]
+        total_bits = sum(blob[pos + 1 + 9 * k] for k in range(rank))
+        pos += 1 + 9 * rank + (total_bits * (rows + n // rows) + 7) // 8
     predictor_data = bytes(blob[start:pos])
     psize, pos = read_varint(blob, pos)
     payload = bytes(blob[pos:pos + psize])

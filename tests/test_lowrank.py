@@ -1,4 +1,5 @@
-"""The low-rank predictor (predictor 3): matrices predicted by int16 factors sent in the header.
+"""The low-rank predictor: matrices predicted by factors sent in the header, written as predictor
+4 (each component's entries at their own width) and still read as predictor 3 (int16 entries).
 
 It must pay where updates are low-rank, keep the bound on any input it is tried on (NaN, Inf,
 huge values, denormals, constant and zero matrices), give the same bytes whatever the thread
@@ -138,7 +139,7 @@ def test_encoder_state_keeps_the_setting():
 @pytest.fixture(scope="module")
 def sample_blob():
     blob = ebgc.compress(low_rank(32, 160), 1e-2)
-    assert predictor(blob)[0] == "low-rank"
+    assert predictor(blob)[0] == "low-rank" and parse(blob).predictor == 4
     return blob
 
 
@@ -155,11 +156,52 @@ def _with_factors(blob, data=None, shape=None, predictor_id=None, coder=None):
     return b.to_bytes()
 
 
-def test_crafted_factor_fields_are_refused(sample_blob):
+def _refused(blob, cases):
+    for what, d in cases.items():
+        with pytest.raises(ebgc.FormatError):
+            ebgc.decompress(_with_factors(blob, data=d))
+            pytest.fail(what)
+
+
+def test_crafted_packed_factor_fields_are_refused(sample_blob):
     b = parse(sample_blob)
     data = b.predictor_data
     rank = data[0]
-    cases = {
+    width = data[1]
+    _refused(sample_blob, {
+        "rank 0": bytes([0]) + data[1:],
+        "rank 33": bytes([33]) + data[1:],
+        "rank beyond the factors": bytes([rank + 1]) + data[1:],
+        "width 0": data[:1] + bytes([0]) + data[2:],
+        "width 1": data[:1] + bytes([1]) + data[2:],
+        "width 17": data[:1] + bytes([17]) + data[2:],
+        "width 255": data[:1] + bytes([255]) + data[2:],
+        "width beyond the factors": data[:1] + bytes([width + 1]) + data[2:],
+        "narrower than sent": data[:1] + bytes([width - 1]) + data[2:],
+        "factors cut short": data[:-1],
+        "one byte more": data + b"\0",
+        "component headers cut short": data[:1 + 9 * rank - 1],
+        "no factors": b"",
+        "NaN scale": data[:2] + struct.pack("<f", float("nan")) + data[6:],
+        "Inf scale": data[:6] + struct.pack("<f", float("inf")) + data[10:],
+    })
+    with pytest.raises(ebgc.FormatError):  # a vector cannot carry factors
+        ebgc.decompress(_with_factors(sample_blob, shape=[b.shape[0] * b.shape[1]]))
+    with pytest.raises(ebgc.FormatError):  # nor can a raw blob
+        ebgc.decompress(_with_factors(sample_blob, coder=0))
+    with pytest.raises(ebgc.FormatError):  # factors behind a predictor that has none
+        ebgc.decompress(_with_factors(sample_blob, predictor_id=0))
+    with pytest.raises(ebgc.FormatError):  # packed factors read as the int16 layout
+        ebgc.decompress(_with_factors(sample_blob, predictor_id=3))
+    with pytest.raises(ebgc.FormatError):  # no predictor 5
+        ebgc.decompress(_with_factors(sample_blob, predictor_id=5))
+
+
+def test_crafted_int16_factor_fields_are_refused(fixture_blob_int16):
+    blob = fixture_blob_int16
+    data = parse(blob).predictor_data
+    rank = data[0]
+    _refused(blob, {
         "rank 0": bytes([0]) + data[1:],
         "rank 33": bytes([33]) + data[1:],
         "rank beyond the factors": bytes([rank + 1]) + data[1:],
@@ -167,17 +209,27 @@ def test_crafted_factor_fields_are_refused(sample_blob):
         "no factors": b"",
         "NaN scale": data[:1] + struct.pack("<f", float("nan")) + data[5:],
         "Inf scale": data[:5] + struct.pack("<f", float("inf")) + data[9:],
-    }
-    for what, d in cases.items():
-        with pytest.raises(ebgc.FormatError):
-            ebgc.decompress(_with_factors(sample_blob, data=d))
-            pytest.fail(what)
-    with pytest.raises(ebgc.FormatError):  # a vector cannot carry factors
-        ebgc.decompress(_with_factors(sample_blob, shape=[b.shape[0] * b.shape[1]]))
-    with pytest.raises(ebgc.FormatError):  # nor can a raw blob
-        ebgc.decompress(_with_factors(sample_blob, coder=0))
-    with pytest.raises(ebgc.FormatError):  # factors behind a predictor that has none
-        ebgc.decompress(_with_factors(sample_blob, predictor_id=0))
+    })
+
+
+@pytest.fixture(scope="module")
+def fixture_blob_int16():
+    """A committed v1 blob of predictor 3 (int16 factors), which the encoder no longer writes."""
+    from pathlib import Path
+
+    blob = (Path(__file__).parent / "fixtures" / "f32_rel_lowrank_context.ebgc").read_bytes()
+    assert parse(blob).predictor == 3
+    return blob
+
+
+def test_packed_factors_are_narrower_than_int16():
+    x = low_rank(64, 512, rank=4, noise=0.3, seed=4)
+    b = parse(ebgc.compress(x, 1e-2))
+    assert b.predictor == 4
+    rank = b.predictor_data[0]
+    widths = [b.predictor_data[1 + 9 * k] for k in range(rank)]
+    assert all(2 <= w < 16 for w in widths), widths
+    assert len(b.predictor_data) < 0.7 * (1 + rank * (8 + 2 * (64 + 512)))
 
 
 def test_huge_declared_matrix_allocates_nothing(sample_blob):

@@ -574,9 +574,9 @@ void decompress(const ParsedBlob& pb, T* out, uint64_t out_elems, unsigned threa
     const PreviousBlendPredictor<T> predict{{previous[0], previous[terms - 1]},
                                             {h.predictor_coef[0], h.predictor_coef[1]}, terms};
     parallel_for(h.chunks(), threads, [&](size_t c) { decode_chunk(pb, qz, predict, c, out); });
-  } else if (h.predictor == uint8_t(PredictorId::LowRank)) {
+  } else if (is_low_rank(h.predictor)) {
     const uint64_t rows = h.shape[0];
-    const LowRankPredictor predict(LowRankFactors::parse(h.predictor_data, rows, n / rows));
+    const LowRankPredictor predict(LowRankFactors::parse(h.predictor_data, rows, n / rows, h.predictor));
     parallel_for(h.chunks(), threads, [&](size_t c) { decode_chunk(pb, qz, predict, c, out); });
   } else {
     const ZeroPredictor predict;

@@ -27,13 +27,22 @@ constexpr unsigned kMinChunkLog2 = 10, kMaxChunkLog2 = 20;
 enum class DType : uint8_t { Float32 = 1, Float64 = 2, Float16 = 3, BFloat16 = 4 };
 // ContextSerial is the context coder's first layout: still decoded, no longer written.
 enum class Coder : uint8_t { Raw = 0, Bitpack = 1, Huffman = 2, ContextSerial = 3, Context = 4 };
-enum class PredictorId : uint8_t { Zero = 0, ScaledPrevious = 1, BlendTwoPrevious = 2, LowRank = 3 };
+// LowRank (int16 factors) is still decoded but no longer written; LowRankPacked replaced it.
+enum class PredictorId : uint8_t { Zero = 0, ScaledPrevious = 1, BlendTwoPrevious = 2, LowRank = 3, LowRankPacked = 4 };
+inline bool is_low_rank(uint8_t id) { return id == 3 || id == 4; }
 // Earlier reconstructions a predictor reads (the low-rank one reads only its factors).
 inline unsigned predictor_terms(uint8_t id) { return id == 1 ? 1 : id == 2 ? 2 : 0; }
 constexpr unsigned kMaxLowRank = 32;
 // Header bytes of the low-rank factors: rank, two f32 scales and int16 rows/cols per component.
 inline uint64_t low_rank_data_bytes(unsigned rank, uint64_t rows, uint64_t cols) {
   return 1 + uint64_t(rank) * (8 + 2 * (rows + cols));
+}
+// Header bytes of packed factors: rank, per component u8 bits and two f32 scales, then every
+// component's entries at its own width (total_bits = the sum of the components' widths).
+constexpr unsigned kLowRankComponentHeader = 9;
+constexpr unsigned kLowRankMinBits = 2, kLowRankMaxBits = 16;
+inline uint64_t low_rank_packed_bytes(unsigned rank, uint64_t total_bits, uint64_t rows, uint64_t cols) {
+  return 1 + uint64_t(rank) * kLowRankComponentHeader + (total_bits * (rows + cols) + 7) / 8;
 }
 constexpr uint8_t kCoderCount = 5;
 
@@ -85,7 +94,7 @@ struct Header {
   BoundMode mode = BoundMode::Rel;
   uint8_t predictor = 0;  // PredictorId
   double predictor_coef[2] = {0, 0};  // per previous reconstruction used (predictors 1, 2)
-  std::vector<uint8_t> predictor_data;  // the low-rank predictor's factors (predictor 3)
+  std::vector<uint8_t> predictor_data;  // the low-rank predictor's factors (predictors 3, 4)
   Coder coder = Coder::Raw;
   uint8_t chunk_log2 = kDefaultChunkLog2;
   std::vector<uint64_t> shape;
@@ -115,7 +124,7 @@ struct Header {
     w.f64(error_bound);
     w.f64(abs_bound);
     for (unsigned k = 0; k < predictor_terms(predictor); ++k) w.f64(predictor_coef[k]);
-    if (predictor == uint8_t(PredictorId::LowRank)) w.bytes(predictor_data.data(), predictor_data.size());
+    if (is_low_rank(predictor)) w.bytes(predictor_data.data(), predictor_data.size());
     w.varint(payload_size);
   }
 };
@@ -176,7 +185,7 @@ inline Header read_header(const uint8_t* blob, size_t size, ByteReader& r, bool 
   require_format(mode <= 1, "unknown bound mode");
   h.mode = BoundMode(mode);
   h.predictor = r.u8("predictor");
-  require_format(h.predictor <= 3, "unknown predictor");
+  require_format(h.predictor <= 4, "unknown predictor");
   uint8_t coder = r.u8("coder");
   require_format(coder < kCoderCount, "unknown coder");
   h.coder = Coder(coder);
@@ -206,16 +215,30 @@ inline Header read_header(const uint8_t* blob, size_t size, ByteReader& r, bool 
     require_format(std::isfinite(h.predictor_coef[k]), "bad predictor coefficient");
     require_format(h.coder != Coder::Raw, "a raw blob has no prediction");
   }
-  if (h.predictor == uint8_t(PredictorId::LowRank)) {
+  if (is_low_rank(h.predictor)) {
     // A matrix (rows = shape[0], cols = the rest) and its factors: their size follows from the
-    // rank and the shape, and they must be present, so nothing is allocated beyond the blob.
+    // rank, the widths and the shape, and they must be present, so nothing is allocated beyond
+    // the blob.
     require_format(h.coder != Coder::Raw, "a raw blob has no prediction");
     require_format(ndim >= 2 && h.elements() > 0, "a low-rank prediction needs a non-empty matrix");
     const unsigned rank = r.remaining() ? r.data[r.pos] : 0;
     require_format(rank >= 1 && rank <= kMaxLowRank, "bad low-rank predictor rank");
     const uint64_t rows = h.shape[0], cols = n / rows;
-    require_format((rows + cols) <= r.remaining() / (2 * rank), "low-rank factors run past the end of the blob");
-    const uint64_t bytes = low_rank_data_bytes(rank, rows, cols);
+    uint64_t bytes = 0;
+    if (h.predictor == uint8_t(PredictorId::LowRank)) {
+      require_format((rows + cols) <= r.remaining() / (2 * rank), "low-rank factors run past the end of the blob");
+      bytes = low_rank_data_bytes(rank, rows, cols);
+    } else {
+      require_format(r.remaining() >= 1 + uint64_t(rank) * kLowRankComponentHeader, "low-rank factors run past the end of the blob");
+      uint64_t total_bits = 0;
+      for (unsigned k = 0; k < rank; ++k) {
+        const unsigned bits = r.data[r.pos + 1 + k * kLowRankComponentHeader];
+        require_format(bits >= kLowRankMinBits && bits <= kLowRankMaxBits, "bad low-rank factor width");
+        total_bits += bits;
+      }
+      require_format((rows + cols) <= r.remaining() * 8 / total_bits, "low-rank factors run past the end of the blob");
+      bytes = low_rank_packed_bytes(rank, total_bits, rows, cols);
+    }
     const uint8_t* p = r.take(bytes, "low-rank factors");
     h.predictor_data.assign(p, p + bytes);
   }
