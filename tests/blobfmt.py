@@ -113,20 +113,17 @@ def parse(blob: bytes) -> Blob:
     start = pos
     if predictor in (1, 2):
         pos += 8 * predictor
-    elif predictor == 3:  # rank, per component two f32 scales, then int16 factors
-        rows = shape[0]
+    elif predictor in (3, 4):
         n = 1
         for d in shape:
             n *= d
-        pos += 1 + blob[pos] * (8 + 2 * (rows + n // rows))
-    elif predictor == 4:  # rank, per component u8 width and two f32 scales, then packed factors
-        rows = shape[0]
-        n = 1
-        for d in shape:
-            n *= d
+        sides = shape[0] + n // shape[0]  # rows + cols
         rank = blob[pos]
-        total_bits = sum(blob[pos + 1 + 9 * k] for k in range(rank))
-        pos += 1 + 9 * rank + (total_bits * (rows + n // rows) + 7) // 8
+        if predictor == 3:  # rank, per component two f32 scales, then int16 factors
+            pos += 1 + rank * (8 + 2 * sides)
+        else:  # rank, per component u8 width and two f32 scales, then packed factors
+            total_bits = sum(blob[pos + 1 + 9 * k] for k in range(rank))
+            pos += 1 + 9 * rank + (total_bits * sides + 7) // 8
     predictor_data = bytes(blob[start:pos])
     psize, pos = read_varint(blob, pos)
     payload = bytes(blob[pos:pos + psize])

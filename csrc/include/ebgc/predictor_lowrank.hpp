@@ -83,6 +83,8 @@ struct LowRankFactors {
     f.rank = data[0];
     require_format(f.rank >= 1 && f.rank <= kMaxLowRank, "bad low-rank predictor rank");
     const bool packed = predictor == uint8_t(PredictorId::LowRankPacked);
+    require_format(data.size() >= 1 + uint64_t(f.rank) * (packed ? kLowRankComponentHeader : 8u),
+                   "low-rank factors do not match the shape");
     f.rows = rows, f.cols = cols;
     const uint8_t* p = data.data() + 1;
     auto f32 = [&]() {
