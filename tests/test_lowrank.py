@@ -222,6 +222,31 @@ def fixture_blob_int16():
     return blob
 
 
+@st.composite
+def packed_factor_fields(draw):
+    """Predictor 4 factor fields for the 32 x 160 sample: a rank, per component a width (valid or
+    not) and two scales, then the packed entries, whose length is right, short or long."""
+    rank = draw(st.integers(0, 34))
+    head = bytearray([rank])
+    total = 0
+    for _ in range(rank):
+        w = draw(st.sampled_from([0, 1, 2, 3, 7, 12, 16, 17, 255]))
+        total += w
+        scale = draw(st.sampled_from([0.0, 1e-30, 1.0, 3e38, float("nan"), float("inf")]))
+        head += bytes([w]) + struct.pack("<ff", scale, draw(st.sampled_from([1.0, -1e-3, float("-inf")])))
+    size = (total * (32 + 160) + 7) // 8 + draw(st.sampled_from([0, 0, -1, 1, -50]))
+    return bytes(head) + draw(st.binary(min_size=max(0, size), max_size=max(0, size)))
+
+
+@given(data=packed_factor_fields())
+def test_any_packed_factor_field_decodes_or_is_refused(sample_blob, data):
+    try:
+        out = ebgc.decompress(_with_factors(sample_blob, data=data))
+    except ebgc.FormatError:
+        return
+    assert out.shape == (32, 160) and out.dtype == np.float32
+
+
 def test_packed_factors_are_narrower_than_int16():
     x = low_rank(64, 512, rank=4, noise=0.3, seed=4)
     b = parse(ebgc.compress(x, 1e-2))
