@@ -9,6 +9,15 @@
 
 namespace ebgc {
 
+// A grow-only per-thread byte buffer of at least `bytes`, one per Use tag (so an encoder's and a
+// decoder's scratch never alias), reused by every chunk the thread codes.
+template <class Use>
+inline std::vector<uint8_t>& thread_scratch(size_t bytes) {
+  static thread_local std::vector<uint8_t> scratch;
+  if (scratch.size() < bytes) scratch.resize(bytes);
+  return scratch;
+}
+
 struct ByteWriter {
   std::vector<uint8_t> buf;
 

@@ -172,12 +172,9 @@ struct SymbolPass {
   }
 };
 
-// A per-thread buffer of at least `bytes`, reused by every chunk the thread codes.
-inline std::vector<uint8_t>& chunk_scratch(uint64_t bytes) {
-  static thread_local std::vector<uint8_t> scratch;
-  if (scratch.size() < bytes) scratch.resize(size_t(bytes));
-  return scratch;
-}
+// The encoder's per-thread stream buffer (thread_scratch).
+struct ChunkStreamScratch {};
+inline std::vector<uint8_t>& chunk_scratch(uint64_t bytes) { return thread_scratch<ChunkStreamScratch>(size_t(bytes)); }
 
 template <class T, class Predictor>
 void analyze_chunk(const T* x, uint64_t begin, uint64_t end, const LinearQuantizer& qz,

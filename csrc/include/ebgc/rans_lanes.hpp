@@ -238,8 +238,8 @@ inline void rans_lanes_decode_chunk(const ContextModel& m, const uint8_t* a, siz
   // sent low-entropy chunks (few words a lane) to the checked scalar loop: 32% of the decode
   // time of the vgg fc layer.
   const size_t pad = size_t(4 * lanes.common() + 16);
-  static thread_local std::vector<uint8_t> padded;
-  if (padded.size() < size + pad) padded.resize(size + pad);
+  struct PaddedStreamA {};
+  std::vector<uint8_t>& padded = thread_scratch<PaddedStreamA>(size + pad);
   std::memcpy(padded.data(), a, size);
   std::memset(padded.data() + size, 0, pad);
   a = padded.data();
