@@ -308,6 +308,27 @@ py::array_t<int32_t> context_decode(py::buffer data, uint64_t count) {
   return vector_to_array(std::move(out));
 }
 
+// Test hook: one rANS encoder step (renormalization already done) for each (x, freq, start), so
+// the tests can hold its multiply-high quotient against exact integer arithmetic.
+py::array_t<uint32_t> rans_encode_step(py::array_t<uint32_t, py::array::c_style | py::array::forcecast> x,
+                                       py::array_t<uint32_t, py::array::c_style | py::array::forcecast> freq,
+                                       py::array_t<uint32_t, py::array::c_style | py::array::forcecast> start) {
+  const size_t n = size_t(x.size());
+  if (size_t(freq.size()) != n || size_t(start.size()) != n) throw InvalidArgument("x, freq and start differ in size");
+  std::vector<uint32_t> out(n);
+  uint16_t word[2];
+  for (size_t i = 0; i < n; ++i) {
+    const uint32_t f = freq.data()[i], s = start.data()[i];
+    if (f < 1 || f > kRansScale || s > kRansScale - f) throw InvalidArgument("freq/start outside the scale");
+    if (uint64_t(x.data()[i]) >= uint64_t(f) << (32 - kRansScaleBits)) throw InvalidArgument("state not renormalized");
+    uint32_t state = x.data()[i];
+    uint16_t* w = word + 2;
+    RansLaneEncoder::put(state, RansLaneEncoder::make(f, s), w);
+    out[i] = state;
+  }
+  return vector_to_array(std::move(out));
+}
+
 template <class T>
 py::tuple quantize_t(const py::buffer_info& info, double abs_bound) {
   const T* x = static_cast<const T*>(info.ptr);
@@ -439,6 +460,8 @@ PYBIND11_MODULE(_core, m) {
       "Test hook: whether the AVX2 paths run (the context decoder's lane loop, the encoder's "
       "quantizer); enable=True/False switches them (True only where the CPU has AVX2). Returns the "
       "previous setting.");
+  m.def("_rans_encode_step", &rans_encode_step, py::arg("x"), py::arg("freq"), py::arg("start"),
+        "Test hook: the context coder's rANS encoder step on states below freq << 20.");
   m.def("quantize", &quantize, py::arg("x"), py::arg("abs_bound"));
   m.def("dequantize", &dequantize, py::arg("codes"), py::arg("abs_bound"), py::arg("dtype"));
   m.def("narrow_bits", &narrow_bits, py::arg("x"), py::arg("dtype"),

@@ -271,9 +271,9 @@ def test_bitpack_random_bytes(data, count):
 # Context-modelled rANS
 # ==================================================================================================
 
-def _ctx_rt(codes):
+def _ctx_rt(codes, period=1):
     codes = np.asarray(codes, dtype=np.int32)
-    enc = _core.context_encode(codes)
+    enc = _core.context_encode(codes, period)
     assert isinstance(enc, bytes)
     dec = _core.context_decode(enc, len(codes))
     assert isinstance(dec, np.ndarray) and dec.dtype == np.int32 and dec.shape == codes.shape
@@ -320,6 +320,50 @@ def test_context_uniform_full_range():
                   | st.sampled_from([MAX_CODE, -MAX_CODE, MAX_CODE - 1, 2**29, -(2**29), 15, 16, -16, 0])))
 def test_context_hypothesis(codes):
     _ctx_rt(codes)
+
+
+@pytest.mark.parametrize("period", [1, 9, 300])
+@pytest.mark.parametrize("where", [0, 1, 255, 256, 511, 4097])
+@pytest.mark.parametrize("large", [16, -16, 17, MAX_CODE, -MAX_CODE])
+def test_context_small_and_large_runs(period, where, large):
+    """The symbol pass takes runs of 256 codes that are all below 16 in magnitude through a loop
+    without raw bits, and other runs through the general one: one large code at a run's edge,
+    with lanes and kernels crossing runs, must come back exactly in both."""
+    rng = np.random.default_rng(where)
+    c = rng.integers(-15, 15, size=9000, endpoint=True).astype(np.int32)
+    c[where] = large
+    _ctx_rt(c, period)
+
+
+def test_rans_encoder_step_is_exact_for_every_frequency():
+    """The encoder's quotient (a multiply-high by a 64-bit reciprocal, no correction step) against
+    exact integer arithmetic, for every frequency of the 12-bit scale and the states where a
+    quotient could be off by one: both ends of the renormalized range and around multiples of
+    the frequency."""
+    scale = 4096
+    xs, fs, ss = [], [], []
+    for f in range(1, scale + 1):
+        top = (f << 20) - 1  # the largest state the step sees (after renormalization)
+        q_top = top // f
+        cand = {1, 2**16, 2**16 + 1, top, top - 1, q_top * f, q_top * f - 1, (q_top - 1) * f + f - 1,
+                (1 << 31) // f * f - 1, (1 << 31) // f * f}
+        cand = [x for x in cand if 1 <= x <= top]
+        xs += cand
+        fs += [f] * len(cand)
+        ss += [(f * 7) % (scale - f + 1)] * len(cand)
+    rng = np.random.default_rng(4)
+    f_rand = rng.integers(1, scale, size=200000, endpoint=True)
+    xs += list(rng.integers(1, f_rand.astype(np.uint64) << 20))
+    fs += list(f_rand)
+    ss += list(rng.integers(0, scale - f_rand, endpoint=True))
+    x, f, s = (np.array(v, np.uint64) for v in (xs, fs, ss))
+    got = _core._rans_encode_step(x.astype(np.uint32), f.astype(np.uint32), s.astype(np.uint32))
+    want = (x // f) * scale + x % f + s
+    np.testing.assert_array_equal(got.astype(np.uint64), want)
+    with pytest.raises(ValueError):
+        _core._rans_encode_step([1 << 20], [1], [0])  # not renormalized
+    with pytest.raises(ValueError):
+        _core._rans_encode_step([5], [0], [0])
 
 
 @pytest.mark.parametrize("bad", [2**30, -(2**30), 2**31 - 1, -(2**31)])

@@ -67,9 +67,20 @@ struct SignContext {
   int sum = 0;
   SignContext() = default;
   SignContext(uint64_t p, uint64_t begin) : period(uint32_t(p)), left(uint32_t(p - begin % p)) {}
-  inline unsigned ctx() const { return unsigned((sum < -3 ? -3 : sum > 3 ? 3 : sum) + 3); }
-  inline void push(uint32_t symbol, uint32_t negative) {  // after every value, zeros included
-    sum += symbol ? (negative ? -1 : 1) : 0;
+  // The sum clamped to [-3, 3], plus 3, with shifts: GCC had compiled the clamp into jumps, which
+  // mispredict where a kernel's sum wanders around +-3.
+  inline unsigned ctx() const {
+    int c = sum + 3;
+    c &= ~(c >> 31);                      // max(c, 0)
+    c = 6 + ((c - 6) & ((c - 6) >> 31));  // min(c, 6)
+    return unsigned(c);
+  }
+  // After every value, zeros included. The sum's step (+1, -1, 0 for a zero) without a branch:
+  // whether a code is zero, and its sign, are data no predictor learns (GCC had made a jump of the
+  // ternary this replaced). The kernel's end is regular, and a branch on it predicts well.
+  inline void push(uint32_t symbol, uint32_t negative) {
+    const int nonzero = symbol != 0;
+    sum += nonzero - 2 * (nonzero & int(negative));
     const bool kernel_end = --left == 0;
     left = kernel_end ? period : left;
     sum = kernel_end ? 0 : sum;

@@ -49,6 +49,10 @@ EBGC_HD inline bool is_finite(double v) { return (bits_of(v) & ~(uint64_t(1) << 
 // 2^e for a normal double exponent (-1022..1023).
 EBGC_HD inline double pow2(int e) { return double_of(uint64_t(e + 1023) << 52); }
 
+// c ? a : b for c in {0, 1}, without a branch: compilers turn the ternary into jumps on
+// data-dependent conditions that no predictor can learn (zero or not, sign, small or large).
+EBGC_HD inline uint32_t pick(uint32_t c, uint32_t a, uint32_t b) { return b ^ ((a ^ b) & (0u - c)); }
+
 // Number of significant bits of v (0 for 0).
 EBGC_HD inline unsigned bit_width(uint32_t v) {
 #if defined(__CUDA_ARCH__)

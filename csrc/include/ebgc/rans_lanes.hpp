@@ -44,9 +44,10 @@ inline uint8_t event_context(unsigned bucket, unsigned sign_ctx) { return uint8_
 
 // ---- encoder ------------------------------------------------------------------------------------
 struct RansEncodeEntry {
-  uint64_t renorm_at;  // emit 16 bits first when the state is >= this (freq << 20)
-  uint64_t inverse;    // floor(2^32 / freq): the quotient of a 32-bit state without a divide
-  uint32_t freq, start;
+  uint64_t reciprocal;  // floor(2^64 / freq) + 1 (2^64 - 1 for freq 1): the quotient by a multiply
+  uint32_t renorm_max;  // emit 16 bits first when the state is above this ((freq << 20) - 1)
+  uint32_t complement;  // kRansScale - freq
+  uint32_t bias;        // start (start + kRansScale - 1 for freq 1)
 };
 
 struct RansLaneEncoder {
@@ -55,7 +56,19 @@ struct RansLaneEncoder {
   std::array<uint32_t, 128> magnitude_base{}, sign_base{};  // by event context byte
 
   static RansEncodeEntry make(uint32_t freq, uint32_t start) {
-    return {uint64_t(freq) << (32 - kRansScaleBits), (uint64_t(1) << 32) / freq, freq, start};
+    RansEncodeEntry e;
+    e.renorm_max = uint32_t((uint64_t(freq) << (32 - kRansScaleBits)) - 1);
+    e.complement = kRansScale - freq;
+    if (freq == 1) {
+      // 2^64 would not fit: 2^64 - 1 gives a quotient one short for every state (>= 1), and the
+      // bias makes up for it (x' = x + (q + 1) * (scale - 1) + start).
+      e.reciprocal = ~uint64_t(0);
+      e.bias = start + kRansScale - 1;
+    } else {
+      e.reciprocal = ~uint64_t(0) / freq + 1;
+      e.bias = start;
+    }
+    return e;
   }
   explicit RansLaneEncoder(const ContextModel& m) {
     const uint32_t signs = m.groups * kSymbols;
@@ -78,23 +91,22 @@ struct RansLaneEncoder {
     }
   }
 
-  // rANS step with the renormalization first (the decoder reads the word right after the event).
-  // The quotient through the reciprocal is exact or one short (x < 2^32, so x * inverse / 2^32 is
-  // within 1 below x / freq); the remainder test fixes it. An integer multiply-high is shorter
-  // than the double-precision reciprocal it replaced (two conversions and a multiply). Whether a
-  // word is emitted is data the branch predictor cannot learn, so it is a shift by 0 or 16 (GCC
-  // compiled the select it replaced into a branch).
+  // rANS step with the renormalization first (the decoder reads the word right after the event):
+  // x' = (x / freq) * scale + x % freq + start = x + (x / freq) * (scale - freq) + start. The
+  // quotient is the high half of x * reciprocal, exact for every 32-bit state: the reciprocal
+  // exceeds 2^64 / freq by less than 1, which moves x * reciprocal / 2^64 by less than
+  // 2^32 / 2^64, below the 1 / freq a fractional part can be from the next integer. One multiply
+  // and no correction step (the floor(2^32 / freq) reciprocal this replaced was one short at
+  // times, and fixing that took five more operations on the state's chain). Whether a word is
+  // emitted is data the branch predictor cannot learn, so it is a shift by 0 or 16 (GCC compiled
+  // the select it replaced into a branch).
   static inline void put(uint32_t& x, const RansEncodeEntry& e, uint16_t*& w) {
-    const uint32_t emit = uint32_t(uint64_t(x) >= e.renorm_at);
+    const uint32_t emit = uint32_t(x > e.renorm_max);
     w[-1] = uint16_t(x);  // harmless when not emitted: the next word overwrites it
     w -= emit;
     x >>= emit << 4;
-    uint32_t q = uint32_t((uint64_t(x) * e.inverse) >> 32);
-    uint32_t r = x - q * e.freq;
-    const bool short_by_one = r >= e.freq;
-    q += short_by_one;
-    r -= short_by_one ? e.freq : 0;
-    x = (q << kRansScaleBits) + r + e.start;
+    const uint32_t q = uint32_t((static_cast<unsigned __int128>(x) * e.reciprocal) >> 64);
+    x += q * e.complement + e.bias;
   }
 
   // One value of a lane: the encoder runs backwards, so its sign event goes before its magnitude.
@@ -163,10 +175,6 @@ struct RansLaneTables {
   // Sign frequency by sign context, and kRansScale at index 7: the certain sign event of a zero.
   const uint32_t* sign_freq;
 };
-
-// c ? a : b for c in {0, 1}, without a branch: compilers turn the ternary into jumps on
-// data-dependent conditions that no predictor can learn.
-inline uint32_t pick(uint32_t c, uint32_t a, uint32_t b) { return b ^ ((a ^ b) & (0u - c)); }
 
 // Refills a state below the renormalization point with the next word. Unchecked (branch-free, the
 // data decide the refills): the caller guarantees the word is there; checked: past the end it

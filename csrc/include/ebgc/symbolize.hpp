@@ -7,6 +7,8 @@
 #pragma once
 #include <cstdint>
 
+#include "hd.hpp"
+
 namespace ebgc {
 
 constexpr unsigned kExactSymbols = 16;
@@ -37,20 +39,29 @@ inline constexpr SymbolTable kSymbolTable{};
 struct Symbolized {
   uint32_t symbol;
   uint32_t raw;    // sign in bit 0, then the extra bits
-  uint32_t nraw;
+  uint32_t nraw;    // raw bits in all: nextra + the sign bit of a nonzero code
+  uint32_t nextra;
 };
 
-// Branch-free (the encoder's hot loop): |q| < 2^30, as the quantizer guarantees.
+// Branch-free (the encoder's hot loop; GCC had compiled the small/large select into a jump that
+// mispredicts wherever small and large codes mix): |q| < 2^30, as the quantizer guarantees.
 inline Symbolized symbolize(int32_t q) {
   const uint32_t sign = uint32_t(q) >> 31;
-  const uint32_t m = sign ? 0u - uint32_t(q) : uint32_t(q);
-  const bool exact = m < kExactSymbols;
+  const uint32_t m = (uint32_t(q) ^ (0u - sign)) + sign;  // |q|
+  const uint32_t large = m >= kExactSymbols;
   const unsigned e = 31u - unsigned(__builtin_clz(m | kExactSymbols));  // >= 4
-  const unsigned nextra = exact ? 0u : e - kClassBits;
+  const unsigned nextra = (e - kClassBits) & (0u - large);
   const uint32_t hi = (m >> (e - kClassBits)) & ((1u << kClassBits) - 1);
   const uint32_t extra = m & ((1u << nextra) - 1u);
-  const uint32_t symbol = exact ? m : kExactSymbols + (e - 4) * (1u << kClassBits) + hi;
-  return {symbol, sign | (extra << 1), nextra + (m != 0)};
+  const uint32_t symbol = pick(large, kExactSymbols + (e - 4) * (1u << kClassBits) + hi, m);
+  return {symbol, sign | (extra << 1), nextra + (m != 0), nextra};
+}
+
+// symbolize() of a code known to be below kExactSymbols in magnitude: the symbol is |q|.
+inline Symbolized symbolize_small(int32_t q) {
+  const uint32_t sign = uint32_t(q) >> 31;
+  const uint32_t m = (uint32_t(q) ^ (0u - sign)) + sign;
+  return {m, sign, uint32_t(m != 0), 0};
 }
 
 // Inverse: given the symbol and its raw bits (nraw of them, LSB first), rebuild the code.
