@@ -4,9 +4,11 @@
 // Defined cases: no finite value or max == min gives an absolute bound of 0, i.e. exact
 // reconstruction; NaN and +-Inf never enter the range and are always stored exactly.
 #pragma once
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <type_traits>
 
@@ -29,21 +31,40 @@ struct FiniteRange {
 
 template <class T>
 FiniteRange finite_range(const T* x, size_t n) {
-  // Two accumulators keep the loop simple enough to vectorize; NaN/Inf are skipped. 16-bit
-  // storage types are compared as float, which holds every one of their values exactly.
+  // NaN/Inf are skipped. 16-bit storage types are compared as float, which holds every one of
+  // their values exactly. The reduction runs on the values' order keys (sign-magnitude bits made
+  // two's complement), integers whose min/max GCC vectorizes: a min/max chain over floats it may
+  // not reorder, so that loop stayed scalar (0.75 ns a value).
   using A = std::conditional_t<std::is_floating_point_v<T>, T, float>;
-  A lo = std::numeric_limits<A>::infinity(), hi = -std::numeric_limits<A>::infinity();
-  const A big = std::numeric_limits<A>::max();
+  using U = std::conditional_t<sizeof(A) == 4, uint32_t, uint64_t>;
+  using S = std::make_signed_t<U>;
+  constexpr unsigned kBits = 8 * sizeof(A);
+  constexpr U kMagnitude = ~U(0) >> 1, kExponent = U(std::numeric_limits<A>::max_exponent * 2 - 1) << (std::numeric_limits<A>::digits - 1);
+  S lo = std::numeric_limits<S>::max(), hi = std::numeric_limits<S>::min();
   for (size_t i = 0; i < n; ++i) {
-    A v = A(double(x[i]));
-    bool finite = v >= -big && v <= big;  // false for NaN and +-Inf
-    lo = finite && v < lo ? v : lo;
-    hi = finite && v > hi ? v : hi;
+    U b;
+    if constexpr (std::is_same_v<A, T>) {
+      std::memcpy(&b, x + i, sizeof b);
+    } else {
+      const A v = A(double(x[i]));
+      std::memcpy(&b, &v, sizeof b);
+    }
+    const S finite = -S((b & kMagnitude) < kExponent);            // all ones, or 0 for NaN/Inf
+    const S key = S(b ^ (U(S(b) >> (kBits - 1)) & kMagnitude));  // ordered as the values are
+    // Masks, not selects: GCC vectorizes the reduction only in this form.
+    lo = std::min(lo, (key & finite) | (std::numeric_limits<S>::max() & ~finite));
+    hi = std::max(hi, (key & finite) | (std::numeric_limits<S>::min() & ~finite));
   }
   FiniteRange r;
   if (lo <= hi) {
-    r.lo = double(lo);
-    r.hi = double(hi);
+    auto value_of = [](S key) {
+      const U b = U(key) ^ (U(key >> (kBits - 1)) & kMagnitude);
+      A v;
+      std::memcpy(&v, &b, sizeof v);
+      return double(v);
+    };
+    r.lo = value_of(lo);
+    r.hi = value_of(hi);
   }
   return r;
 }
