@@ -150,8 +150,25 @@ def directory_offset(b: Blob) -> int:
     if b.coder == 2:  # huffman: varint alphabet, 4-bit lengths
         alphabet, pos = read_varint(p, pos)
         pos += (alphabet + 1) // 2
-    elif b.coder in (3, 4):  # context (both layouts): u8 groups, 8-byte bucket map, varint nbytes, tables
-        pos += 1 + 8
+    elif b.coder in (3, 4):  # context (both layouts): u8 groups, 8-byte bucket map, varint nbytes,
+        pos += 1 + 8         # tables, varint sign period, 7 u16 sign frequencies
         nbytes, pos = read_varint(p, pos)
         pos += nbytes
+        _, pos = read_varint(p, pos)
+        pos += 7 * 2
     return pos
+
+
+def chunk_directory(b: Blob) -> tuple[int, list[tuple[int, int]], int]:
+    """(offset of the directory in b.payload, [(len_a, len_b)] per chunk, offset of the streams)."""
+    start = pos = directory_offset(b)
+    n = 1
+    for d in b.shape:
+        n *= d
+    chunks = -(-n // (1 << b.chunk_log2))
+    lens = []
+    for _ in range(chunks):
+        la, pos = read_varint(b.payload, pos)
+        lb, pos = read_varint(b.payload, pos)
+        lens.append((la, lb))
+    return start, lens, pos

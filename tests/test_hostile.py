@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 import ebgc
 from ebgc.api import dtype_from_name
-from blobfmt import DTYPE_NAMES, Blob, directory_offset, parse, reseal, seal, varint
+from blobfmt import DTYPE_NAMES, Blob, chunk_directory, directory_offset, parse, reseal, seal, varint
 from conftest import CODERS
 
 # --------------------------------------------------------------------------------------------------
@@ -395,6 +395,32 @@ def test_context_header_declaring_huge_tensor(n_log2):
     b.shape = [2**n_log2]
     b.payload = b"\x00" * (10 * chunks + 16)
     _quick_format_error(b.to_bytes(), limit_s=5.0, header_level=False)
+
+
+@pytest.mark.parametrize("eb", [1e-2, 1e-4])  # few raw bits (lazy refills) / many (eager refills)
+def test_context_raw_bits_cut_short(eb):
+    """A context blob whose last chunk's raw-bit stream lost its last bytes (directory and
+    checksum consistent) is refused, in both of the decoder's raw-bit loops."""
+    rng = np.random.default_rng(8)
+    x = rng.laplace(size=70000).astype(np.float32)  # two chunks
+    blob = ebgc.compress(x, eb, mode="rel", coder="context")
+    b = parse(blob)
+    assert b.coder == 4
+    start, lens, streams = chunk_directory(b)
+    n_last = x.size - (len(lens) - 1) * (1 << b.chunk_log2)
+    la, lb = lens[-1]
+    assert (8 * lb >= n_last) == (eb < 1e-3)  # the case each parameter is for
+
+    def rebuilt(cut):
+        directory = b"".join(varint(a) + varint(c) for a, c in lens[:-1] + [(la, lb - cut)])
+        body = b.payload[streams:len(b.payload) - cut]
+        return Blob(**{**b.__dict__, "payload": b.payload[:start] + directory + body}).to_bytes()
+
+    np.testing.assert_array_equal(ebgc.decompress(rebuilt(0)), ebgc.decompress(blob))
+    for cut in (1, 2, 7, 8, 9):
+        if cut <= lb:
+            with pytest.raises(ebgc.FormatError):
+                ebgc.decompress(rebuilt(cut))
 
 
 @pytest.mark.parametrize("fault", ["short_chunk", "long_chunk", "trailing_byte", "missing_entry"])

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <type_traits>
 #include <vector>
 
 #include "bitpack.hpp"
@@ -552,14 +553,21 @@ void decode_chunk(const ParsedBlob& pb, const LinearQuantizer& qz, const Predict
     thread_local std::vector<uint8_t> sym;
     sym.resize(size_t(kLanes * lanes.len));
     rans_lanes_decode_chunk(pb.context, a, la, begin, end - begin, sym.data());
-    for (unsigned k = 0; k < kLanes; ++k) {
-      const uint8_t* lane_sym = sym.data() + k;
-      for (uint64_t j = 0, i = begin + lanes.begin(k); j < lanes.count[k]; ++j, ++i) {
-        const uint32_t v = lane_sym[kLanes * j], s = v & 127u;
-        raw.refill();
-        out[i] = qz.reconstruct<T>(desymbolize(s, v >> 7 | raw.get(kSymbolTable.info[s].nextra) << 1), predict(i));
+    auto values = [&](auto eager) {
+      for (unsigned k = 0; k < kLanes; ++k) {
+        const uint8_t* lane_sym = sym.data() + k;
+        for (uint64_t j = 0, i = begin + lanes.begin(k); j < lanes.count[k]; ++j, ++i) {
+          const uint32_t v = lane_sym[kLanes * j], s = v & 127u;
+          raw.refill<decltype(eager)::value>();
+          out[i] = qz.reconstruct<T>(desymbolize(s, v >> 7 | raw.get(kSymbolTable.info[s].nextra) << 1), predict(i));
+        }
       }
-    }
+    };
+    // Where values average a raw bit or more, refills are frequent and irregular: load eagerly.
+    if (8 * uint64_t(lb) >= end - begin)
+      values(std::true_type());
+    else
+      values(std::false_type());
   } else {
     RansChunkDecoder dec(pb.context, a, la);
     SignContext sc(pb.context.sign_period, begin);
