@@ -24,14 +24,9 @@ __device__ inline uint32_t lanemask_lt() {
   return (1u << (threadIdx.x & 31u)) - 1u;
 }
 
-// Ordered keys: key(a) < key(b) iff a < b for non-NaN doubles (-0 before +0).
-__host__ __device__ inline unsigned long long order_key(double v) {
-  const uint64_t u = bits_of(v);
-  return (u >> 63) ? ~u : u | (uint64_t(1) << 63);
-}
-__host__ __device__ inline double from_order_key(unsigned long long k) {
-  return double_of((k >> 63) ? k & ~(uint64_t(1) << 63) : ~k);
-}
+// Ordered keys for atomic min/max of doubles (hd.hpp).
+__host__ __device__ inline unsigned long long order_key(double v) { return order_key_bits(bits_of(v)); }
+__host__ __device__ inline double from_order_key(unsigned long long k) { return double_of(from_order_key_bits(uint64_t(k))); }
 
 // Little-endian byte stores/loads of a 32-bit word at any address.
 __device__ inline void store_u32_bytes(uint8_t* p, uint32_t v) {

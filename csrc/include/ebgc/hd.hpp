@@ -49,6 +49,21 @@ EBGC_HD inline bool is_finite(double v) { return (bits_of(v) & ~(uint64_t(1) << 
 // 2^e for a normal double exponent (-1022..1023).
 EBGC_HD inline double pow2(int e) { return double_of(uint64_t(e + 1023) << 52); }
 
+// Order keys of IEEE bit patterns (U: uint32_t for float, uint64_t for double): key(a) < key(b)
+// as unsigned integers iff a < b for non-NaN values (-0 before +0). Negatives are complemented,
+// positives get the sign bit; branch-free, so a min/max over keys vectorizes (CPU) or runs as an
+// integer atomic (GPU).
+template <class U>
+EBGC_HD inline U order_key_bits(U u) {
+  constexpr unsigned kTop = 8 * sizeof(U) - 1;
+  return u ^ ((U(0) - (u >> kTop)) | (U(1) << kTop));
+}
+template <class U>
+EBGC_HD inline U from_order_key_bits(U k) {
+  constexpr unsigned kTop = 8 * sizeof(U) - 1;
+  return k ^ ((U(0) - ((k >> kTop) ^ 1u)) | (U(1) << kTop));
+}
+
 // c ? a : b for c in {0, 1}, without a branch: compilers turn the ternary into jumps on
 // data-dependent conditions that no predictor can learn (zero or not, sign, small or large).
 EBGC_HD inline uint32_t pick(uint32_t c, uint32_t a, uint32_t b) { return b ^ ((a ^ b) & (0u - c)); }
