@@ -335,6 +335,23 @@ def test_context_small_and_large_runs(period, where, large):
     _ctx_rt(c, period)
 
 
+@pytest.mark.parametrize("vector", [True, False])
+def test_context_codes_at_every_power_of_two(vector):
+    """The encoder's vectorized symbolize takes each code's exponent from a float conversion,
+    which rounds up next to powers of two above 2^24: codes 2^e - 2 .. 2^e + 2 of every exponent,
+    both signs, through either build of the loop."""
+    edges = [(1 << e) + d for e in range(1, 31) for d in (-2, -1, 0, 1, 2)]
+    c = np.array([v for v in edges if v <= MAX_CODE], np.int64)
+    c = np.concatenate([c, -c, [0, MAX_CODE, -MAX_CODE]]).astype(np.int32)
+    c = np.repeat(c, 3)  # runs long enough for the general loop
+    was = _core._vector_paths(vector)
+    try:
+        _ctx_rt(c)
+        _ctx_rt(c, 9)
+    finally:
+        _core._vector_paths(was)
+
+
 def test_rans_encoder_step_is_exact_for_every_frequency():
     """The encoder's quotient (a multiply-high by a 64-bit reciprocal, no correction step) against
     exact integer arithmetic, for every frequency of the 12-bit scale and the states where a

@@ -140,46 +140,53 @@ struct SymbolPass {
       : sign_period(period), lane_len(LaneSplit(end - begin).len), next_lane(begin + lane_len),
         sc(period, begin), raw(raw_out) {}
 
-  // The codes of values [i0, i0 + m). A run of small codes only (common at coarse bounds) takes
-  // a loop without raw bits; the general loop has no data-dependent branch: both measured faster
-  // than one loop with a small/large branch, which mispredicts wherever the two mix.
+  // The codes of values [i0, i0 + m), a run of kSymbolRun at a time. A run of small codes only
+  // (common at coarse bounds) takes a loop without raw bits; other runs are symbolized by a
+  // vectorized loop first: both measured faster than one loop with a small/large branch, which
+  // mispredicts wherever the two mix.
   template <class Counts>
   void run(const int32_t* code, uint64_t i0, uint64_t m, uint8_t* sym, uint8_t* ctx, Counts& co) {
-    uint32_t large = 0;
-    for (uint64_t k = 0; k < m; ++k) {
-      const uint32_t neg = uint32_t(code[k]) >> 31;
-      large |= ((uint32_t(code[k]) ^ (0u - neg)) + neg) >> 4;  // |code| >= kExactSymbols
+    for (uint64_t k0 = 0; k0 < m; k0 += kSymbolRun) {
+      const unsigned n = unsigned(std::min<uint64_t>(kSymbolRun, m - k0));
+      const int32_t* c = code + k0;
+      uint32_t large = 0;
+      for (unsigned k = 0; k < n; ++k) {
+        const uint32_t neg = uint32_t(c[k]) >> 31;
+        large |= ((uint32_t(c[k]) ^ (0u - neg)) + neg) >> 4;  // |code| >= kExactSymbols
+      }
+      if (large)
+        run_codes<false>(c, i0 + k0, n, sym, ctx, co);
+      else
+        run_codes<true>(c, i0 + k0, n, sym, ctx, co);
     }
-    if (large)
-      run_codes<false>(code, i0, m, sym, ctx, co);
-    else
-      run_codes<true>(code, i0, m, sym, ctx, co);
   }
 
   template <bool kSmall, class Counts>
-  void run_codes(const int32_t* code, uint64_t i0, uint64_t m, uint8_t* sym, uint8_t* ctx, Counts& co) {
+  void run_codes(const int32_t* code, uint64_t i0, unsigned m, uint8_t* sym, uint8_t* ctx, Counts& co) {
+    SymbolizedRun z;
+    if (!kSmall) symbolize_codes(code, m, z);
     // The running state in locals: the byte stores to sym and ctx may alias anything reached
     // through `this`, which kept every field in memory, reloaded and stored once a value.
     ContextWindow w = win;
     SignContext sg = sc;
     FastBitWriter bits = raw;
     uint64_t lane_start = next_lane;
-    for (uint64_t k = 0; k < m; ++k) {
+    for (unsigned k = 0; k < m; ++k) {
       if (i0 + k == lane_start) {
         w = ContextWindow();
         sg = SignContext(sign_period, lane_start);
         lane_start += lane_len;
       }
-      const Symbolized z = kSmall ? symbolize_small(code[k]) : symbolize(code[k]);
-      const uint32_t neg = z.raw & 1u;
+      const Symbolized s = kSmall ? symbolize_small(code[k]) : Symbolized{z.symbol[k], z.raw[k], 0, z.nextra[k]};
+      const uint32_t neg = s.raw & 1u;
       const unsigned bucket = w.bucket(), sign_ctx = sg.ctx();
-      sym[i0 + k] = uint8_t(z.symbol | neg << 7);  // the sign is coded by the symbol coder, not raw
+      sym[i0 + k] = uint8_t(s.symbol | neg << 7);  // the sign is coded by the symbol coder, not raw
       ctx[i0 + k] = event_context(bucket, sign_ctx);
-      ++co.counts[bucket][z.symbol];
-      co.sign_counts[sign_ctx][neg] += z.symbol != 0;
-      w.push(z.symbol);
-      sg.push(z.symbol, neg);
-      if (!kSmall) bits.put(z.raw >> 1, z.nextra);
+      ++co.counts[bucket][s.symbol];
+      co.sign_counts[sign_ctx][neg] += s.symbol != 0;
+      w.push(s.symbol);
+      sg.push(s.symbol, neg);
+      if (!kSmall) bits.put(s.raw >> 1, s.nextra);
     }
     win = w;
     sc = sg;
