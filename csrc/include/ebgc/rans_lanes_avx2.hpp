@@ -31,7 +31,8 @@ __attribute__((target("avx2"))) inline void rans_lanes_steps_avx2(const ContextD
                                                                   const uint32_t* sign_freq, uint32_t period,
                                                                   LaneVectors& s, const uint8_t* chunk,
                                                                   uint64_t j, uint64_t steps, uint8_t* sym) {
-  const __m256i low12 = _mm256_set1_epi32(int(kRansScale - 1)), low8 = _mm256_set1_epi32(255);
+  const __m256i low12 = _mm256_set1_epi32(int(kRansScale - 1)), low7 = _mm256_set1_epi32(127);
+  const __m256i low13 = _mm256_set1_epi32(0x1fff);
   const __m256i low16 = _mm256_set1_epi32(0xffff), zero = _mm256_setzero_si256();
   const __m256i scale = _mm256_set1_epi32(int(kRansScale));
   const __m256i one = _mm256_set1_epi32(1), three = _mm256_set1_epi32(3), seven = _mm256_set1_epi32(7);
@@ -40,7 +41,7 @@ __attribute__((target("avx2"))) inline void rans_lanes_steps_avx2(const ContextD
   const __m256i bytes_to_low = _mm256_setr_epi8(0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
                                                 0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1);
   const int* table_for_sum = reinterpret_cast<const int*>(v.table_for_sum);
-  const int* freq_start = reinterpret_cast<const int*>(v.freq_start);
+  const int* slot_entry = reinterpret_cast<const int*>(v.slot_entry);
   __m256i x = _mm256_load_si256(reinterpret_cast<const __m256i*>(s.x));
   __m256i sum = _mm256_load_si256(reinterpret_cast<const __m256i*>(s.sum));
   __m256i last = _mm256_load_si256(reinterpret_cast<const __m256i*>(s.last));
@@ -57,12 +58,11 @@ __attribute__((target("avx2"))) inline void rans_lanes_steps_avx2(const ContextD
     // Magnitude event.
     __m256i slot = _mm256_and_si256(x, low12);
     const __m256i base = _mm256_i32gather_epi32(table_for_sum, sum, 4);
-    const __m256i symbol = _mm256_and_si256(
-        _mm256_i32gather_epi32(reinterpret_cast<const int*>(v.slot_symbol), _mm256_add_epi32(base, slot), 1), low8);
-    const __m256i fs = _mm256_i32gather_epi32(freq_start, _mm256_add_epi32(_mm256_srli_epi32(base, 5), symbol), 4);
-    x = _mm256_sub_epi32(
-        _mm256_add_epi32(_mm256_mullo_epi32(_mm256_and_si256(fs, low16), _mm256_srli_epi32(x, kRansScaleBits)), slot),
-        _mm256_srli_epi32(fs, 16));
+    const __m256i entry = _mm256_i32gather_epi32(slot_entry, _mm256_add_epi32(base, slot), 4);
+    const __m256i symbol = _mm256_and_si256(entry, low7);
+    x = _mm256_add_epi32(
+        _mm256_mullo_epi32(_mm256_and_si256(_mm256_srli_epi32(entry, 7), low13), _mm256_srli_epi32(x, kRansScaleBits)),
+        _mm256_srli_epi32(entry, 20));
     const __m256i refill0 = _mm256_cmpeq_epi32(_mm256_srli_epi32(x, 16), zero);
     x = renormalize_avx2(x, word0, refill0);
     // Sign event: context clamp(sign_sum, -3, 3) + 3, or index 7 (frequency = scale) for a zero.
