@@ -121,7 +121,7 @@ py::bytes compress_array(py::buffer arr, std::vector<uint64_t> shape, double err
 }
 
 void decompress_into(py::buffer blob, py::buffer out, unsigned threads, py::object previous,
-                     py::object previous2, const std::string& as_dtype) {
+                     py::object previous2, const std::string& as_dtype, bool verify_checksum) {
   py::buffer_info keep;
   ByteView v = byte_view(blob, keep);
   py::buffer_info o = out.request(true);
@@ -131,7 +131,7 @@ void decompress_into(py::buffer blob, py::buffer out, unsigned threads, py::obje
   const void* prev[2] = {companion_buffer(previous, o, kind, as_dtype, false, "previous", prev_keep),
                          companion_buffer(previous2, o, kind, as_dtype, false, "previous2", prev2_keep)};
   py::gil_scoped_release nogil;
-  ParsedBlob pb = parse_blob(v.data, v.size);
+  ParsedBlob pb = parse_blob(v.data, v.size, verify_checksum);
   with_dtype(kind, [&](auto tag) {
     using T = typename decltype(tag)::type;
     const T* p[2] = {static_cast<const T*>(prev[0]), static_cast<const T*>(prev[1])};
@@ -429,8 +429,11 @@ PYBIND11_MODULE(_core, m) {
         "reconstruction: a writable buffer that receives what decompression will return.");
   m.def("decompress_into", &decompress_into, py::arg("blob"), py::arg("out"), py::arg("threads"),
         py::arg("previous") = py::none(), py::arg("previous2") = py::none(), py::arg("as_dtype") = "",
+        py::arg("verify_checksum") = true,
         "Decode a blob into a C-contiguous writable float buffer of the right size and dtype;\n"
-        "previous may be out itself (decoding in place over the last reconstruction).");
+        "previous may be out itself (decoding in place over the last reconstruction). "
+        "verify_checksum=False: the caller has just checked this buffer's CRC (header()); every "
+        "structural check still runs.");
   m.def("crc32c", [](py::buffer data, uint32_t seed) {
           py::buffer_info keep;
           ByteView v = byte_view(data, keep);

@@ -25,7 +25,7 @@ def compress(
     """Compress a C-contiguous float32/float64 buffer; mode 0=abs 1=rel; coder -1=auto,
     0=raw, 1=bitpack, 2=huffman, 3=context."""
 def decompress_into(blob: Any, out: Any, threads: int, previous: Any = None, previous2: Any = None,
-                    as_dtype: str = "") -> None:
+                    as_dtype: str = "", verify_checksum: bool = True) -> None:
     """Decode a blob into a C-contiguous writable float buffer of the right size and dtype."""
 def crc32c(data: Any, seed: int = 0) -> int: ...
 def header(blob: Any) -> dict[str, Any]:
