@@ -177,7 +177,7 @@ struct SymbolPass {
         sg = SignContext(sign_period, lane_start);
         lane_start += lane_len;
       }
-      const Symbolized s = kSmall ? symbolize_small(code[k]) : Symbolized{z.symbol[k], z.raw[k], 0, z.nextra[k]};
+      const Symbolized s = kSmall ? symbolize_small(code[k]) : z.at(k);
       const uint32_t neg = s.raw & 1u;
       const unsigned bucket = w.bucket(), sign_ctx = sg.ctx();
       sym[i0 + k] = uint8_t(s.symbol | neg << 7);  // the sign is coded by the symbol coder, not raw

@@ -486,6 +486,7 @@ LowRankFit fit_low_rank(const T* x, uint64_t rows, uint64_t cols, double step, u
   for (unsigned k : kCandidates)
     if (k <= kept) scored[k] = true;
   const double inv_step = 1.0 / step;
+  SymbolizedRun run;
   for (uint64_t t = 0; t < sample; ++t) {
     const uint64_t i = t * rows / sample;
     const T* row = x + i * cols;
@@ -504,21 +505,18 @@ LowRankFit fit_low_rank(const T* x, uint64_t rows, uint64_t cols, double step, u
         const double in_range = std::fabs(v) < kMaxCode ? v : 0.0;
         codes[j] = int32_t(add_rn(in_range, 0x1.8p52) - 0x1.8p52);
       }
-      // Four partial histograms: a run of one symbol would otherwise chain every increment
-      // through memory.
+      // The coder's own vectorized symbolize; four partial histograms: a run of one symbol would
+      // otherwise chain every increment through memory.
       uint64_t partial[4][kSymbols] = {};
       uint64_t extra = 0;
-      const uint64_t whole = cols - cols % 4;
-      for (uint64_t j = 0; j < whole; j += 4)
-        for (unsigned u = 0; u < 4; ++u) {
-          const Symbolized z = symbolize(codes[j + u]);
-          ++partial[u][z.symbol];
+      for (uint64_t j0 = 0; j0 < cols; j0 += kSymbolRun) {
+        const unsigned m = unsigned(std::min<uint64_t>(kSymbolRun, cols - j0));
+        symbolize_codes(codes.data() + j0, m, run);
+        for (unsigned u = 0; u < m; ++u) {
+          const Symbolized z = run.at(u);
+          ++partial[u & 3][z.symbol];
           extra += z.nraw;
         }
-      for (uint64_t j = whole; j < cols; ++j) {
-        const Symbolized z = symbolize(codes[j]);
-        ++partial[0][z.symbol];
-        extra += z.nraw;
       }
       for (unsigned sym = 0; sym < kSymbols; ++sym)
         counts[k][sym] += partial[0][sym] + partial[1][sym] + partial[2][sym] + partial[3][sym];

@@ -38,35 +38,18 @@ struct SymbolTable {
 };
 inline constexpr SymbolTable kSymbolTable{};
 
-struct Symbolized {
-  uint32_t symbol;
-  uint32_t raw;    // sign in bit 0, then the extra bits
-  uint32_t nraw;    // raw bits in all: nextra + the sign bit of a nonzero code
-  uint32_t nextra;
-};
-
-// Branch-free (the encoder's hot loop; GCC had compiled the small/large select into a jump that
-// mispredicts wherever small and large codes mix): |q| < 2^30, as the quantizer guarantees.
-inline Symbolized symbolize(int32_t q) {
-  const uint32_t sign = uint32_t(q) >> 31;
-  const uint32_t m = (uint32_t(q) ^ (0u - sign)) + sign;  // |q|
-  const uint32_t large = m >= kExactSymbols;
-  const unsigned e = 31u - unsigned(__builtin_clz(m | kExactSymbols));  // >= 4
-  const unsigned nextra = (e - kClassBits) & (0u - large);
-  const uint32_t hi = (m >> (e - kClassBits)) & ((1u << kClassBits) - 1);
-  const uint32_t extra = m & ((1u << nextra) - 1u);
-  const uint32_t symbol = pick(large, kExactSymbols + (e - 4) * (1u << kClassBits) + hi, m);
-  return {symbol, sign | (extra << 1), nextra + (m != 0), nextra};
-}
-
-// symbolize() over a run of codes, into arrays (the encoder's pass 1), written for the vectorizer:
-// the exponent comes from a float conversion (exact below 2^24, corrected above) instead of clz,
-// which AVX2 has no vector form of. The same results as symbolize() (test_stages compares them).
+// The codes of a run (at most kSymbolRun) as symbols, raw bits (sign in bit 0, then the extra
+// bits) and extra-bit counts. Written for the vectorizer (the encoder's pass 1 and the low-rank
+// fit's scoring run it on every value): branch-free, and the exponent comes from a float
+// conversion (exact below 2^24, corrected above) instead of clz, which AVX2 has no vector form
+// of. |q| < 2^30, as the quantizer guarantees.
 constexpr unsigned kSymbolRun = 256;
+struct Symbolized;
 struct SymbolizedRun {
   uint32_t symbol[kSymbolRun], raw[kSymbolRun], nextra[kSymbolRun];
+  inline Symbolized at(unsigned k) const;
 };
-inline void symbolize_run(const int32_t* q, unsigned m, SymbolizedRun& out) {  // m <= kSymbolRun
+inline void symbolize_run(const int32_t* q, unsigned m, SymbolizedRun& out) {
   for (unsigned k = 0; k < m; ++k) {
     const uint32_t sign = uint32_t(q[k]) >> 31;
     const uint32_t mag = (uint32_t(q[k]) ^ (0u - sign)) + sign;
@@ -98,11 +81,22 @@ inline void symbolize_codes(const int32_t* q, unsigned m, SymbolizedRun& out) {
   symbolize_run(q, m, out);
 }
 
-// symbolize() of a code known to be below kExactSymbols in magnitude: the symbol is |q|.
+// One code as the coders see it: its symbol, its raw bits (sign in bit 0, then the extra bits),
+// how many raw bits in all (the extra bits and a nonzero code's sign) and how many extra bits.
+struct Symbolized {
+  uint32_t symbol, raw, nraw, nextra;
+};
+
+// A code known to be below kExactSymbols in magnitude (the encoder's loop for runs of small
+// codes): its symbol is |q|, its only raw bit its sign.
 inline Symbolized symbolize_small(int32_t q) {
   const uint32_t sign = uint32_t(q) >> 31;
   const uint32_t m = (uint32_t(q) ^ (0u - sign)) + sign;
   return {m, sign, uint32_t(m != 0), 0};
+}
+
+inline Symbolized SymbolizedRun::at(unsigned k) const {
+  return {symbol[k], raw[k], nextra[k] + (symbol[k] != 0), nextra[k]};
 }
 
 // Inverse: given the symbol and its raw bits (nraw of them, LSB first), rebuild the code.
