@@ -150,10 +150,7 @@ struct SymbolPass {
       const unsigned n = unsigned(std::min<uint64_t>(kSymbolRun, m - k0));
       const int32_t* c = code + k0;
       uint32_t large = 0;
-      for (unsigned k = 0; k < n; ++k) {
-        const uint32_t neg = uint32_t(c[k]) >> 31;
-        large |= ((uint32_t(c[k]) ^ (0u - neg)) + neg) >> 4;  // |code| >= kExactSymbols
-      }
+      for (unsigned k = 0; k < n; ++k) large |= magnitude(c[k]) / kExactSymbols;  // any |code| >= 16
       if (large)
         run_codes<false>(c, i0 + k0, n, sym, ctx, co);
       else
@@ -557,8 +554,8 @@ void decode_chunk(const ParsedBlob& pb, const LinearQuantizer& qz, const Predict
   } else if (h.coder == Coder::Context) {
     // Symbols of the whole chunk first (the lanes interleave), then raw bits in value order.
     const LaneSplit lanes(end - begin);
-    thread_local std::vector<uint8_t> sym;
-    sym.resize(size_t(kLanes * lanes.len));
+    struct DecodedSymbols {};
+    std::vector<uint8_t>& sym = thread_scratch<DecodedSymbols>(size_t(kLanes * lanes.len));
     rans_lanes_decode_chunk(pb.context, a, la, begin, end - begin, sym.data());
     auto values = [&](auto eager) {
       for (unsigned k = 0; k < kLanes; ++k) {

@@ -9,7 +9,6 @@
 #include <cstring>
 
 #include "cpu_features.hpp"
-#include "hd.hpp"
 
 namespace ebgc {
 
@@ -44,6 +43,13 @@ inline constexpr SymbolTable kSymbolTable{};
 // conversion (exact below 2^24, corrected above) instead of clz, which AVX2 has no vector form
 // of. |q| < 2^30, as the quantizer guarantees.
 constexpr unsigned kSymbolRun = 256;
+
+// |q| without a branch (q > -2^31).
+inline uint32_t magnitude(int32_t q) {
+  const uint32_t sign = uint32_t(q) >> 31;
+  return (uint32_t(q) ^ (0u - sign)) + sign;
+}
+
 struct Symbolized;
 struct SymbolizedRun {
   uint32_t symbol[kSymbolRun], raw[kSymbolRun], nextra[kSymbolRun];
@@ -51,8 +57,7 @@ struct SymbolizedRun {
 };
 inline void symbolize_run(const int32_t* q, unsigned m, SymbolizedRun& out) {
   for (unsigned k = 0; k < m; ++k) {
-    const uint32_t sign = uint32_t(q[k]) >> 31;
-    const uint32_t mag = (uint32_t(q[k]) ^ (0u - sign)) + sign;
+    const uint32_t sign = uint32_t(q[k]) >> 31, mag = magnitude(q[k]);
     const uint32_t v = mag | kExactSymbols;
     const float f = float(int32_t(v));
     uint32_t fb;
@@ -90,9 +95,8 @@ struct Symbolized {
 // A code known to be below kExactSymbols in magnitude (the encoder's loop for runs of small
 // codes): its symbol is |q|, its only raw bit its sign.
 inline Symbolized symbolize_small(int32_t q) {
-  const uint32_t sign = uint32_t(q) >> 31;
-  const uint32_t m = (uint32_t(q) ^ (0u - sign)) + sign;
-  return {m, sign, uint32_t(m != 0), 0};
+  const uint32_t m = magnitude(q);
+  return {m, uint32_t(q) >> 31, uint32_t(m != 0), 0};
 }
 
 inline Symbolized SymbolizedRun::at(unsigned k) const {
