@@ -8,8 +8,6 @@
 #include <array>
 #include <cmath>
 #include <cstdint>
-#include <cstring>
-#include <memory>
 #include <vector>
 
 #include "bitio.hpp"
