@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# The native core under AddressSanitizer and UndefinedBehaviorSanitizer. A hostile blob that makes
-# a decoder read a few bytes past a buffer, or shift by 32, usually does not crash: the plain test
-# run cannot see it, a sanitized one fails on it. This builds ebgc._core with both sanitizers into
-# build/sanitize (CMake directly; the installed ebgc is left alone), then runs the test modules that
-# drive the core against that build. Extra arguments go to pytest.
+# The native core under AddressSanitizer and UndefinedBehaviorSanitizer, and its threads under
+# ThreadSanitizer. A hostile blob that makes a decoder read a few bytes past a buffer, or shift by
+# 32, usually does not crash: the plain test run cannot see it, a sanitized one fails on it.
+#  1. tools/tsan_driver.cpp runs every multithreaded path on 2 threads under TSan.
+#  2. ebgc._core is built with ASan + UBSan into build/sanitize (CMake directly; the installed ebgc
+#     is left alone), and the test modules that drive the core run against it: once with the AVX2
+#     loops, once on the portable paths. Extra arguments go to pytest.
 #
 #   pip install ".[test]" pybind11 cmake && bash tools/sanitize.sh
 #
-# Needs a GCC or Clang that ships the sanitizer runtimes (libasan, libubsan). CUDA is not built.
+# Needs a GCC or Clang that ships the sanitizer runtimes (libasan, libubsan, libtsan). CUDA is not
+# built.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python=${PYTHON:-python3}
@@ -17,7 +20,8 @@ flags="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-fr
 
 asan=$("$cxx" -print-file-name=libasan.so)
 ubsan=$("$cxx" -print-file-name=libubsan.so)
-for lib in "$asan" "$ubsan"; do
+tsan=$("$cxx" -print-file-name=libtsan.so)
+for lib in "$asan" "$ubsan" "$tsan"; do
   [ -e "$lib" ] || { echo "sanitize.sh: $cxx has no $lib runtime" >&2; exit 2; }
 done
 
@@ -26,6 +30,10 @@ cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEBGC_CUDA=OFF \
   -DCMAKE_MODULE_LINKER_FLAGS="-fsanitize=address,undefined" \
   -DPython_EXECUTABLE="$(command -v "$python")" -Dpybind11_DIR="$("$python" -m pybind11 --cmakedir)" >/dev/null
 cmake --build "$build" --target _core -j "$(nproc)"
+
+# Threads: a C++ driver (Python cannot run under TSan unless it was built for it).
+"$cxx" -std=c++17 -O1 -g -fsanitize=thread -Icsrc/include tools/tsan_driver.cpp -o "$build/tsan_driver" -pthread
+TSAN_OPTIONS=halt_on_error=1 "$build/tsan_driver"
 
 # The pure-Python package beside the sanitized module, first on the path.
 pkg=$build/pkg
