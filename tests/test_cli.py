@@ -227,6 +227,30 @@ def test_bench_engine_counts_violations():
     assert by["broken"]["violations"] == 0
 
 
+def test_bench_ebgc_variants_run_only_when_named():
+    """The default set is ebgc + ebgc-fast; the other coders run when named, each with its coder."""
+    default = {m.name for m in bench.make_methods((1,)) if m.family == "ebgc"}
+    assert default == {"ebgc", "ebgc-fast"}
+    assert {m.name for m in bench.make_methods((1,), include=["ebgc"])} == default
+    named = bench.make_methods((1, 2), include=["ebgc-context", "ebgc-huffman", "ebgc-nolr@t2"])
+    assert [m.name for m in named] == ["ebgc-context", "ebgc-huffman", "ebgc-nolr@t2"]
+    rng = np.random.default_rng(1)
+    x = (rng.standard_normal((64, 8)) @ rng.standard_normal((8, 64))).astype(np.float32)  # rank 8
+    auto = bench.make_methods((1,), include=["ebgc"])[0]
+    assert ebgc.info(auto.compress(x, 1e-3, "rel"))["predictor"] == "low-rank"
+    expect = {"ebgc-context": ("context", "low-rank"), "ebgc-huffman": ("huffman", "low-rank"),
+              "ebgc-nolr@t2": (None, "zero")}
+    for m in named:
+        blob = m.compress(x, 1e-3, "rel")
+        info = ebgc.info(blob)
+        coder, predictor = expect[m.name]
+        assert info["predictor"] == predictor and coder in (None, info["coder"])
+        y = m.decompress(blob, x.shape, x.dtype)
+        assert np.max(np.abs(y - x)) <= 1e-3 * float(x.max() - x.min())
+    with pytest.raises(bench.BenchError):
+        bench.make_methods((1,), include=["no-such-method"])
+
+
 def test_check_error_is_nan_safe():
     x = np.array([1.0, np.nan, np.inf, -2.0], dtype=np.float32)
     assert bench.check_error(x, x.copy(), 0.0) == (0.0, 0)

@@ -266,6 +266,18 @@ class Method:
     error_bounded: bool = True
     threads: Any = 1
     detail: str = ""
+    by_default: bool = True  # False: runs only when named in ``include`` / ``--methods``
+
+
+# ebgc's settings under test: name, coder, low_rank, run by default. The others place each coder on
+# the ratio / speed curve when named (``--methods ebgc-context ebgc-huffman``).
+EBGC_VARIANTS = (
+    ("ebgc", "auto", True, True),
+    ("ebgc-fast", "bitpack", True, True),
+    ("ebgc-nolr", "auto", False, False),
+    ("ebgc-context", "context", True, False),
+    ("ebgc-huffman", "huffman", True, False),
+)
 
 
 def _ebgc_methods(threads: Sequence[int | None]) -> list[Method]:
@@ -275,14 +287,15 @@ def _ebgc_methods(threads: Sequence[int | None]) -> list[Method]:
     for i, t in enumerate(threads):
         suffix = "" if i == 0 else ("@tall" if t is None else f"@t{t}")
         tlabel = "all" if t is None else int(t)
-        for name, coder in (("ebgc", "auto"), ("ebgc-fast", "bitpack")):
-            def comp(x, eb, mode, _c=coder, _t=t):
-                return ebgc.compress(x, eb, mode=mode, coder=_c, threads=_t)
+        for name, coder, low_rank, by_default in EBGC_VARIANTS:
+            def comp(x, eb, mode, _c=coder, _t=t, _lr=low_rank):
+                return ebgc.compress(x, eb, mode=mode, coder=_c, threads=_t, low_rank=_lr)
 
             def decomp(blob, shape, dtype, _t=t):
                 return ebgc.decompress(blob, threads=_t)
 
-            out.append(Method(name + suffix, "ebgc", comp, decomp, True, tlabel, f"coder={coder}"))
+            detail = f"coder={coder}" + ("" if low_rank else " low_rank=False")
+            out.append(Method(name + suffix, "ebgc", comp, decomp, True, tlabel, detail, by_default))
     return out
 
 
@@ -358,15 +371,18 @@ def _fp16_method() -> Method:
 def make_methods(threads: Sequence[int | None] = (1,), include: Iterable[str] | None = None) -> list[Method]:
     """The methods available here: ebgc (+ebgc-fast) per thread setting, SZ3 algorithms and ZFP
     when pysz / zfpy import, and the fp16 cast.  ``include`` filters by name or family
-    (case-insensitive; "SZ3" selects every SZ3 algorithm)."""
+    (case-insensitive; "SZ3" selects every SZ3 algorithm). The other ebgc settings of
+    :data:`EBGC_VARIANTS` (ebgc-nolr, ebgc-context, ebgc-huffman) run only when named."""
     if not threads:
         threads = (1,)
     methods = _ebgc_methods(threads) + _sz3_methods() + _zfp_methods() + [_fp16_method()]
-    if include is not None:
-        want = {s.lower() for s in include}
-        methods = [m for m in methods if m.name.lower() in want or m.family.lower() in want]
-        if not methods:
-            raise BenchError(f"no method matches {sorted(want)}")
+    if include is None:
+        return [m for m in methods if m.by_default]
+    want = {s.lower() for s in include}
+    # A family name selects its default members; a method's own name selects it in any case.
+    methods = [m for m in methods if m.name.lower() in want or (m.by_default and m.family.lower() in want)]
+    if not methods:
+        raise BenchError(f"no method matches {sorted(want)}")
     return methods
 
 

@@ -448,7 +448,8 @@ def _build_parser() -> argparse.ArgumentParser:
     b.add_argument("--threads", type=_threads, nargs="+", default=None, metavar="N",
                    help="ebgc thread settings to time, e.g. '1 all' (default 1; peers run on one)")
     b.add_argument("--methods", nargs="+", default=None, metavar="NAME",
-                   help="only these methods or families (e.g. ebgc SZ3 ZFP fp16)")
+                   help="only these methods or families (e.g. ebgc SZ3 ZFP fp16); ebgc-nolr "
+                        "(no low-rank prediction), ebgc-context and ebgc-huffman run only when named")
     b.add_argument("--out", default="ebgc-bench", metavar="DIR",
                    help="output directory (default ./ebgc-bench)")
     b.add_argument("-q", "--quiet", action="store_true", help="no progress bar or notes")
