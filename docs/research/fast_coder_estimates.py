@@ -10,8 +10,9 @@ Model (no low-rank prediction; zero predictor as ebgc's one-shot coder):
   * symbol = magnitude class of |q| (exact below 16, then 4 per octave, as ebgc's symbolize.hpp),
     raw bits = the class's low bits + one sign bit per nonzero code (a prefix code cannot spend
     less than a bit on a binary event, so sign contexts cannot pay here);
-  * each variant's symbols are coded by real Huffman code lengths (a table per context), built
-    from the tensor's own counts; tables cost 6 bits per used symbol; 64 bytes of header a tensor;
+  * each variant's symbols are coded by ebgc's Huffman stage (``_core.huffman_encode``: canonical,
+    12-bit limit, 4 bits a symbol of table), a code per context built from the tensor's own
+    counts; 64 bytes of header a tensor;
   * tensors of <= 1024 values are sent raw (4 bytes a value), as the bench protocol says.
 Variants:
   context   one symbol at a time, context = the previous symbol's class (16 buckets, log2 spaced)
@@ -22,38 +23,19 @@ Variants:
 from __future__ import annotations
 
 import argparse
-import heapq
-
 import numpy as np
 
+from ebgc import _core
+
 BUCKETS = 16
+CLASSES = 128  # magnitude classes: 16 exact + 4 per octave up to 2^31, rounded up
 
 
-def huffman_lengths(counts: np.ndarray) -> np.ndarray:
-    used = np.flatnonzero(counts)
-    lengths = np.zeros(len(counts), np.int64)
-    if len(used) == 1:
-        lengths[used[0]] = 1
-        return lengths
-    heap = [(int(counts[s]), int(s), [int(s)]) for s in used]
-    heapq.heapify(heap)
-    tie = len(counts)
-    while len(heap) > 1:
-        a, b = heapq.heappop(heap), heapq.heappop(heap)
-        for s in a[2] + b[2]:
-            lengths[s] += 1
-        tie += 1
-        heapq.heappush(heap, (a[0] + b[0], tie, a[2] + b[2]))
-    return lengths
-
-
-def coded_bits(symbols: np.ndarray, contexts: np.ndarray) -> float:
-    """Huffman bits of symbols with one table per context, tables included."""
-    bits = 0.0
-    for c in np.unique(contexts):
-        counts = np.bincount(symbols[contexts == c])
-        bits += float((counts * huffman_lengths(counts)).sum()) + 6.0 * np.count_nonzero(counts)
-    return bits
+def coded_bits(symbols: np.ndarray, contexts: np.ndarray, alphabet: int) -> float:
+    """Bits of ebgc's own canonical Huffman stage (12-bit limit, its length table included), one
+    code per context."""
+    return 8.0 * sum(len(_core.huffman_encode(symbols[contexts == c].astype(np.uint16), alphabet))
+                     for c in np.unique(contexts))
 
 
 def classes(q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -73,21 +55,21 @@ def tensor_bits(q: np.ndarray, variant: str, g: int, k: int, b: int) -> float:
     cls, raw = classes(q)
     bits = float(raw.sum())
     if variant == "context":
-        return bits + coded_bits(cls, bucket(np.concatenate([[0], cls[:-1]])))
+        return bits + coded_bits(cls, bucket(np.concatenate([[0], cls[:-1]])), CLASSES)
     if variant == "groups":
         groups = np.concatenate([cls, np.zeros((-len(cls)) % g, np.int64)]).reshape(-1, g)
         sums = groups.sum(1)
         ctx = bucket(np.concatenate([[0], sums[:-1]]))
         small = (groups <= k).all(1)
         joint = np.where(small, (groups * (k + 1) ** np.arange(g)).sum(1), (k + 1) ** g)  # last: escape
-        bits += coded_bits(joint, ctx)
+        bits += coded_bits(joint, ctx, (k + 1) ** g + 1)
         escaped = groups[~small]
-        return bits + coded_bits(escaped.ravel(), np.repeat(ctx[~small], g))
+        return bits + coded_bits(escaped.ravel(), np.repeat(ctx[~small], g), CLASSES)
     if variant == "zeroblk":
         blocks = np.concatenate([cls, np.zeros((-len(cls)) % b, np.int64)]).reshape(-1, b)
         live = blocks.any(1)
         rest = blocks[live].ravel()
-        return bits + len(live) + coded_bits(rest, bucket(np.concatenate([[0], rest[:-1]])))
+        return bits + len(live) + coded_bits(rest, bucket(np.concatenate([[0], rest[:-1]])), CLASSES)
     raise ValueError(variant)
 
 
