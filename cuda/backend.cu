@@ -9,14 +9,14 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <type_traits>
 
 #include <cub/device/device_scan.cuh>
 
 #include "backend.hpp"
 #include "bitpack_decode_kernel.cuh"
 #include "bitpack_encode_kernel.cuh"
-#include "ebgc/codec.hpp"
-#include "ebgc/predictor_choice.hpp"
+#include "ebgc/ebgc.hpp"
 #include "range_kernel.cuh"
 
 namespace ebgc {
@@ -130,14 +130,6 @@ Workspace& workspace(int device) {
   return *w;
 }
 
-uint64_t element_count(const std::vector<uint64_t>& shape) {
-  if (shape.size() > kMaxDims) throw InvalidArgument("too many dimensions (at most 16)");
-  uint64_t n = 1;
-  for (uint64_t d : shape) n *= d;
-  if (n > kMaxElements) throw InvalidArgument("array too large");
-  return n;
-}
-
 uint64_t ceil_div(uint64_t a, uint64_t b) { return (a + b - 1) / b; }
 
 // ---- encoder ---------------------------------------------------------------------------------
@@ -226,90 +218,51 @@ void enqueue_encode(const T* x, const EncodeLayout& L, uint8_t* d, BoundMode mod
   EBGC_CUDA(cudaGetLastError());
 }
 
-// The blob around the streams: header, outliers, chunk directory, streams, checksum.
-template <class T, class Predictor>
-void assemble_blob(const EncodeRequest& r, const Predictor& predict, double abs_bound, uint64_t n,
-                   const std::vector<uint64_t>& chunk_b, const unsigned long long* index, const T* value,
-                   uint64_t outliers, const uint8_t* streams, uint64_t stream_bytes, const BlobAllocator& allocate) {
+// The blob around the streams, by the container writer the CPU codec uses: header, outliers,
+// chunk directory (the bit-packing coder has no tables), streams, checksum.
+template <class T>
+void assemble_blob(const TensorView& x, const Params& p, double abs_bound, uint64_t n, const std::vector<uint64_t>& chunk_b,
+                   const unsigned long long* index, const T* value, uint64_t outliers, const uint8_t* streams,
+                   uint64_t stream_bytes, const BlobAllocator& allocate) {
   Header h;
   h.dtype = dtype_of<T>();
-  h.mode = r.mode;
-  h.shape = r.shape;
+  h.mode = p.mode;
+  h.shape = x.shape;
   h.chunk_log2 = uint8_t(kGpuChunkLog2);
-  h.error_bound = r.error_bound;
+  h.error_bound = p.error_bound;
   h.abs_bound = abs_bound;
   h.coder = Coder::Bitpack;
-  predict.describe(h);
-  ByteWriter lists;
-  lists.varint(outliers);
-  for (uint64_t k = 0; k < outliers; ++k) lists.varint(k ? index[k] - index[k - 1] - 1 : index[k]);
-  lists.bytes(value, outliers * sizeof(T));
+  ZeroPredictor().save(h);
+  ContainerWriter w(h);
+  w.outliers(outliers, index, value, sizeof(T));
   const uint64_t chunk = uint64_t(1) << kGpuChunkLog2;
-  for (size_t c = 0; c < chunk_b.size(); ++c) {
-    lists.varint(ceil_div(std::min(n, (c + 1) * chunk) - c * chunk, kPackBlock));
-    lists.varint(chunk_b[c]);
-  }
-  h.payload_size = lists.size() + stream_bytes;
-  ByteWriter head;
-  h.write(head);
-  const size_t size = head.size() + size_t(h.payload_size) + kChecksumSize;
-  uint8_t* out = allocate(size);
-  uint8_t* p = out;
-  std::memcpy(p, head.buf.data(), head.size());
-  p += head.size();
-  std::memcpy(p, lists.buf.data(), lists.size());
-  p += lists.size();
-  if (stream_bytes) std::memcpy(p, streams, stream_bytes);
-  p += stream_bytes;
-  const uint32_t crc = crc32c(out, size - kChecksumSize);
-  for (unsigned k = 0; k < 4; ++k) p[k] = uint8_t(crc >> (8 * k));
+  for (size_t c = 0; c < chunk_b.size(); ++c) w.chunk(ceil_div(std::min(n, (c + 1) * chunk) - c * chunk, kPackBlock), chunk_b[c]);
+  w.write(allocate, [&](uint8_t* dst) { std::memcpy(dst, streams, stream_bytes); });
 }
 
-// Any coder, any input: copy to the host and run the CPU codec (same format, same values).
+// What the plan gives the host (other coders, the low-rank fit), and the device path's fallback:
+// copy to pinned host memory and run the CPU codec's front door (same format, same values).
 template <class T>
-void compress_on_host(const EncodeRequest& r, uint64_t n, Workspace& ws, cudaStream_t s, const BlobAllocator& allocate) {
+void compress_on_host(const TensorView& x, const Params& p, const Execution& e, uint64_t n, Workspace& ws, cudaStream_t s,
+                      const BlobAllocator& allocate) {
   const size_t bytes = n * sizeof(T);
-  const unsigned terms = r.terms;
   ws.wait_host();
-  uint8_t* h = ws.host_bytes(std::max<size_t>(1, bytes * (2 + terms)));
-  T* hx = reinterpret_cast<T*>(h);
-  T* hrec = reinterpret_cast<T*>(h + bytes);
-  T* hprev[2] = {reinterpret_cast<T*>(h + 2 * bytes), reinterpret_cast<T*>(h + 3 * bytes)};
+  T* hx = reinterpret_cast<T*>(ws.host_bytes(std::max<size_t>(1, bytes)));
   Enqueued download(ws, s);
-  if (n) {
-    EBGC_CUDA(cudaMemcpyAsync(hx, r.x, bytes, cudaMemcpyDeviceToHost, s));
-    for (unsigned k = 0; k < terms; ++k)
-      EBGC_CUDA(cudaMemcpyAsync(hprev[k], r.previous[k], bytes, cudaMemcpyDeviceToHost, s));
-  }
+  if (n) EBGC_CUDA(cudaMemcpyAsync(hx, x.data, bytes, cudaMemcpyDeviceToHost, s));
   download.end();
   ws.wait_host();
-  CompressOptions opt;
-  opt.mode = r.mode;
-  opt.error_bound = r.error_bound;
-  opt.coder = r.coder;
-  opt.threads = r.host_threads;
-  opt.low_rank = r.low_rank;
-  T* rec = r.reconstruction ? hrec : nullptr;
-  // Without stream terms the predictor is chosen as on the CPU (low rank included): same blob.
-  const std::vector<uint8_t> blob =
-      terms ? ebgc::compress(hx, r.shape, opt, PreviousBlendPredictor<T>{{hprev[0], hprev[terms - 1]}, {r.coef[0], r.coef[1]}, terms}, rec)
-            : compress_with_best_predictor(hx, r.shape, opt, static_cast<const T* const*>(nullptr), rec);
-  if (rec && n) {
-    Enqueued upload(ws, s);
-    EBGC_CUDA(cudaMemcpyAsync(r.reconstruction, hrec, bytes, cudaMemcpyHostToDevice, s));
-    upload.end();
-  }
-  std::memcpy(allocate(blob.size()), blob.data(), blob.size());
+  compress_host(hx, x.shape, p, e, static_cast<const T* const*>(nullptr), static_cast<T*>(nullptr), allocate);
 }
 
-template <class T, class Predictor>
-void compress_on_device(const EncodeRequest& r, uint64_t n, const Predictor& predict, Workspace& ws, cudaStream_t s,
-                        const BlobAllocator& allocate) {
-  const EncodeLayout L(n, sizeof(T), r.reconstruction != nullptr);
+template <class T>
+void compress_on_device(const TensorView& x, const Params& p, const Execution& e, uint64_t n, Workspace& ws,
+                        cudaStream_t s, const BlobAllocator& allocate) {
+  const EncodeLayout L(n, sizeof(T));
   uint8_t* d = ws.device_bytes(L.total);
-  T* reconstruction = r.reconstruction ? reinterpret_cast<T*>(d + L.reconstruction) : nullptr;
   Enqueued encode(ws, s);
-  enqueue_encode(static_cast<const T*>(r.x), L, d, r.mode, r.error_bound, predict, reconstruction, ws.sm_count, s);
+  enqueue_encode(static_cast<const T*>(x.data), L, d, p.mode, p.error_bound, ZeroPredictor(), static_cast<T*>(nullptr),
+                 ws.sm_count, s);
   const size_t result_bytes = 8 * (kResultChunkB + L.chunks);
   ws.wait_host();
   uint8_t* h = ws.host_bytes(result_bytes);
@@ -321,7 +274,7 @@ void compress_on_device(const EncodeRequest& r, uint64_t n, const Predictor& pre
   const double abs_bound = double_of(res[kResultAbsBound]);
   std::vector<uint64_t> chunk_b(res + kResultChunkB, res + kResultChunkB + L.chunks);
   if (outliers > L.capacity) {  // hostile or unsuitable data: the CPU codec handles any count
-    compress_on_host<T>(r, n, ws, s, allocate);
+    compress_on_host<T>(x, p, e, n, ws, s, allocate);
     return;
   }
   const size_t index_at = 0, value_at = 8 * outliers, streams_at = value_at + sizeof(T) * outliers;
@@ -332,11 +285,9 @@ void compress_on_device(const EncodeRequest& r, uint64_t n, const Predictor& pre
     EBGC_CUDA(cudaMemcpyAsync(h + value_at, d + L.value, sizeof(T) * outliers, cudaMemcpyDeviceToHost, s));
   }
   EBGC_CUDA(cudaMemcpyAsync(h + streams_at, d + L.streams, stream_bytes, cudaMemcpyDeviceToHost, s));
-  if (reconstruction)
-    EBGC_CUDA(cudaMemcpyAsync(r.reconstruction, reconstruction, n * sizeof(T), cudaMemcpyDeviceToDevice, s));
   download.end();
   ws.wait_host();
-  assemble_blob<T>(r, predict, abs_bound, n, chunk_b, reinterpret_cast<const unsigned long long*>(h + index_at),
+  assemble_blob<T>(x, p, abs_bound, n, chunk_b, reinterpret_cast<const unsigned long long*>(h + index_at),
                    reinterpret_cast<const T*>(h + value_at), outliers, h + streams_at, stream_bytes, allocate);
 }
 
@@ -358,17 +309,7 @@ struct DecodeLayout {
 // Every width byte is <= 32 and every chunk's packed data has exactly the declared length: the
 // kernel then needs no checks of its own and cannot read outside the blob.
 void check_bitpack_streams(const ParsedBlob& pb) {
-  for (size_t c = 0; c < pb.len_a.size(); ++c) {
-    const uint8_t* widths = pb.streams + pb.offset[c];
-    uint64_t packed = 0;
-    bool ok = true;
-    for (uint64_t k = 0; k < pb.len_a[c]; ++k) {
-      ok &= widths[k] <= 32;
-      packed += packed_block_bytes(widths[k]);
-    }
-    require_format(ok, "bad bit-packing width");
-    require_format(packed == pb.len_b[c], "bit-packed data length mismatch");
-  }
+  for (uint64_t c = 0; c < pb.len_a.size(); ++c) BitpackCoder::check_chunk(pb.chunk(c));
 }
 
 template <class T, class Predictor>
@@ -416,12 +357,10 @@ DecodeLayout stage_bitpack(const ParsedBlob& pb, Workspace& ws, uint8_t*& host) 
 }
 
 template <class T>
-void decompress_typed(const DecodeRequest& r, const ParsedBlob& pb, Workspace& ws, cudaStream_t s) {
+void decompress_typed(const ParsedBlob& pb, T* out, const Execution& e, Workspace& ws, cudaStream_t s) {
   const Header& h = pb.header;
   const uint64_t n = h.elements();
   const size_t bytes = n * sizeof(T);
-  const unsigned terms = predictor_terms(h.predictor);
-  T* out = static_cast<T*>(r.out);
   ws.wait_host();
   if (h.coder == Coder::Raw) {
     uint8_t* host = ws.host_bytes(bytes);
@@ -431,38 +370,27 @@ void decompress_typed(const DecodeRequest& r, const ParsedBlob& pb, Workspace& w
     work.end();
     return;
   }
-  // The low-rank predictor has no GPU kernel yet: such blobs take the CPU path below.
-  if (h.coder == Coder::Bitpack && !is_low_rank(h.predictor)) {
+  if (decompress_where(h, true) == Where::Device) {
     check_bitpack_streams(pb);
-    uint8_t* host = nullptr;
-    const DecodeLayout L = stage_bitpack(pb, ws, host);
-    uint8_t* d = ws.device_bytes(L.total);
-    Enqueued work(ws, s);
-    EBGC_CUDA(cudaMemcpyAsync(d, host, L.total, cudaMemcpyHostToDevice, s));
-    if (terms) {
-      const PreviousBlendPredictor<T> predict{{static_cast<const T*>(r.previous[0]), static_cast<const T*>(r.previous[terms - 1])},
-                                              {h.predictor_coef[0], h.predictor_coef[1]}, terms};
-      enqueue_decode(pb, L, d, predict, out, s);
-    } else {
-      enqueue_decode(pb, L, d, ZeroPredictor(), out, s);
-    }
-    work.end();
+    with_predictor(h, static_cast<const T* const*>(nullptr), [&](const auto& predict) {
+      using P = std::decay_t<decltype(predict)>;
+      if constexpr (std::is_same_v<P, ZeroPredictor>) {
+        uint8_t* host = nullptr;
+        const DecodeLayout L = stage_bitpack(pb, ws, host);
+        uint8_t* d = ws.device_bytes(L.total);
+        Enqueued work(ws, s);
+        EBGC_CUDA(cudaMemcpyAsync(d, host, L.total, cudaMemcpyHostToDevice, s));
+        enqueue_decode(pb, L, d, predict, out, s);
+        work.end();
+      } else {
+        throw InvalidArgument("only zero-predicted blobs decode on the device");
+      }
+    });
     return;
   }
-  // Huffman and context streams (and low-rank predictions) are decoded by the CPU codec.
-  uint8_t* host = ws.host_bytes(bytes * (1 + terms));
-  T* hout = reinterpret_cast<T*>(host);
-  const T* hprev[2] = {nullptr, nullptr};
-  if (terms) {
-    Enqueued download(ws, s);
-    for (unsigned k = 0; k < terms; ++k) {
-      hprev[k] = reinterpret_cast<const T*>(host + bytes * (1 + k));
-      EBGC_CUDA(cudaMemcpyAsync(const_cast<T*>(hprev[k]), r.previous[k], bytes, cudaMemcpyDeviceToHost, s));
-    }
-    download.end();
-    ws.wait_host();
-  }
-  ebgc::decompress(pb, hout, n, r.host_threads, hprev);
+  // The plan's host path: Huffman and context streams, low-rank predictions.
+  T* hout = reinterpret_cast<T*>(ws.host_bytes(bytes));
+  ebgc::decompress(pb, hout, n, e.threads);
   Enqueued upload(ws, s);
   EBGC_CUDA(cudaMemcpyAsync(out, hout, bytes, cudaMemcpyHostToDevice, s));
   upload.end();
@@ -502,86 +430,72 @@ void check_aligned(const void* p, DType dtype, const char* what) {
     throw InvalidArgument(std::string(what) + " is not aligned to its element size");
 }
 
-void compress(const EncodeRequest& r, const BlobAllocator& allocate) {
-  check_requested_bound(r.error_bound);
-  const uint64_t n = element_count(r.shape);
-  if (r.coder < kCoderAuto || r.coder >= int(kCoderCount)) throw InvalidArgument("unknown coder");
-  if (r.terms > 2 || (r.terms >= 1 && !r.previous[0]) || (r.terms == 2 && !r.previous[1]))
-    throw InvalidArgument("the predictor needs its previous reconstructions");
+void compress(const TensorView& x, const Params& p, const Execution& e, const BlobAllocator& allocate) {
+  validate(x, p, e);
+  if (x.device != Device::Cuda || !x.contiguous()) throw InvalidArgument("expected a C-contiguous device array");
+  const uint64_t n = x.elements();
   if (n == 0) {  // nothing to read on any device: the CPU codec writes the header
-    CompressOptions opt;
-    opt.mode = r.mode;
-    opt.error_bound = r.error_bound;
-    opt.coder = r.coder;
-    with_storage_type(r.dtype, [&](auto tag) {
-      using T = typename decltype(tag)::type;
-      const T none{};
-      const std::vector<uint8_t> blob = ebgc::compress(&none, r.shape, opt);
-      std::memcpy(allocate(blob.size()), blob.data(), blob.size());
-    });
-    return;
+    TensorView none = x;
+    none.device = Device::Host;
+    return ebgc::compress(none, p, e, StreamTerms(), allocate);
   }
-  check_aligned(r.x, r.dtype, "the input");
-  for (unsigned t = 0; t < r.terms; ++t) check_aligned(r.previous[t], r.dtype, "a previous reconstruction");
-  check_aligned(r.reconstruction, r.dtype, "the reconstruction buffer");
-  const int device = device_of(r.x);
+  check_aligned(x.data, x.dtype, "the input");
+  const int device = device_of(x.data);
   DeviceGuard guard(device);
   Workspace& ws = workspace(device);
   std::lock_guard<std::mutex> lock(ws.mutex);
-  const cudaStream_t s = reinterpret_cast<cudaStream_t>(r.stream);
-  with_storage_type(r.dtype, [&](auto tag) {
+  const cudaStream_t s = reinterpret_cast<cudaStream_t>(e.cuda_stream);
+  with_storage_type(x.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    if (r.coder != int(Coder::Bitpack)) {
-      compress_on_host<T>(r, n, ws, s, allocate);
-    } else if (r.terms) {
-      const PreviousBlendPredictor<T> blend{
-          {static_cast<const T*>(r.previous[0]), static_cast<const T*>(r.previous[r.terms - 1])}, {r.coef[0], r.coef[1]}, r.terms};
-      compress_on_device<T>(r, n, blend, ws, s, allocate);
-    } else {
-      compress_on_device<T>(r, n, ZeroPredictor(), ws, s, allocate);
-    }
+    if (compress_where(x, p, false) == Where::Device)
+      compress_on_device<T>(x, p, e, n, ws, s, allocate);
+    else
+      compress_on_host<T>(x, p, e, n, ws, s, allocate);
   });
 }
 
-void decompress(const DecodeRequest& r) {
-  const ParsedBlob pb = parse_blob(r.blob, r.size);
+void decompress(const ParsedBlob& pb, const TensorView& out, const Execution& e) {
   const Header& h = pb.header;
-  if (h.dtype != r.dtype) throw InvalidArgument("output dtype does not match the blob");
-  if (h.elements() != r.out_elems) throw InvalidArgument("output size does not match the blob");
-  const unsigned terms = predictor_terms(h.predictor);
-  if (terms && (!r.previous[0] || (terms == 2 && !r.previous[1])))
-    throw InvalidArgument("this blob is predicted from its stream's earlier messages: decode it with a GradientDecoder");
+  if (out.device != Device::Cuda || !out.contiguous()) throw InvalidArgument("out must be a C-contiguous CUDA array");
+  if (out.dtype != h.dtype) throw InvalidArgument("output dtype does not match the blob");
+  if (out.elements() != h.elements()) throw InvalidArgument("output size does not match the blob");
+  if (e.threads < 1) throw InvalidArgument("threads must be >= 1");
   if (h.elements() == 0) return;
-  check_aligned(r.out, h.dtype, "the output");
-  for (unsigned t = 0; t < terms; ++t) check_aligned(r.previous[t], h.dtype, "a previous reconstruction");
-  const int device = device_of(r.out);
+  check_aligned(out.data, h.dtype, "the output");
+  const int device = device_of(out.data);
   DeviceGuard guard(device);
   Workspace& ws = workspace(device);
   std::lock_guard<std::mutex> lock(ws.mutex);
-  const cudaStream_t s = reinterpret_cast<cudaStream_t>(r.stream);
-  with_storage_type(h.dtype, [&](auto tag) { decompress_typed<typename decltype(tag)::type>(r, pb, ws, s); });
+  const cudaStream_t s = reinterpret_cast<cudaStream_t>(e.cuda_stream);
+  with_storage_type(h.dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    decompress_typed<T>(pb, static_cast<T*>(out.data), e, ws, s);
+  });
 }
 
 Timings benchmark_bitpack(const void* x, DType dtype, uint64_t n, BoundMode mode, double error_bound,
                           void* scratch_out, unsigned repeats, uintptr_t stream) {
-  check_requested_bound(error_bound);
   if (n == 0 || n > kMaxElements) throw InvalidArgument("benchmark needs 1 .. 2^40 values");
   Timings t;
   // A blob made by the public path, for the decode timings and the size.
-  EncodeRequest r;
-  r.x = x;
-  r.dtype = dtype;
-  r.shape = {n};
-  r.mode = mode;
-  r.error_bound = error_bound;
-  r.stream = stream;
+  TensorView view;
+  view.data = const_cast<void*>(x);
+  view.dtype = dtype;
+  view.shape = {n};
+  view.device = Device::Cuda;
+  Params p;
+  p.mode = mode;
+  p.error_bound = error_bound;
+  p.coder = int(Coder::Bitpack);
+  Execution e;
+  e.cuda_stream = stream;
   std::vector<uint8_t> blob;
-  compress(r, [&](size_t size) {
+  compress(view, p, e, [&](size_t size) {
     blob.resize(size);
     return blob.data();
   });
   t.compressed_bytes = blob.size();
-  const ParsedBlob pb = parse_blob(blob.data(), blob.size());
+  const ParsedBlob pb = inspect(blob.data(), blob.size());
 
   const int device = device_of(x);
   DeviceGuard guard(device);

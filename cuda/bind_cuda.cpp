@@ -1,10 +1,13 @@
-// ebgc._cuda: the CUDA backend for Python. Device arrays arrive as raw pointers (python/ebgc/cuda.py
-// reads them from DLPack / __cuda_array_interface__ / torch), streams as integer handles. The GIL
-// is released around all device work.
+// ebgc._cuda: the CUDA backend for Python. Device arrays arrive as raw pointers (python/ebgc/arrays.py
+// reads them from DLPack / __cuda_array_interface__ / torch), streams as integer handles. Blobs are
+// inspected here once (the same front door as ebgc._core, module-local Blob) and decoded from that.
+// The GIL is released around all device work.
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
-#include "../csrc/py_errors.hpp"
+#include "../csrc/python/arrays.hpp"
+#include "../csrc/python/blob.hpp"
+#include "../csrc/python/errors.hpp"
 #include "backend.hpp"
 
 namespace py = pybind11;
@@ -13,68 +16,48 @@ using namespace ebgc;
 namespace {
 
 DType dtype_named(const std::string& name) {
-  if (name == "float32") return DType::Float32;
-  if (name == "float64") return DType::Float64;
-  if (name == "float16") return DType::Float16;
-  if (name == "bfloat16") return DType::BFloat16;
+  for (const DTypeInfo& d : kDTypes)
+    if (name == d.name) return d.id;
   throw InvalidArgument("ebgc compresses float32, float64, float16 or bfloat16 data, not " + name);
 }
 
-const void* pointer(uintptr_t p) { return reinterpret_cast<const void*>(p); }
-
-py::bytes compress(uintptr_t x, std::vector<uint64_t> shape, const std::string& dtype, double error_bound, int mode,
-                   int coder, unsigned threads, uintptr_t stream, uintptr_t previous, uintptr_t previous2,
-                   std::vector<double> coef, uintptr_t reconstruction, bool low_rank) {
-  if (mode != 0 && mode != 1) throw InvalidArgument("mode must be abs or rel");
-  gpu::EncodeRequest r;
-  r.x = pointer(x);
-  r.dtype = dtype_named(dtype);
-  r.shape = std::move(shape);
-  r.mode = BoundMode(mode);
-  r.error_bound = error_bound;
-  r.coder = coder;
-  r.host_threads = std::max(1u, threads);
-  r.stream = stream;
-  r.previous[0] = pointer(previous);
-  r.previous[1] = pointer(previous2);
-  r.terms = previous2 ? 2 : previous ? 1 : 0;
-  if (coef.size() < r.terms) throw InvalidArgument("one coefficient per previous reconstruction");
-  for (unsigned k = 0; k < r.terms; ++k) r.coef[k] = coef[k];
-  r.reconstruction = reinterpret_cast<void*>(reconstruction);
-  r.low_rank = low_rank;
-  py::object blob;  // the blob is written straight into the bytes object returned
-  {
-    py::gil_scoped_release nogil;
-    gpu::compress(r, [&](size_t size) {
-      py::gil_scoped_acquire gil;
-      blob = py::reinterpret_steal<py::object>(PyBytes_FromStringAndSize(nullptr, py::ssize_t(size)));
-      if (!blob) {
-        PyErr_Clear();
-        throw std::bad_alloc();
-      }
-      return reinterpret_cast<uint8_t*>(PyBytes_AS_STRING(blob.ptr()));
-    });
-  }
-  return py::reinterpret_steal<py::bytes>(blob.release());
+TensorView device_view(uintptr_t ptr, DType dtype, std::vector<uint64_t> shape) {
+  TensorView v;
+  v.data = reinterpret_cast<void*>(ptr);
+  v.dtype = dtype;
+  v.shape = std::move(shape);
+  v.device = Device::Cuda;
+  return v;
 }
 
-void decompress_into(py::buffer blob, uintptr_t out, const std::string& dtype, uint64_t out_elems, unsigned threads,
-                     uintptr_t stream, uintptr_t previous, uintptr_t previous2) {
-  py::buffer_info b = blob.request();
-  if (b.ndim > 1 || (b.ndim == 1 && b.shape[0] > 1 && b.strides[0] != b.itemsize))
-    throw py::type_error("blob must be a contiguous bytes-like object");
-  gpu::DecodeRequest r;
-  r.blob = static_cast<const uint8_t*>(b.ptr);
-  r.size = size_t(b.size * b.itemsize);
-  r.out = reinterpret_cast<void*>(out);
-  r.dtype = dtype_named(dtype);
-  r.out_elems = out_elems;
-  r.previous[0] = pointer(previous);
-  r.previous[1] = pointer(previous2);
-  r.host_threads = std::max(1u, threads);
-  r.stream = stream;
+py::bytes compress_device(uintptr_t x, std::vector<uint64_t> shape, const std::string& dtype, double error_bound, int mode,
+                   int coder, unsigned threads, uintptr_t stream, bool low_rank) {
+  const TensorView view = device_view(x, dtype_named(dtype), std::move(shape));
+  if (mode != int(BoundMode::Abs) && mode != int(BoundMode::Rel)) throw InvalidArgument("mode must be abs or rel");
+  Params p;
+  p.mode = BoundMode(mode);
+  p.error_bound = error_bound;
+  p.coder = coder;
+  p.low_rank = low_rank;
+  Execution e;
+  e.threads = threads;
+  e.cuda_stream = stream;
+  py_arrays::BytesResult result;  // the blob is written straight into the bytes object returned
+  {
+    py::gil_scoped_release nogil;
+    gpu::compress(view, p, e, [&](size_t size) { return result.allocate(size); });
+  }
+  return result.release();
+}
+
+void decompress_device(const py_blob::Blob& blob, uintptr_t out, unsigned threads, uintptr_t stream) {
+  const Header& h = blob.parsed.header;
+  const TensorView view = device_view(out, h.dtype, h.shape);
+  Execution e;
+  e.threads = threads;
+  e.cuda_stream = stream;
   py::gil_scoped_release nogil;
-  gpu::decompress(r);
+  gpu::decompress(blob.parsed, view, e);
 }
 
 py::dict benchmark(uintptr_t x, const std::string& dtype, uint64_t n, int mode, double error_bound, uintptr_t scratch,
@@ -82,8 +65,8 @@ py::dict benchmark(uintptr_t x, const std::string& dtype, uint64_t n, int mode, 
   gpu::Timings t;
   {
     py::gil_scoped_release nogil;
-    t = gpu::benchmark_bitpack(pointer(x), dtype_named(dtype), n, BoundMode(mode ? 1 : 0), error_bound,
-                               reinterpret_cast<void*>(scratch), repeats, stream);
+    t = gpu::benchmark_bitpack(reinterpret_cast<const void*>(x), dtype_named(dtype), n, BoundMode(mode ? 1 : 0),
+                               error_bound, reinterpret_cast<void*>(scratch), repeats, stream);
   }
   py::dict d;
   d["compress_ms"] = t.compress_ms;
@@ -100,17 +83,15 @@ PYBIND11_MODULE(_cuda, m) {
   register_error_translator();
   m.def("device_count", &gpu::device_count, "CUDA devices visible (0 without a driver or device).");
   m.def("device_name", &gpu::device_name, py::arg("device"));
-  m.def("device_of", [](uintptr_t p) { return gpu::device_of(pointer(p)); }, py::arg("pointer"),
+  m.def("device_of", [](uintptr_t p) { return gpu::device_of(reinterpret_cast<const void*>(p)); }, py::arg("pointer"),
         "The device that owns a device pointer (InvalidArgumentError for host memory).");
-  m.def("compress", &compress, py::arg("data"), py::arg("shape"), py::arg("dtype"), py::arg("error_bound"),
-        py::arg("mode"), py::arg("coder"), py::arg("threads"), py::arg("stream") = 0, py::arg("previous") = 0,
-        py::arg("previous2") = 0, py::arg("coef") = std::vector<double>(), py::arg("reconstruction") = 0,
-        py::arg("low_rank") = true,
-        "Compress a C-contiguous device array (pointer) into a blob. coder 1 (bitpack) runs on the GPU;\n"
-        "the other coders copy the data to the host and use the CPU codec (low_rank: as ebgc._core).");
-  m.def("decompress_into", &decompress_into, py::arg("blob"), py::arg("out"), py::arg("dtype"), py::arg("out_elems"),
-        py::arg("threads"), py::arg("stream") = 0, py::arg("previous") = 0, py::arg("previous2") = 0,
-        "Decode a host blob into a C-contiguous device array (pointer), asynchronously on `stream`.");
+  m.def("compress", &compress_device, py::arg("data"), py::arg("shape"), py::arg("dtype"), py::arg("error_bound"),
+        py::arg("mode"), py::arg("coder"), py::arg("threads"), py::arg("stream") = 0, py::arg("low_rank") = true,
+        "Compress a C-contiguous device array (pointer) into a blob; where each stage runs is the plan's\n"
+        "(bit-packing on the GPU; the other coders and the low-rank fit on the host after one copy).");
+  py_blob::define(m);
+  m.def("decompress_into", &decompress_device, py::arg("blob"), py::arg("out"), py::arg("threads"), py::arg("stream") = 0,
+        "Decode an inspected Blob into a C-contiguous device array (pointer), asynchronously on `stream`.");
   m.def("benchmark_bitpack", &benchmark, py::arg("data"), py::arg("dtype"), py::arg("n"), py::arg("mode"),
         py::arg("error_bound"), py::arg("scratch"), py::arg("repeats"), py::arg("stream") = 0,
         "Device time (ms, CUDA events) of compress, decompress and a device-to-device copy.");

@@ -13,8 +13,8 @@
 #include <cub/block/block_scan.cuh>
 
 #include "device_common.cuh"
-#include "ebgc/bitpack.hpp"
-#include "ebgc/quantizer.hpp"
+#include "ebgc/coders/bitpack.hpp"
+#include "ebgc/quantize/quantizer.hpp"
 
 namespace ebgc {
 namespace gpu {

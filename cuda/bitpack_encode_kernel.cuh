@@ -16,8 +16,8 @@
 #include <cstdint>
 
 #include "device_common.cuh"
-#include "ebgc/bitpack.hpp"
-#include "ebgc/quantizer.hpp"
+#include "ebgc/coders/bitpack.hpp"
+#include "ebgc/quantize/quantizer.hpp"
 #include "lookback.cuh"
 #include "range_kernel.cuh"
 

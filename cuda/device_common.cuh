@@ -3,7 +3,7 @@
 #pragma once
 #include <cstdint>
 
-#include "ebgc/hd.hpp"
+#include "ebgc/common/hd.hpp"
 
 namespace ebgc {
 namespace gpu {

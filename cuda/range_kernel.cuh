@@ -6,8 +6,8 @@
 #include <cstdint>
 
 #include "device_common.cuh"
-#include "ebgc/bound.hpp"
-#include "ebgc/quantizer.hpp"
+#include "ebgc/quantize/bound.hpp"
+#include "ebgc/quantize/quantizer.hpp"
 
 namespace ebgc {
 namespace gpu {

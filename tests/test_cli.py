@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import ebgc
-from ebgc import bench
+from ebgc.tools import bench
 from ebgc.cli import main
 
 
@@ -124,7 +124,7 @@ def test_demo_runs_and_reports(tmp_path, capsys):
 
 
 def test_demo_codecs_code_every_tensor_unless_raw_max_says_otherwise():
-    from ebgc import demo
+    from ebgc.tools import demo
 
     rng = np.random.default_rng(0)
     update = {"w": (rng.standard_normal((16, 64)) * 1e-2).astype(np.float32),   # 1024 values

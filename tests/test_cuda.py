@@ -10,8 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import ebgc
-from ebgc import cuda
-from ebgc.api import BFLOAT16
+from ebgc import arrays, cuda
+from ebgc.vocabulary import BFLOAT16
 from conftest import assert_within_bound
 from strategies import ADVERSARIAL_KINDS, adversarial, error_bounds, float_arrays, modes
 
@@ -29,22 +29,22 @@ class FakeDeviceArray:
 # ---- without a GPU ------------------------------------------------------------------------------
 
 def test_recognises_device_arrays():
-    assert cuda.is_device_array(FakeDeviceArray((3,)))
-    assert not cuda.is_device_array(np.zeros(3, np.float32))
-    assert not cuda.is_device_array(b"abc")
+    assert arrays.is_device(FakeDeviceArray((3,)))
+    assert not arrays.is_device(np.zeros(3, np.float32))
+    assert not arrays.is_device(b"abc")
 
 
 def test_cuda_array_interface_checks():
-    arr = cuda.device_array(FakeDeviceArray((0,), stream=7))
+    arr = arrays.device_array(FakeDeviceArray((0,), stream=7))
     assert (arr.shape, arr.dtype, arr.stream, arr.size) == ((0,), "float32", 7, 0)
     with pytest.raises(ebgc.UnsupportedDTypeError):
-        cuda.device_array(FakeDeviceArray((3,), typestr="<i4"))
+        arrays.device_array(FakeDeviceArray((3,), typestr="<i4"))
     with pytest.raises(ebgc.InvalidArgumentError, match="C-contiguous"):
-        cuda.device_array(FakeDeviceArray((3, 4), strides=(4, 12)))
+        arrays.device_array(FakeDeviceArray((3, 4), strides=(4, 12)))
     with pytest.raises(ebgc.InvalidArgumentError, match="read-only"):
         fake = FakeDeviceArray((0,))
         fake.__cuda_array_interface__["data"] = (0, True)
-        cuda.device_array(fake, writable=True)
+        arrays.device_array(fake, writable=True)
 
 
 def test_stream_handles():
@@ -54,13 +54,13 @@ def test_stream_handles():
     class CupyLike:
         ptr = 99
 
-    assert cuda.stream_handle(5, "cai", 0) == 5
-    assert cuda.stream_handle(TorchLike(), "cai", 0) == 1234
-    assert cuda.stream_handle(CupyLike(), "cai", 0) == 99
-    assert cuda.stream_handle(None, "cai", 0) == 0
+    assert arrays.stream_handle(5, "cai", 0) == 5
+    assert arrays.stream_handle(TorchLike(), "cai", 0) == 1234
+    assert arrays.stream_handle(CupyLike(), "cai", 0) == 99
+    assert arrays.stream_handle(None, "cai", 0) == 0
     for bad in (True, -1, "default", 1.5):
         with pytest.raises(ebgc.InvalidArgumentError):
-            cuda.stream_handle(bad, "cai", 0)
+            arrays.stream_handle(bad, "cai", 0)
 
 
 def test_has_cuda_is_a_bool():

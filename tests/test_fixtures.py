@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import ebgc
-from ebgc.api import dtype_from_name
+from ebgc.vocabulary import dtype_from_name
 from conftest import assert_within_bound, bits
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"

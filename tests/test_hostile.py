@@ -19,7 +19,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import ebgc
-from ebgc.api import dtype_from_name
+from ebgc.vocabulary import dtype_from_name
 from blobfmt import DTYPE_NAMES, Blob, chunk_directory, directory_offset, parse, reseal, seal, varint
 from conftest import CODERS
 

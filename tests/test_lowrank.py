@@ -57,7 +57,7 @@ def test_noise_and_other_shapes_stay_zero_predicted():
 
 @pytest.mark.parametrize("dtype_name", ["float16", "bfloat16"])
 def test_16_bit_matrices(dtype_name):
-    from ebgc.api import dtype_from_name
+    from ebgc.vocabulary import dtype_from_name
 
     x = low_rank(64, 96, dtype=np.float32).astype(dtype_from_name(dtype_name))
     blob = ebgc.compress(x, 1e-2)

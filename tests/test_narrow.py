@@ -131,9 +131,13 @@ def test_non_contiguous_views_and_out(name):
 def test_core_rejects_mislabelled_buffers():
     x = np.zeros(8, np.float32)
     with pytest.raises(TypeError):
-        _core.compress(x, [8], 1e-2, 1, -1, 1, as_dtype="bfloat16")  # 4-byte items are not bfloat16
+        _core.compress(x, "bfloat16", 1e-2, 1, -1, 1)  # 4-byte items are not bfloat16
+    with pytest.raises(TypeError):
+        _core.compress(x, "float64", 1e-2, 1, -1, 1)  # nor float64
     with pytest.raises(ebgc.InvalidArgumentError):
-        _core.compress(x, [8], 1e-2, 1, -1, 1, as_dtype="int8")
-    blob = ebgc.compress(np.zeros(8, np.float16), 1e-2)
+        _core.compress(x, "int8", 1e-2, 1, -1, 1)
+    with pytest.raises(ebgc.InvalidArgumentError):  # explicitly big-endian bytes
+        _core.compress(memoryview(x.astype(">f4")), "float32", 1e-2, 1, -1, 1)
+    blob = _core.inspect(ebgc.compress(np.zeros(8, np.float16), 1e-2))
     with pytest.raises(ebgc.InvalidArgumentError):  # a bfloat16 view cannot receive a float16 blob
-        _core.decompress_into(blob, np.zeros(8, np.uint16), 1, as_dtype="bfloat16")
+        _core.decompress_into(blob, np.zeros(8, np.uint16), 1, dtype="bfloat16")

@@ -2,19 +2,20 @@
 #pragma once
 #include <pybind11/pybind11.h>
 
-#include "ebgc/errors.hpp"
+#include <new>
+
+#include "ebgc/common/errors.hpp"
 
 namespace ebgc {
 
 inline void register_error_translator() {
   namespace py = pybind11;
   py::module_ errors = py::module_::import("ebgc.errors");
-  static py::handle format_error = py::object(errors.attr("FormatError")).release();
-  static py::handle checksum_error = py::object(errors.attr("ChecksumError")).release();
-  static py::handle version_error = py::object(errors.attr("VersionError")).release();
-  static py::handle invalid_argument = py::object(errors.attr("InvalidArgumentError")).release();
-  static py::handle cuda_error = py::object(errors.attr("CudaError")).release();
-  static py::handle ebgc_error = py::object(errors.attr("EbgcError")).release();
+  auto cls = [&](const char* name) { return py::object(errors.attr(name)).release(); };
+  static py::handle format_error = cls("FormatError"), checksum_error = cls("ChecksumError"),
+                    version_error = cls("VersionError"), output_limit = cls("OutputLimitError"),
+                    invalid_argument = cls("InvalidArgumentError"), cuda_error = cls("CudaError"),
+                    out_of_memory = cls("OutOfMemoryError"), ebgc_error = cls("EbgcError");
   py::register_exception_translator([](std::exception_ptr p) {
     try {
       if (p) std::rethrow_exception(p);
@@ -22,6 +23,8 @@ inline void register_error_translator() {
       PyErr_SetString(checksum_error.ptr(), e.what());
     } catch (const VersionError& e) {
       PyErr_SetString(version_error.ptr(), e.what());
+    } catch (const OutputLimitError& e) {
+      PyErr_SetString(output_limit.ptr(), e.what());
     } catch (const FormatError& e) {
       PyErr_SetString(format_error.ptr(), e.what());
     } catch (const InvalidArgument& e) {
@@ -30,6 +33,8 @@ inline void register_error_translator() {
       PyErr_SetString(cuda_error.ptr(), e.what());
     } catch (const Error& e) {
       PyErr_SetString(ebgc_error.ptr(), e.what());
+    } catch (const std::bad_alloc&) {
+      PyErr_SetString(out_of_memory.ptr(), "the native core ran out of memory");
     }
   });
 }

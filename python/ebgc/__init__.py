@@ -8,18 +8,22 @@
     True
 """
 from .errors import (
+    ArgumentTypeError,
     ChecksumError,
     CudaError,
     EbgcError,
     FormatError,
     InvalidArgumentError,
+    OutOfMemoryError,
+    OutputLimitError,
     StreamError,
     UnsupportedDTypeError,
     VersionError,
 )
 from . import _core
-from .api import CODERS, MODES, compress, decompress, info
+from .api import compress, decompress, info
 from .stream import GradientDecoder, GradientEncoder
+from .vocabulary import CODERS, MODES
 
 __version__ = "0.1.0"
 FORMAT_VERSION: int = _core.FORMAT_VERSION
@@ -47,6 +51,9 @@ __all__ = [
     "CudaError",
     "VersionError",
     "InvalidArgumentError",
+    "ArgumentTypeError",
     "UnsupportedDTypeError",
+    "OutputLimitError",
+    "OutOfMemoryError",
     "StreamError",
 ]

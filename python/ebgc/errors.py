@@ -13,8 +13,12 @@ class InvalidArgumentError(EbgcError, ValueError):
     """A bad argument: negative/NaN/zero bound, unknown mode or coder, bad thread count, bad out=."""
 
 
+class ArgumentTypeError(InvalidArgumentError, TypeError):
+    """An argument of the wrong type: a blob that is not bytes-like, tensors that are not a mapping."""
+
+
 class UnsupportedDTypeError(EbgcError, TypeError):
-    """The array's dtype is not a supported floating type (float32, float64, float16)."""
+    """The array's dtype is not a supported floating type (float32, float64, float16, bfloat16)."""
 
 
 class FormatError(EbgcError, ValueError):
@@ -27,6 +31,15 @@ class ChecksumError(FormatError):
 
 class VersionError(FormatError):
     """The blob was written in a format version this ebgc cannot read."""
+
+
+class OutputLimitError(FormatError):
+    """The blob or message would decode to more bytes than the caller's ``max_output``, or than
+    can be allocated: refused before anything is decoded."""
+
+
+class OutOfMemoryError(EbgcError, MemoryError):
+    """The native core could not allocate what the work needs."""
 
 
 class CudaError(EbgcError, RuntimeError):

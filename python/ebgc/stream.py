@@ -7,108 +7,47 @@ bit, so encoder and decoder share nothing but bytes. Every message carries the s
 sequence number, a keyframe flag and a digest of the state it was predicted from: a decoder that
 is out of step raises :class:`~ebgc.StreamError` instead of returning wrong data.
 
-Message layout: docs/FORMAT.md, "Stream messages".
+Encoders and decoders are safe to share between threads: each message is encoded or decoded, and
+the state advanced, under the object's lock (so two threads can never both apply one message).
+
+Layouts: docs/FORMAT.md, "Stream messages"; containers are read and written by ebgc.wire.
 """
 from __future__ import annotations
 
 import os
 import struct
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, Mapping, Optional, Tuple
 
 import numpy as np
 
-from . import _core
-from .api import (BFLOAT16, CODERS, MODES, _as_dtype, _as_host_array, _choice, _core_view, _error_bound,
-                  _threads, dtype_from_name)
-from .errors import FormatError, InvalidArgumentError, StreamError
+from . import _core, api, arrays
+from .errors import ArgumentTypeError, FormatError, InvalidArgumentError, OutputLimitError, StreamError
+from .settings import Settings, max_output_of, threads_of
+from .vocabulary import CODER_NAMES, CODERS, DTYPE_BY_CODE, DTYPE_CODES, MODES, dtype_from_name, dtype_name
+from .wire import MAX_NAME, Reader, Writer, varint
+from ._legacy import saved_coder_id
 
 MESSAGE_MAGIC = b"EBGS"
 STATE_MAGIC = b"EBGT"
 MESSAGE_VERSION = 1
+STATE_VERSION = 2  # 1: the state digest covered the reconstructions only (still read)
 _KEYFRAME = 1
 _NO_LOW_RANK = 0x80  # in a saved encoder's history byte (older states: low rank on)
-_MAX_NAME = 1024
-_MAX_STREAM_ID = 64
-_DTYPES = {np.dtype(np.float32): 1, np.dtype(np.float64): 2, np.dtype(np.float16): 3, BFLOAT16: 4}
-_DTYPE_OF = {v: k for k, v in _DTYPES.items()}
+MAX_STREAM_ID = 64
+_ENCODER, _DECODER = 0, 1
 
 
-# ---- little byte helpers (the message container is plain bytes; blobs inside are ebgc blobs) ----
-def _varint(v: int) -> bytes:
-    out = bytearray()
-    while v >= 0x80:
-        out.append((v & 0x7F) | 0x80)
-        v >>= 7
-    out.append(v)
-    return bytes(out)
-
-
-class _Reader:
-    def __init__(self, data: memoryview, what: str):
-        self.data, self.pos, self.what = data, 0, what
-
-    def take(self, n: int, field_name: str) -> memoryview:
-        if n < 0 or n > len(self.data) - self.pos:
-            raise FormatError(f"truncated {self.what}: {field_name} runs past the end")
-        v = self.data[self.pos : self.pos + n]
-        self.pos += n
-        return v
-
-    def u8(self, field_name: str) -> int:
-        return self.take(1, field_name)[0]
-
-    def u32(self, field_name: str) -> int:
-        return struct.unpack("<I", self.take(4, field_name))[0]
-
-    def varint(self, field_name: str) -> int:
-        v = shift = 0
-        for _ in range(10):
-            b = self.u8(field_name)
-            v |= (b & 0x7F) << shift
-            if not b & 0x80:
-                return v
-            shift += 7
-        raise FormatError(f"malformed varint in {self.what} ({field_name})")
-
-    def blob(self, field_name: str, limit: Optional[int] = None) -> memoryview:
-        n = self.varint(field_name)
-        if limit is not None and n > limit:
-            raise FormatError(f"{field_name} longer than {limit} bytes in {self.what}")
-        return self.take(n, field_name)
-
-
-def _sealed(body: bytearray) -> bytes:
-    body += struct.pack("<I", _core.crc32c(body))
-    return bytes(body)
-
-
-def _check_sealed(data: Any, magic: bytes, what: str) -> memoryview:
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise TypeError(f"{what} must be bytes-like, not {type(data).__name__}")
-    view = memoryview(data).cast("B")
-    if len(view) < 4 or bytes(view[:4]) != magic:
-        raise FormatError(f"not an ebgc {what} (bad magic bytes)")
-    if len(view) < 6:
-        raise FormatError(f"truncated {what}")
-    if view[4] != MESSAGE_VERSION:
-        from .errors import VersionError
-
-        raise VersionError(f"unsupported {what} version {view[4]}")
-    if len(view) < 10 or _core.crc32c(view[:-4]) != struct.unpack("<I", view[-4:])[0]:
-        from .errors import ChecksumError
-
-        raise ChecksumError(f"{what} checksum mismatch (truncated or corrupted)")
-    return view[:-4]
-
-
-def _open_state(data: Any, kind: int, what: str) -> "_Reader":
-    """A reader past the header of a saved state of `kind` (0 encoder, 1 decoder)."""
-    r = _Reader(_check_sealed(data, STATE_MAGIC, what), what)
-    r.take(6, "header")
-    if r.data[5] != kind:
-        raise FormatError(f"these bytes are not a saved {what}")
-    return r
+def stream_id_text(sid: bytes) -> str:
+    """A stream id for messages: its text where it is printable UTF-8, else hex."""
+    try:
+        text = sid.decode("utf-8")
+        if text.isprintable():
+            return text
+    except UnicodeDecodeError:
+        pass
+    return sid.hex()
 
 
 # ---- per-stream state -----------------------------------------------------------------------
@@ -144,39 +83,43 @@ class _StreamState:
         return st
 
     def compute_digest(self) -> int:
+        """CRC-32C chained over the reconstructions (docs/FORMAT.md): what a message names as the
+        state it was predicted from."""
         crc = 0
         for tag, table in ((b"L", self.tensors), (b"O", self.older)):
             for name in sorted(table):
                 t = table[name]
                 crc = _core.crc32c(tag + name.encode(), crc)
-                crc = _core.crc32c(struct.pack("<B", _DTYPES[t.dtype]) + b"".join(_varint(d) for d in t.shape), crc)
+                crc = _core.crc32c(struct.pack("<B", DTYPE_CODES[dtype_name(t.dtype)]) + b"".join(varint(d) for d in t.shape), crc)
                 crc = _core.crc32c(t.reshape(-1).view(np.uint8), crc)
         return crc
 
-    def write(self, out: bytearray) -> None:
-        out += _varint(self.seq + 1) + struct.pack("<I", self.digest)
+    def seal(self, settings: bytes) -> int:
+        """The saved state's digest (version 2): the reconstructions' digest bound to the sequence
+        number and the owner's settings."""
+        return _core.crc32c(settings + varint(self.seq + 1) + struct.pack("<I", self.digest))
+
+    def write(self, w: Writer, settings: bytes) -> None:
+        w.varint(self.seq + 1).u32(self.seal(settings))
         for table in (self.tensors, self.older):
-            out += _varint(len(table))
+            w.varint(len(table))
             for name, t in table.items():
-                nb = name.encode()
-                out += _varint(len(nb)) + nb + bytes([_DTYPES[t.dtype], t.ndim])
-                out += b"".join(_varint(d) for d in t.shape)
-                out += memoryview(_core_view(np.ascontiguousarray(t))).cast("B")
+                w.name(name).u8(DTYPE_CODES[dtype_name(t.dtype)]).shape(t.shape).array(arrays.core_buffer(t))
 
     @classmethod
-    def read(cls, r: _Reader) -> "_StreamState":
-        st = cls(seq=r.varint("sequence") - 1, digest=r.u32("digest"))
+    def read(cls, r: Reader, settings: bytes) -> "_StreamState":
+        st = cls(seq=r.varint("sequence") - 1)
+        stored = r.u32("digest")
         for table in (st.tensors, st.older):
-            for _ in range(r.varint("tensor count")):
-                name = bytes(r.blob("name", _MAX_NAME)).decode("utf-8", "strict")
-                dtype = _DTYPE_OF.get(r.u8("dtype"))
+            for _ in range(r.count("tensor count", 3)):
+                name = r.name("tensor name")
+                dtype = DTYPE_BY_CODE.get(r.u8("dtype"))
                 if dtype is None:
                     raise FormatError("unknown dtype in saved state")
-                shape = tuple(r.varint("shape") for _ in range(r.u8("ndim")))
-                n = int(np.prod(shape, dtype=object))
-                raw = r.take(n * dtype.itemsize, "tensor data")  # bounded by the bytes present
-                table[name] = np.frombuffer(raw, dtype=dtype).reshape(shape).copy()
-        if st.compute_digest() != st.digest:
+                table[name] = r.array(dtype, r.shape(), "tensor data")
+        st.digest = st.compute_digest()
+        expected = st.digest if r.version == 1 else st.seal(settings)
+        if stored != expected:
             raise FormatError("saved state does not match its digest")
         return st
 
@@ -185,8 +128,8 @@ def _stream_id_bytes(stream_id: Any) -> bytes:
     if stream_id is None:
         return os.urandom(16)
     b = stream_id.encode() if isinstance(stream_id, str) else bytes(stream_id)
-    if not 1 <= len(b) <= _MAX_STREAM_ID:
-        raise InvalidArgumentError(f"stream_id must be 1..{_MAX_STREAM_ID} bytes")
+    if not 1 <= len(b) <= MAX_STREAM_ID:
+        raise InvalidArgumentError(f"stream_id must be 1..{MAX_STREAM_ID} bytes")
     return b
 
 
@@ -202,6 +145,9 @@ class GradientEncoder:
     chosen per tensor; the decoder needs no setting.
     low_rank: matrices may be predicted by a low-rank approximation instead (see
     :func:`ebgc.compress`), where that codes smaller than the predictors above.
+
+    The stream's state (the last reconstructions) lives in host memory: device arrays are copied
+    to the host to be encoded.
     """
 
     def __init__(
@@ -216,12 +162,7 @@ class GradientEncoder:
         threads: Optional[int] = None,
         low_rank: bool = True,
     ):
-        self.error_bound = _error_bound(error_bound)
-        self.mode = mode
-        self._mode = _choice(mode, MODES, "mode")
-        self.coder = coder
-        self._coder = _choice(coder, CODERS, "coder")
-        self._threads = _threads(threads)
+        self._settings = Settings.make(error_bound, mode, coder, low_rank, threads)
         if keyframe_interval is not None and (
             isinstance(keyframe_interval, bool) or not isinstance(keyframe_interval, int) or keyframe_interval < 1
         ):
@@ -230,9 +171,14 @@ class GradientEncoder:
         if history not in (0, 1, 2) or isinstance(history, bool):
             raise InvalidArgumentError("history must be 0, 1 or 2")
         self.history = history
-        self.low_rank = bool(low_rank)
         self.stream_id = _stream_id_bytes(stream_id)
         self._state = _StreamState()
+        self._lock = threading.Lock()
+
+    error_bound = property(lambda self: self._settings.error_bound)
+    mode = property(lambda self: self._settings.mode)
+    coder = property(lambda self: self._settings.coder)
+    low_rank = property(lambda self: self._settings.low_rank)
 
     @property
     def sequence(self) -> int:
@@ -240,63 +186,72 @@ class GradientEncoder:
         return self._state.seq + 1
 
     def encode(self, tensors: Mapping[str, Any], *, keyframe: bool = False) -> bytes:
-        """One message holding every tensor of `tensors` (name -> float32/float64 array)."""
+        """One message holding every tensor of `tensors` (name -> float array)."""
         if not isinstance(tensors, Mapping):
-            raise TypeError("tensors must be a mapping of names to arrays")
-        st = self._state
-        seq = st.seq + 1
-        key = keyframe or seq == 0 or (self.keyframe_interval is not None and seq % self.keyframe_interval == 0)
-        body = bytearray(MESSAGE_MAGIC + bytes([MESSAGE_VERSION, _KEYFRAME if key else 0]))
-        body += bytes([len(self.stream_id)]) + self.stream_id + _varint(seq)
-        body += struct.pack("<I", 0 if key else st.digest) + _varint(len(tensors))
-        updates: Dict[str, np.ndarray] = {}
-        for name, data in tensors.items():
-            if not isinstance(name, str) or not 0 < len(name.encode()) <= _MAX_NAME:
-                raise InvalidArgumentError(f"tensor names must be non-empty str of <= {_MAX_NAME} bytes")
-            x = _as_host_array(data)
-            last, older = (None, None) if key or not self.history else st.history(name, x)
-            if self.history < 2:
-                older = None
-            rec = np.empty(x.shape, x.dtype)  # receives exactly what the decoder will hold
-            blob = _core.compress(_core_view(x), list(x.shape), self.error_bound, self._mode, self._coder,
-                                  self._threads, _core.DEFAULT_CHUNK_LOG2, _core_view(last), _core_view(rec),
-                                  _core_view(older), as_dtype=_as_dtype(x),
-                                  low_rank=self.low_rank)
-            updates[name] = rec
-            nb = name.encode()
-            body += _varint(len(nb)) + nb + _varint(len(blob)) + blob
-        self._state = st.advance(seq, updates, key)
-        return _sealed(body)
+            raise ArgumentTypeError("tensors must be a mapping of names to arrays")
+        with self._lock:
+            st = self._state
+            seq = st.seq + 1
+            key = keyframe or seq == 0 or (self.keyframe_interval is not None and seq % self.keyframe_interval == 0)
+            w = Writer(MESSAGE_MAGIC, MESSAGE_VERSION).u8(_KEYFRAME if key else 0).short_bytes(self.stream_id)
+            w.varint(seq).u32(0 if key else st.digest).varint(len(tensors))
+            updates: Dict[str, np.ndarray] = {}
+            for name, data in tensors.items():
+                if not isinstance(name, str) or not 0 < len(name.encode()) <= MAX_NAME:
+                    raise InvalidArgumentError(f"tensor names must be non-empty str of <= {MAX_NAME} bytes")
+                x = arrays.any_to_host(data)
+                last, older = (None, None) if key or not self.history else st.history(name, x)
+                if self.history < 2:
+                    older = None
+                rec = np.empty(x.shape, x.dtype)  # receives exactly what the decoder will hold
+                blob = api.compress_with(x, self._settings, previous=last, previous2=older, reconstruction=rec)
+                updates[name] = rec
+                w.name(name).blob(blob)
+            self._state = st.advance(seq, updates, key)
+            return w.seal()
+
+    def _settings_bytes(self) -> bytes:
+        s = self._settings
+        flags = self.history | (0 if s.low_rank else _NO_LOW_RANK)
+        w = Writer().f64(s.error_bound).u8(s.mode_id).u8(s.coder_id & 0xFF).u8(flags)
+        return bytes(w.varint(self.keyframe_interval or 0).short_bytes(self.stream_id).buf)
 
     def save(self) -> bytes:
         """The encoder's whole state as bytes (settings, sequence, reconstructions)."""
-        out = bytearray(STATE_MAGIC + bytes([MESSAGE_VERSION, 0]))
-        settings = self.history | (0 if self.low_rank else _NO_LOW_RANK)
-        out += struct.pack("<d", self.error_bound) + bytes([self._mode, self._coder & 0xFF, settings])
-        out += _varint(self.keyframe_interval or 0) + bytes([len(self.stream_id)]) + self.stream_id
-        self._state.write(out)
-        return _sealed(out)
+        with self._lock:
+            settings = self._settings_bytes()
+            w = Writer(STATE_MAGIC, STATE_VERSION).u8(_ENCODER).raw(settings)
+            self._state.write(w, settings)
+            return w.seal()
 
     @classmethod
     def load(cls, data: Any, *, threads: Optional[int] = None) -> "GradientEncoder":
         """An encoder restored from :meth:`save`; it continues the same stream."""
-        r = _open_state(data, 0, "encoder state")
-        eb = struct.unpack("<d", r.take(8, "error bound"))[0]
-        mode_id, coder_id, settings = r.u8("mode"), r.u8("coder"), r.u8("history")
-        history, low_rank = settings & ~_NO_LOW_RANK, not settings & _NO_LOW_RANK
-        if history > 2:
-            raise FormatError("bad history in encoder state")
-        mode = next((k for k, v in MODES.items() if v == mode_id), None)
-        coder_id = 4 if coder_id == 3 else coder_id  # states saved when "context" wrote coder 3
-        coder = next((k for k, v in CODERS.items() if (v & 0xFF) == coder_id), None)
-        if mode is None or coder is None:
+        r = Reader.open(data, STATE_MAGIC, (1, STATE_VERSION), "encoder state")
+        if r.u8("kind") != _ENCODER:
+            raise FormatError("these bytes are not a saved encoder state")
+        start = r.pos
+        eb = r.f64("error bound")
+        mode_id, coder_id, flags = r.u8("mode"), r.u8("coder"), r.u8("history")
+        history, low_rank = flags & ~_NO_LOW_RANK, not flags & _NO_LOW_RANK
+        coder_id = saved_coder_id(coder_id)
+        if history > 2 or mode_id not in MODES.values() or coder_id not in {v & 0xFF for v in CODERS.values()}:
             raise FormatError("bad settings in encoder state")
         interval = r.varint("keyframe interval") or None
-        sid = bytes(r.take(r.u8("stream id length"), "stream id"))
-        enc = cls(eb, mode=mode, coder=coder, stream_id=sid, keyframe_interval=interval,
-                  history=history, threads=threads, low_rank=low_rank)
-        enc._state = _StreamState.read(r)
+        sid = r.short_bytes("stream id", MAX_STREAM_ID)
+        settings = bytes(r.data[start : r.pos])
+        try:
+            enc = cls(eb, mode=_name(MODES, mode_id), coder=_name(CODERS, coder_id, 0xFF), stream_id=sid,
+                      keyframe_interval=interval, history=history, threads=threads, low_rank=low_rank)
+        except InvalidArgumentError as exc:
+            raise FormatError(f"bad settings in encoder state ({exc})") from None
+        enc._state = _StreamState.read(r, settings)
+        r.end()
         return enc
+
+
+def _name(table: Mapping[str, int], value: int, mask: int = -1) -> str:
+    return next(k for k, v in table.items() if v & mask == value)
 
 
 @dataclass(frozen=True)
@@ -308,47 +263,55 @@ class MessageInfo:
     tensors: Tuple[Tuple[str, bytes], ...]  # (name, ebgc blob)
 
 
-def parse_message(message: Any) -> MessageInfo:
-    """Validate a message's container (checksum, lengths) and list its parts."""
-    r = _Reader(_check_sealed(message, MESSAGE_MAGIC, "stream message"), "stream message")
-    r.take(5, "header")
+def _read_message(message: Any) -> Tuple[MessageInfo, Tuple[Tuple[str, memoryview], ...]]:
+    r = Reader.open(message, MESSAGE_MAGIC, (MESSAGE_VERSION,), "stream message")
     flags = r.u8("flags")
     if flags & ~_KEYFRAME:
         raise FormatError("unknown message flags")
-    n = r.u8("stream id length")
-    if not 1 <= n <= _MAX_STREAM_ID:
-        raise FormatError("bad stream id length")
-    sid = bytes(r.take(n, "stream id"))
+    sid = r.short_bytes("stream id", MAX_STREAM_ID)
     seq = r.varint("sequence")
     digest = r.u32("state digest")
-    count = r.varint("tensor count")
-    if count > len(r.data) - r.pos:  # every tensor takes at least two bytes
-        raise FormatError("tensor count larger than the message")
-    parts = []
-    for _ in range(count):
-        name = bytes(r.blob("tensor name", _MAX_NAME)).decode("utf-8", "replace")
-        parts.append((name, bytes(r.blob("tensor blob"))))
-    if r.pos != len(r.data):
-        raise FormatError("trailing bytes in stream message")
-    return MessageInfo(sid, seq, bool(flags & _KEYFRAME), digest, tuple(parts))
+    parts = tuple((r.name("tensor name"), r.blob("tensor blob")) for _ in range(r.count("tensor count", 2)))
+    r.end()
+    return MessageInfo(sid, seq, bool(flags & _KEYFRAME), digest, ()), parts
+
+
+def parse_message(message: Any) -> MessageInfo:
+    """Validate a message's container (checksum, lengths, names) and list its parts."""
+    m, parts = _read_message(message)
+    return MessageInfo(m.stream_id, m.sequence, m.keyframe, m.state_digest,
+                       tuple((name, bytes(blob)) for name, blob in parts))
+
+
+def message_info(message: Any) -> dict:
+    """A message's header and, per tensor, its blob's header (``ebgc.info`` of a stream message)."""
+    m, parts = _read_message(message)
+    tensors = {name: api.info(blob) for name, blob in parts}
+    raw = sum(t["raw_nbytes"] for t in tensors.values())
+    nbytes = len(memoryview(message))
+    return {"kind": "stream message", "format_version": MESSAGE_VERSION, "stream_id": stream_id_text(m.stream_id),
+            "sequence": m.sequence, "keyframe": m.keyframe, "state_digest": m.state_digest, "nbytes": nbytes,
+            "raw_nbytes": raw, "ratio": raw / nbytes if nbytes else float("nan"), "tensors": tensors}
 
 
 class GradientDecoder:
-    """Decodes the messages of any number of streams (one state per stream id)."""
+    """Decodes the messages of any number of streams (one state per stream id).
 
-    def __init__(self, *, threads: Optional[int] = None):
-        self._threads = _threads(threads)
+    max_output: refuse (OutputLimitError) a message whose tensors decode to more than this many
+    bytes, before decoding any of them: for services that take messages from strangers.
+    """
+
+    def __init__(self, *, threads: Optional[int] = None, max_output: Optional[int] = None):
+        self._threads = threads_of(threads)
+        self._max_output = max_output_of(max_output)
         self._streams: Dict[bytes, _StreamState] = {}
+        self._lock = threading.Lock()
 
     def streams(self) -> Iterator[bytes]:
-        return iter(self._streams)
+        return iter(list(self._streams))
 
-    def decode(self, message: Any) -> Dict[str, np.ndarray]:
-        """The tensors of one message. Raises StreamError, with the reason, if the message does
-        not follow the last one applied for its stream; the decoder's state is then unchanged."""
-        m = parse_message(message)
-        sid = m.stream_id.hex()
-        st = self._streams.get(m.stream_id)
+    def _check_order(self, m: MessageInfo, st: Optional[_StreamState]) -> None:
+        sid = stream_id_text(m.stream_id)
         if not m.keyframe:
             if st is None:
                 raise StreamError(f"stream {sid}: message {m.sequence} before any keyframe "
@@ -365,37 +328,54 @@ class GradientDecoder:
                                   "decoder does not hold (digest mismatch)")
         elif st is not None and m.sequence <= st.seq:
             raise StreamError(f"stream {sid}: keyframe {m.sequence} arrived after message {st.seq} (reordered or repeated)")
-        base = _StreamState() if m.keyframe else st
-        out: Dict[str, np.ndarray] = {}
-        for name, blob in m.tensors:
-            h = _core.header(blob)
-            rec = np.empty(tuple(h["shape"]), dtype_from_name(h["dtype"]))
-            terms = len(h["predictor_coefficients"])
-            last, older = base.history(name, rec)
-            if terms > (last is not None) + (older is not None):
-                raise StreamError(f"stream {sid}: tensor {name!r} is predicted from earlier "
-                                  "reconstructions this decoder does not hold")
-            _core.decompress_into(blob, _core_view(rec), self._threads, _core_view(last) if terms else None,
-                                  _core_view(older) if terms == 2 else None, as_dtype=_as_dtype(rec),
-                                  verify_checksum=False)  # header() just checked it
-            out[name] = rec
-        # only now: a message that fails anywhere above changes nothing
-        self._streams[m.stream_id] = base.advance(m.sequence, out, m.keyframe)
+
+    def decode(self, message: Any) -> Dict[str, np.ndarray]:
+        """The tensors of one message. Raises StreamError, with the reason, if the message does
+        not follow the last one applied for its stream; the decoder's state is then unchanged."""
+        m, parts = _read_message(message)
+        # Every blob parsed and checked once, and the message's size limited, before any decoding.
+        blobs = [(name, api.inspect(blob, max_output=self._max_output or None, threads=self._threads))
+                 for name, blob in parts]
+        total = sum(b.output_nbytes for _, b in blobs)
+        if self._max_output and total > self._max_output:
+            raise OutputLimitError(f"the message decodes to {total} bytes, over max_output={self._max_output}")
+        with self._lock:  # the order check and the state update are one step
+            st = self._streams.get(m.stream_id)
+            self._check_order(m, st)
+            base = _StreamState() if m.keyframe else st
+            out: Dict[str, np.ndarray] = {}
+            for name, blob in blobs:
+                rec = api.empty_host(tuple(blob.shape), dtype_from_name(blob.dtype))
+                last, older = base.history(name, rec)
+                terms = blob.predictor_terms
+                if terms > (last is not None) + (older is not None):
+                    raise StreamError(f"stream {stream_id_text(m.stream_id)}: tensor {name!r} is predicted from "
+                                      "earlier reconstructions this decoder does not hold")
+                _core.decompress_into(blob, arrays.core_buffer(rec), self._threads,
+                                      arrays.core_buffer(last) if terms else None,
+                                      arrays.core_buffer(older) if terms == 2 else None, dtype=blob.dtype)
+                out[name] = rec
+            # only now: a message that fails anywhere above changes nothing
+            self._streams[m.stream_id] = base.advance(m.sequence, out, m.keyframe)
         return {k: v.copy() for k, v in out.items()}
 
     def save(self) -> bytes:
         """Every stream's state as bytes."""
-        out = bytearray(STATE_MAGIC + bytes([MESSAGE_VERSION, 1])) + _varint(len(self._streams))
-        for sid, st in self._streams.items():
-            out += bytes([len(sid)]) + sid
-            st.write(out)
-        return _sealed(out)
+        with self._lock:
+            w = Writer(STATE_MAGIC, STATE_VERSION).u8(_DECODER).varint(len(self._streams))
+            for sid, st in self._streams.items():
+                w.short_bytes(sid)
+                st.write(w, sid)
+            return w.seal()
 
     @classmethod
-    def load(cls, data: Any, *, threads: Optional[int] = None) -> "GradientDecoder":
-        r = _open_state(data, 1, "decoder state")
-        dec = cls(threads=threads)
-        for _ in range(r.varint("stream count")):
-            sid = bytes(r.take(r.u8("stream id length"), "stream id"))
-            dec._streams[sid] = _StreamState.read(r)
+    def load(cls, data: Any, *, threads: Optional[int] = None, max_output: Optional[int] = None) -> "GradientDecoder":
+        r = Reader.open(data, STATE_MAGIC, (1, STATE_VERSION), "decoder state")
+        if r.u8("kind") != _DECODER:
+            raise FormatError("these bytes are not a saved decoder state")
+        dec = cls(threads=threads, max_output=max_output)
+        for _ in range(r.count("stream count", 7)):
+            sid = r.short_bytes("stream id", MAX_STREAM_ID)
+            dec._streams[sid] = _StreamState.read(r, sid)
+        r.end()
         return dec

@@ -16,7 +16,6 @@ in place; CUDA tensors are compressed and decompressed on their GPU by the CUDA 
   rank and bucket, every rank decoding every stream), all-gathers the sizes and then the payloads,
   decompresses and averages them. Bytes sent are counted in the state; error feedback optional.
 """
-import struct
 from dataclasses import dataclass, field
 from typing import Any, Dict, Mapping, Optional
 
@@ -24,12 +23,15 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from . import _core
-from . import api
-from . import cuda
-from .api import BFLOAT16
+from . import api, cuda
+from .arrays import to_torch
 from .errors import FormatError, InvalidArgumentError
-from .stream import GradientDecoder, GradientEncoder, _Reader, _varint
+from .settings import Settings
+from .stream import GradientDecoder, GradientEncoder
+from .wire import Reader, Writer
+
+__all__ = ["compress", "decompress", "compress_state_dict", "decompress_state_dict", "HookState", "allreduce_hook",
+           "to_torch"]
 
 _SD_MAGIC = b"EBSD"
 _SD_VERSION = 1
@@ -43,16 +45,7 @@ _EXACT_DTYPES = {
     torch.int32: "int32", torch.int64: "int64", torch.bool: "bool",
 }
 _DTYPE_BY_NAME = {v: k for k, v in _EXACT_DTYPES.items()}
-
-
 _FLOATING = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
-
-
-def to_torch(arr: np.ndarray) -> torch.Tensor:
-    """A CPU tensor sharing arr's memory (bfloat16 included, which torch.from_numpy refuses)."""
-    if arr.dtype == BFLOAT16:
-        return torch.from_numpy(arr.view(np.int16)).view(torch.bfloat16)
-    return torch.from_numpy(arr)
 
 
 def _host(t: torch.Tensor) -> torch.Tensor:
@@ -62,24 +55,25 @@ def _host(t: torch.Tensor) -> torch.Tensor:
 
 def compress(t: torch.Tensor, error_bound: float, *, mode: str = "rel", coder: str = "auto",
              threads: Optional[int] = None) -> bytes:
-    """:func:`ebgc.compress` for a torch tensor (CPU: read in place; CUDA: on its GPU with the
-    CUDA backend, else through host memory)."""
+    """:func:`ebgc.compress` for a torch tensor (CPU: read in place; CUDA: by the CUDA backend,
+    else through host memory)."""
     if not isinstance(t, torch.Tensor):
         raise InvalidArgumentError(f"expected a torch.Tensor, got {type(t).__name__}")
-    t = t.detach()
-    return api.compress(t if t.is_cuda and cuda.available() else _host(t), error_bound, mode=mode, coder=coder,
-                        threads=threads)
+    return api.compress(t.detach(), error_bound, mode=mode, coder=coder, threads=threads)
 
 
-def decompress(blob: Any, *, device: Any = None, threads: Optional[int] = None) -> torch.Tensor:
+def decompress(blob: Any, *, device: Any = None, threads: Optional[int] = None,
+               max_output: Optional[int] = None) -> torch.Tensor:
     """The tensor of a blob, in its original dtype and shape, on `device` (default CPU). A CUDA
     device decodes on the GPU (asynchronously on the current stream) with the CUDA backend."""
     if device is not None and torch.device(device).type == "cuda" and cuda.available():
-        h = _core.header(api._blob_buffer(blob), verify_checksum=False)  # checked in full by the decode
-        out = torch.empty(tuple(h["shape"]), dtype=getattr(torch, h["dtype"]), device=device)
-        return api.decompress(blob, out=out, threads=threads)
-    out = to_torch(api.decompress(blob, threads=threads))
+        return _as_torch(api.decompress(blob, device=torch.device(device), threads=threads, max_output=max_output))
+    out = to_torch(api.decompress(blob, threads=threads, max_output=max_output))
     return out if device is None else out.to(device)
+
+
+def _as_torch(arr: Any) -> torch.Tensor:
+    return arr if isinstance(arr, torch.Tensor) else torch.from_dlpack(arr)
 
 
 def compress_state_dict(sd: Mapping[str, torch.Tensor], error_bound: float, *, mode: str = "rel",
@@ -87,65 +81,52 @@ def compress_state_dict(sd: Mapping[str, torch.Tensor], error_bound: float, *, m
     """One byte string for a whole state dict (e.g. a model update). Floating tensors of at least
     `min_elements` values are compressed within the bound (16-bit ones in their own precision);
     the rest exactly. CUDA tensors are copied to the host first."""
-    body = bytearray(_SD_MAGIC + bytes([_SD_VERSION])) + _varint(len(sd))
+    settings = Settings.make(error_bound, mode, coder)
+    w = Writer(_SD_MAGIC, _SD_VERSION).varint(len(sd))
     for name, t in sd.items():
         if not isinstance(t, torch.Tensor):
             raise InvalidArgumentError(f"entry {name!r} is not a tensor")
         t = _host(t)
-        nb = name.encode()
-        body += _varint(len(nb)) + nb
+        w.name(name)
         if t.dtype in _FLOATING and t.numel() >= min_elements:
-            blob = api.compress(t, error_bound, mode=mode, coder=coder)
-            body += bytes([_COMPRESSED]) + _varint(len(blob)) + blob
+            w.u8(_COMPRESSED).blob(api.compress_with(t, settings))
         else:
             if t.dtype not in _EXACT_DTYPES:
                 raise InvalidArgumentError(f"entry {name!r} has unsupported dtype {t.dtype}")
-            dname = _EXACT_DTYPES[t.dtype].encode()
             raw = t.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b""
-            body += bytes([_EXACT]) + _varint(len(dname)) + dname + bytes([t.dim()])
-            body += b"".join(_varint(d) for d in t.shape) + _varint(len(raw)) + raw
-    body += struct.pack("<I", _core.crc32c(body))
-    return bytes(body)
+            w.u8(_EXACT).blob(_EXACT_DTYPES[t.dtype].encode()).shape(t.shape).blob(raw)
+    return w.seal()
 
 
-def decompress_state_dict(blob: Any) -> Dict[str, torch.Tensor]:
-    """The state dict of :func:`compress_state_dict` (CPU tensors, original names/shapes/dtypes)."""
-    view = memoryview(blob).cast("B")
-    if len(view) < 9 or bytes(view[:4]) != _SD_MAGIC:
-        raise FormatError("not an ebgc state dict blob")
-    if view[4] != _SD_VERSION:
-        from .errors import VersionError
+def _exact_tensor(r: Reader, name: str) -> torch.Tensor:
+    dtype = _DTYPE_BY_NAME.get(r.text(r.blob("dtype", 16), "dtype"))
+    if dtype is None:
+        raise FormatError("unknown dtype in state dict blob")
+    shape = r.shape()
+    itemsize = torch.empty((), dtype=dtype).element_size()
+    raw = r.blob("tensor data")
+    if len(raw) != int(np.prod(shape, dtype=object)) * itemsize:
+        raise FormatError(f"entry {name!r}: data size does not match its shape")
+    if not len(raw):
+        return torch.empty(shape, dtype=dtype)
+    return torch.frombuffer(bytearray(raw), dtype=torch.uint8).view(dtype).reshape(shape)
 
-        raise VersionError(f"unsupported state dict blob version {view[4]}")
-    if _core.crc32c(view[:-4]) != struct.unpack("<I", view[-4:])[0]:
-        from .errors import ChecksumError
 
-        raise ChecksumError("state dict blob checksum mismatch")
-    r = _Reader(view[:-4], "state dict blob")
-    r.take(5, "header")
+def decompress_state_dict(blob: Any, *, max_output: Optional[int] = None) -> Dict[str, torch.Tensor]:
+    """The state dict of :func:`compress_state_dict` (CPU tensors, original names/shapes/dtypes).
+    max_output limits each compressed entry's output (bytes)."""
+    r = Reader.open(blob, _SD_MAGIC, (_SD_VERSION,), "state dict blob")
     out: Dict[str, torch.Tensor] = {}
-    for _ in range(r.varint("entry count")):
-        name = bytes(r.blob("name")).decode("utf-8")
+    for _ in range(r.count("entry count", 3)):
+        name = r.name("entry name")
         kind = r.u8("entry kind")
         if kind == _COMPRESSED:
-            out[name] = to_torch(api.decompress(r.blob("tensor blob")))
+            out[name] = to_torch(api.decompress(r.blob("tensor blob"), max_output=max_output))
         elif kind == _EXACT:
-            dtype = _DTYPE_BY_NAME.get(bytes(r.blob("dtype")).decode("ascii", "replace"))
-            if dtype is None:
-                raise FormatError("unknown dtype in state dict blob")
-            shape = [r.varint("shape") for _ in range(r.u8("ndim"))]
-            raw = r.blob("tensor data")
-            itemsize = torch.empty((), dtype=dtype).element_size()
-            if len(raw) != int(np.prod(shape, dtype=object)) * itemsize:
-                raise FormatError(f"entry {name!r}: data size does not match its shape")
-            if len(raw):
-                out[name] = torch.frombuffer(bytearray(raw), dtype=torch.uint8).view(dtype).reshape(shape)
-            else:
-                out[name] = torch.empty(shape, dtype=dtype)
+            out[name] = _exact_tensor(r, name)
         else:
             raise FormatError("unknown entry kind in state dict blob")
-    if r.pos != len(r.data):
-        raise FormatError("trailing bytes in state dict blob")
+    r.end()
     return out
 
 
@@ -167,9 +148,14 @@ class HookState:
     encoders: Dict[int, GradientEncoder] = field(default_factory=dict)
     decoder: GradientDecoder = field(default_factory=GradientDecoder)
 
+    def __post_init__(self) -> None:
+        # Checked here, where the state is made, not inside DDP's first backward pass.
+        self._settings = Settings.make(self.error_bound, self.mode, self.coder)
+        self.mode, self.coder = self._settings.mode, self._settings.coder
+
     def _encode(self, index: int, x: torch.Tensor) -> bytes:
         if not self.stateful:
-            return api.compress(x, self.error_bound, mode=self.mode, coder=self.coder)
+            return api.compress_with(x, self._settings)
         enc = self.encoders.get(index)
         if enc is None:
             sid = f"rank{dist.get_rank(self.process_group)}/bucket{index}"
@@ -187,14 +173,13 @@ def allreduce_hook(state: HookState, bucket: dist.GradBucket) -> torch.futures.F
     """DDP communication hook: average the bucket's gradients across ranks, each rank sending its
     bucket ebgc-compressed. Register with ``model.register_comm_hook(state, allreduce_hook)``.
 
-    CUDA buckets stay on the GPU (compressed and decoded by the CUDA backend; only the compressed
-    bytes cross to the host) unless the backend is missing or the hook is stateful, whose codec runs
-    on the host. Payloads travel as CPU tensors, or as CUDA tensors with the NCCL backend."""
+    CUDA buckets are compressed where the codec's plan runs them (one-shot bit-packing on the GPU
+    with the CUDA backend; stream encoders keep their state in host memory). Payloads travel as CPU
+    tensors, or as CUDA tensors with the NCCL backend."""
     group = state.process_group
     world = dist.get_world_size(group)
     buf = bucket.buffer()
-    on_device = buf.is_cuda and cuda.available() and not state.stateful
-    grad = buf if on_device else _host(buf)
+    grad = buf.detach()
     # 16-bit buckets are sent in their own dtype; the error feedback is kept in float32, so it
     # also carries the rounding of (gradient + residual) back to 16 bits.
     work = grad if grad.dtype in (torch.float32, torch.float64) else grad.to(torch.float32)

@@ -1,48 +1,136 @@
-// Stage 2 — which predictor codes a tensor: zero; a blend of the stream's last one or two
-// reconstructions (predictor_scaled_previous.hpp); or a low-rank approximation of a matrix
-// (predictor_lowrank.hpp). Each is fitted and scored by the estimated bits of its residual plus
-// what it sends, a cheap stand-in for coding the tensor several times; the fewest bits win.
+// The one place where ebgc decides. Every other file does what it is told:
+//   - validate():            every argument of a request, checked once, at the front door;
+//   - choose_predictor():    which predictor codes a tensor (zero, a blend of the stream's last
+//                            reconstructions, or a low-rank approximation of a matrix), each
+//                            scored by the estimated bits of its residual plus what it sends;
+//   - pick_coder():          which coder writes it ("auto": the smallest estimate);
+//   - compress_where(), decompress_where(): whether a device tensor's work runs on the GPU or is
+//                            staged through host memory and done by the CPU codec;
+//   - check_streams_first(): whether a blob's streams are validated before its output is allocated.
 #pragma once
 #include <algorithm>
+#include <array>
+#include <cmath>
 #include <cstdint>
+#include <string>
 #include <vector>
 
-#include "codec.hpp"
+#include "common/errors.hpp"
+#include "format/container.hpp"
+#include "format/vocabulary.hpp"
+#include "predictors/blend.hpp"
+#include "predictors/lowrank_fit.hpp"
+#include "predictors/zero.hpp"
+#include "quantize/bound.hpp"
+#include "quantize/quantizer.hpp"
+#include "request.hpp"
 
 namespace ebgc {
+
+// ---- validation -------------------------------------------------------------------------------
+
+inline uint64_t checked_elements(const std::vector<uint64_t>& shape) {
+  if (shape.size() > kMaxDims) throw InvalidArgument("too many dimensions (at most 16)");
+  uint64_t n = 1;
+  for (uint64_t d : shape) {
+    if (d && n > kMaxElements / d) throw InvalidArgument("array too large (the format holds at most 2**40 values)");
+    n *= d;
+  }
+  if (n > kMaxElements) throw InvalidArgument("array too large (the format holds at most 2**40 values)");
+  return n;
+}
+
+inline void validate(const Params& p) {
+  check_requested_bound(p.error_bound);
+  if (p.mode != BoundMode::Abs && p.mode != BoundMode::Rel) throw InvalidArgument("mode must be abs or rel");
+  if (p.coder == int(Coder::ContextSerial))
+    throw InvalidArgument("coder 3 (the serial context layout) is decoded but no longer written: use 4 (its lane layout)");
+  if (p.coder != kCoderAuto && !is_written_coder(p.coder)) throw InvalidArgument("unknown coder");
+  if (p.chunk_log2 < kMinChunkLog2 || p.chunk_log2 > kMaxChunkLog2) throw InvalidArgument("chunk_log2 out of range");
+}
+
+inline void validate(const TensorView& x, const Params& p, const Execution& e) {
+  validate(p);
+  const uint64_t n = checked_elements(x.shape);
+  if (!x.strides.empty() && x.strides.size() != x.shape.size()) throw InvalidArgument("one stride per dimension");
+  if (n && !x.data) throw InvalidArgument("no data");
+  if (e.threads < 1) throw InvalidArgument("threads must be >= 1");
+}
+
+// ---- where the work runs ------------------------------------------------------------------------
+
+enum class Where { Host, Device };
+
+// The device runs the fast coder with zero prediction: "auto" on a device means bit-packing (the
+// ratio coders and their tables, the low-rank fit and stream prediction run on the host, after
+// one copy each way).
+inline int device_coder(int requested) { return requested == kCoderAuto ? int(Coder::Bitpack) : requested; }
+inline Where compress_where(const TensorView& x, const Params& p, bool stream_prediction) {
+  if (x.device != Device::Cuda) return Where::Host;
+  return device_coder(p.coder) == int(Coder::Bitpack) && !stream_prediction ? Where::Device : Where::Host;
+}
+// Raw and bit-packed blobs decode on the device (zero or stream prediction); the others on the host.
+inline Where decompress_where(const Header& h, bool out_on_device) {
+  if (!out_on_device) return Where::Host;
+  if (h.coder == Coder::Raw) return Where::Device;  // a copy
+  return h.coder == Coder::Bitpack && !is_low_rank(h.predictor) ? Where::Device : Where::Host;
+}
+
+// ---- which coder --------------------------------------------------------------------------------
+
+struct CoderCosts {
+  double context, huffman, bitpack, raw;  // estimated bytes
+};
+// requested: kCoderAuto (the smallest; at equal size the faster one) or a written coder.
+inline Coder pick_coder(int requested, const CoderCosts& c) {
+  if (requested != kCoderAuto) return Coder(requested);
+  Coder pick = Coder::Context;
+  double best = c.context;
+  if (c.huffman <= best) pick = Coder::Huffman, best = c.huffman;
+  if (c.bitpack <= best) pick = Coder::Bitpack, best = c.bitpack;
+  if (c.raw <= best) pick = Coder::Raw;
+  return pick;
+}
+
+// ---- which predictor ----------------------------------------------------------------------------
 
 // The stream blends are fitted and scored on blocks of kScoreBlock values, every kScoreStride-th
 // one, or every block of tensors under kScoreAllBelow values.
 constexpr uint64_t kScoreBlock = 1024, kScoreStride = 8, kScoreAllBelow = uint64_t(1) << 16;
 
-// previous[0], previous[1]: the stream's last and second-last reconstructions of this tensor
-// (null if none); reconstruction (optional) receives what the decoder will return.
+enum class PredictorKind { Zero, Blend, LowRank };
+
 template <class T>
-std::vector<uint8_t> compress_with_best_predictor(const T* x, const std::vector<uint64_t>& shape,
-                                                  const CompressOptions& opt, const T* const* previous,
-                                                  T* reconstruction) {
-  uint64_t n = 1;
-  for (uint64_t d : shape) n *= d;
+struct PredictorChoice {
+  PredictorKind kind = PredictorKind::Zero;
+  PreviousBlendPredictor<T> blend{{nullptr, nullptr}, {0.0, 0.0}, 1};
+  LowRankFactors factors;
+  bool range_known = false;  // the encoder need not find the range again
+  FiniteRange range;
+};
+
+// previous[0], previous[1]: the stream's last and second-last reconstructions of this tensor
+// (null if none). Estimated bits saved against zero prediction decide: the blends are scored by
+// log2(1 + |r|) over a sample, low rank by the order-0 entropy of sampled residual symbols (the log
+// estimate undervalues small residuals: DESIGN.md); in the stateful bench the pick is never worse
+// than either predictor alone.
+template <class T>
+PredictorChoice<T> choose_predictor(const T* x, const std::vector<uint64_t>& shape, const Params& p,
+                                    const Execution& e, const T* const* previous) {
+  PredictorChoice<T> choice;
+  const uint64_t n = checked_elements(shape);
   const T* p1 = previous ? previous[0] : nullptr;
-  const T* p2 = previous ? previous[1] : nullptr;
+  const T* p2 = p1 ? previous[1] : nullptr;
   // Bit-packing is the fast mode: no factorization there. Raw has no prediction at all.
-  const bool try_low_rank = opt.low_rank && low_rank_eligible(shape) && opt.coder != int(Coder::Raw) &&
-                            opt.coder != int(Coder::Bitpack);
-  if ((!p1 && !try_low_rank) || n == 0 || n > kMaxElements) return compress(x, shape, opt, ZeroPredictor(), reconstruction);
-  check_requested_bound(opt.error_bound);
-  const FiniteRange range = opt.mode == BoundMode::Rel ? finite_range(x, size_t(n)) : FiniteRange();
-  CompressOptions known = opt;  // compress() need not find the range again
-  known.range = &range;
-  const double abs_bound = absolute_bound(opt.mode, opt.error_bound, range);
+  const bool try_low_rank = p.low_rank && low_rank_eligible(shape) && p.coder != int(Coder::Raw) &&
+                            p.coder != int(Coder::Bitpack);
+  if ((!p1 && !try_low_rank) || n == 0) return choice;
+  choice.range = p.mode == BoundMode::Rel ? finite_range(x, size_t(n)) : FiniteRange();
+  choice.range_known = true;
+  const double abs_bound = absolute_bound(p.mode, p.error_bound, choice.range);
   const double step = LinearQuantizer(abs_bound).step;
 
-  // Estimated bits saved against zero prediction. The blends are scored by log2(1 + |r|) over
-  // every value, low rank by the order-0 entropy of sampled residual symbols (the log estimate
-  // undervalues small residuals: DESIGN.md); in the stateful bench the pick is never worse than
-  // either predictor alone.
   double best_saved = 0;
-  PreviousBlendPredictor<T> blend{{p1, p1}, {0.0, 0.0}, 1};
-  bool use_blend = false;
   if (p1) {
     // Fitted and scored on a sample: every kScoreStride-th block (all of a small tensor), so a
     // stream whose rounds do not correlate pays little for asking.
@@ -52,24 +140,40 @@ std::vector<uint8_t> compress_with_best_predictor(const T* x, const std::vector<
     };
     BlendSums sums;
     uint64_t sampled = 0;
-    for_sample([&](uint64_t b, uint64_t e) { add_blend_sums(x, p1, p2, b, e, sums), sampled += e - b; });
+    for_sample([&](uint64_t b, uint64_t end) { add_blend_sums(x, p1, p2, b, end, sums), sampled += end - b; });
     const PreviousBlendPredictor<T> one = fit_previous(sums, p1);
     const PreviousBlendPredictor<T> two = p2 ? fit_two_previous(sums, p1, p2) : one;
     std::array<double, 3> bits{};
-    for_sample([&](uint64_t b, uint64_t e) { add_residual_bits(x, b, e, step, bits, ZeroPredictor(), one, two); });
+    for_sample([&](uint64_t b, uint64_t end) { add_residual_bits(x, b, end, step, bits, ZeroPredictor(), one, two); });
     const double scale = double(n) / double(sampled);
     const double one_bits = bits[1] * scale + 64, two_bits = two.terms == 2 ? bits[2] * scale + 128 : one_bits;  // + coefficients
-    blend = two_bits < one_bits ? two : one;
     const double saved = bits[0] * scale - std::min(one_bits, two_bits);
-    if (saved > best_saved) best_saved = saved, use_blend = true;
+    if (saved > best_saved) {
+      best_saved = saved;
+      choice.kind = PredictorKind::Blend;
+      choice.blend = two_bits < one_bits ? two : one;
+    }
   }
   if (try_low_rank && abs_bound > 0 && std::isfinite(abs_bound)) {
-    LowRankFit fit = fit_low_rank(x, shape[0], shape[1], step, std::max(1u, opt.threads));
-    if (fit.factors.rank && fit.bits_saved > best_saved)
-      return compress(x, shape, known, LowRankPredictor(fit.factors), reconstruction);
+    LowRankFit fit = fit_low_rank(x, shape[0], shape[1], step, e.threads);
+    if (fit.factors.rank && fit.bits_saved > best_saved) {
+      choice.kind = PredictorKind::LowRank;
+      choice.factors = std::move(fit.factors);
+    }
   }
-  if (use_blend) return compress(x, shape, known, blend, reconstruction);
-  return compress(x, shape, known, ZeroPredictor(), reconstruction);
+  return choice;
+}
+
+// ---- decoding ---------------------------------------------------------------------------------
+
+// A blob may declare up to ~30,000 values per payload byte (all-zero context chunks cost almost
+// nothing), so before an output over kTrustedExpansion times the blob's size is allocated, every
+// chunk's streams are decoded once without output: a corrupt blob is then refused having
+// allocated nothing in proportion to what it declares. Typical gradients compress 5-30x; the
+// check costs a second pass of the symbol decoder on the rare blobs above this.
+constexpr uint64_t kTrustedExpansion = 64;
+inline bool check_streams_first(const ParsedBlob& b) {
+  return b.header.coder != Coder::Raw && b.output_bytes() / kTrustedExpansion > b.size;
 }
 
 }  // namespace ebgc

@@ -7,7 +7,13 @@ Config keys (all optional): ``error_bound`` (1e-2), ``error_bounding_mode`` ("RE
 ``param_cutoff`` (tensors with at most this many values go exact, 1024), ``stateful`` (False:
 True keeps one ebgc stream per compressor instance, i.e. per client; the server's instance keeps
 one decoder state per client stream). Models may be flat or nested dicts of tensors, batched as a
-list or dict. The bytes are ebgc containers only: nothing is pickled.
+list or dict. The bytes are ebgc containers only (ebgc.wire): nothing is pickled.
+
+Payload (version 2; version 1, the same without the CRC, is still read): "EBAP" | version | part
+| CRC-32C. A part is u8 kind then: flat: a length-prefixed stream message (empty when not
+stateful), and then, after a message, the count and names of the model's entries in order; then
+the state dict of the remaining entries (ebgc.torch). list: count, then length-prefixed parts.
+dict: count, then per entry its name and a length-prefixed part.
 """
 from collections import OrderedDict
 from typing import Any, Dict, List, Union
@@ -15,17 +21,18 @@ from typing import Any, Dict, List, Union
 import torch
 
 from ..errors import FormatError
-from ..stream import GradientDecoder, GradientEncoder, _Reader, _varint
+from ..settings import Settings
+from ..stream import GradientDecoder, GradientEncoder
 from ..torch import compress_state_dict, decompress_state_dict
+from ..wire import Reader, Writer
 
 try:  # the base class when APPFL is installed; the plugin still imports without it
     from appfl.compressor.base_compressor import BaseCompressor
 except ImportError:  # pragma: no cover - exercised only without appfl
     BaseCompressor = object  # type: ignore[assignment,misc]
 
-_MAGIC, _VERSION = b"EBAP", 1
+_MAGIC, _VERSION = b"EBAP", 2
 _FLAT, _LIST, _DICT = 0, 1, 2
-_STREAM_NONE = b""
 
 
 def _cfg(config: Any, key: str, default: Any) -> Any:
@@ -37,73 +44,82 @@ def _cfg(config: Any, key: str, default: Any) -> Any:
 
 class EBGCCompressor(BaseCompressor):
     def __init__(self, compressor_config: Any = None):
-        self.error_bound = float(_cfg(compressor_config, "error_bound", 1e-2))
-        self.mode = str(_cfg(compressor_config, "error_bounding_mode", "REL")).lower()
+        settings = Settings.make(_cfg(compressor_config, "error_bound", 1e-2),
+                                 str(_cfg(compressor_config, "error_bounding_mode", "REL")))
+        self.error_bound, self.mode = settings.error_bound, settings.mode
         self.cutoff = int(_cfg(compressor_config, "param_cutoff", 1024))
         self.stateful = bool(_cfg(compressor_config, "stateful", False))
         self._encoder = GradientEncoder(self.error_bound, mode=self.mode) if self.stateful else None
         self._decoder = GradientDecoder()
 
     # -- encoding -------------------------------------------------------------------------------
-    def _flat(self, model: Dict[str, torch.Tensor]) -> bytes:
+    def _flat(self, model: Dict[str, torch.Tensor], w: Writer) -> None:
         big = {k: v for k, v in model.items() if isinstance(v, torch.Tensor) and v.dtype in
                (torch.float32, torch.float64) and v.numel() > self.cutoff}
         if self._encoder is not None and big:
-            message = self._encoder.encode({k: v.detach().cpu() for k, v in big.items()})
+            w.blob(self._encoder.encode({k: v.detach().cpu() for k, v in big.items()}))
+            w.varint(len(model))
+            for k in model:
+                w.name(k)
             rest = OrderedDict((k, v) for k, v in model.items() if k not in big)
-            order = b"".join(_varint(len(k.encode())) + k.encode() for k in model)
-            return (_varint(len(message)) + message + _varint(len(model)) + order +
-                    compress_state_dict(rest, self.error_bound, mode=self.mode))
-        sd = compress_state_dict(model, self.error_bound, mode=self.mode, min_elements=self.cutoff + 1)
-        return _varint(0) + sd
+            w.raw(compress_state_dict(rest, self.error_bound, mode=self.mode))
+            return
+        w.blob(b"").raw(compress_state_dict(model, self.error_bound, mode=self.mode, min_elements=self.cutoff + 1))
 
-    def _encode(self, model: Any, batched: bool) -> bytes:
+    def _encode(self, model: Any, batched: bool, w: Writer) -> None:
         if batched and isinstance(model, list):
-            parts = [self._encode(m, False) for m in model]
-            return bytes([_LIST]) + _varint(len(parts)) + b"".join(_varint(len(p)) + p for p in parts)
+            w.u8(_LIST).varint(len(model))
+            for m in model:
+                w.blob(self._part(m))
+            return
         nested = isinstance(model, dict) and model and not isinstance(next(iter(model.values())), torch.Tensor)
         if nested:
-            out = bytearray([_DICT]) + _varint(len(model))
+            w.u8(_DICT).varint(len(model))
             for k, m in model.items():
-                p = self._encode(m, False)
-                out += _varint(len(k.encode())) + k.encode() + _varint(len(p)) + p
-            return bytes(out)
-        return bytes([_FLAT]) + self._flat(model)
+                w.name(k).blob(self._part(m))
+            return
+        w.u8(_FLAT)
+        self._flat(model, w)
+
+    def _part(self, model: Any) -> bytes:
+        w = Writer()
+        self._encode(model, False, w)
+        return bytes(w.buf)
 
     def compress_model(self, model: Union[dict, OrderedDict, List[Union[dict, OrderedDict]]],
                        batched: bool = False) -> bytes:
-        return _MAGIC + bytes([_VERSION]) + self._encode(model, batched)
+        w = Writer(_MAGIC, _VERSION)
+        self._encode(model, batched, w)
+        return w.seal()
 
     # -- decoding -------------------------------------------------------------------------------
-    def _decode(self, r: _Reader) -> Any:
+    def _decode(self, r: Reader) -> Any:
         kind = r.u8("kind")
         if kind == _LIST:
-            return [self._decode(_Reader(r.blob("model"), "appfl payload")) for _ in range(r.varint("count"))]
+            return [self._decode(r.sub("model")) for _ in range(r.count("count"))]
         if kind == _DICT:
             out = OrderedDict()
-            for _ in range(r.varint("count")):
-                name = bytes(r.blob("name")).decode("utf-8")
-                out[name] = self._decode(_Reader(r.blob("model"), "appfl payload"))
+            for _ in range(r.count("count", 2)):
+                name = r.name("name")
+                out[name] = self._decode(r.sub("model"))
             return out
         if kind != _FLAT:
             raise FormatError("unknown part in an ebgc APPFL payload")
         message = r.blob("stream message")
         if not len(message):
-            return OrderedDict(decompress_state_dict(r.take(len(r.data) - r.pos, "state dict")))
-        streamed = {k: torch.from_numpy(v) for k, v in self._decoder.decode(bytes(message)).items()}
-        order = [bytes(r.blob("name")).decode("utf-8") for _ in range(r.varint("count"))]
-        rest = decompress_state_dict(r.take(len(r.data) - r.pos, "state dict"))
+            return OrderedDict(decompress_state_dict(r.rest()))
+        streamed = {k: torch.from_numpy(v) for k, v in self._decoder.decode(message).items()}
+        order = [r.name("name") for _ in range(r.count("count"))]
+        rest = decompress_state_dict(r.rest())
+        missing = [k for k in order if k not in streamed and k not in rest]
+        if missing:
+            raise FormatError(f"entry {missing[0]!r} of an ebgc APPFL payload is missing")
         return OrderedDict((k, streamed[k] if k in streamed else rest[k]) for k in order)
 
     def decompress_model(self, compressed_model: bytes, model: Any = None, batched: bool = False) -> Any:
-        view = memoryview(compressed_model).cast("B")
-        if len(view) < 6 or bytes(view[:4]) != _MAGIC or view[4] != _VERSION:
-            raise FormatError("not an ebgc APPFL payload")
-        r = _Reader(view, "appfl payload")
-        r.take(5, "header")
+        r = Reader.open(compressed_model, _MAGIC, (1, _VERSION), "APPFL payload", unsealed=(1,))
         out = self._decode(r)
-        if r.pos != len(view):
-            raise FormatError("trailing bytes in an ebgc APPFL payload")
+        r.end()
         return out
 
 

@@ -13,7 +13,8 @@ import numpy as np
 from numcodecs.abc import Codec
 from numcodecs.compat import ensure_contiguous_ndarray, ensure_ndarray_like, ndarray_copy
 
-from ..api import CODERS, MODES, _choice, _error_bound, _threads, compress, decompress
+from ..api import compress_with, decompress
+from ..settings import Settings, max_output_of
 
 
 class EBGC(Codec):
@@ -21,34 +22,35 @@ class EBGC(Codec):
 
     error_bound, mode ("rel": error_bound x (max - min) of each chunk; "abs": error_bound),
     coder ("auto", "context", "huffman", "bitpack", "raw") and threads (None: all cores) are those
-    of :func:`ebgc.compress`. In rel mode the bound is computed per encoded chunk.
+    of :func:`ebgc.compress`. In rel mode the bound is computed per encoded chunk. max_output
+    (bytes): refuse to decode a chunk that would be larger, for stores written by strangers.
     """
 
     codec_id = "ebgc"
 
     def __init__(self, error_bound: float = 1e-3, mode: str = "rel", coder: str = "auto",
-                 threads: Optional[int] = None):
-        self.error_bound = _error_bound(error_bound)  # refuse bad settings now, not at first use
-        _choice(mode, MODES, "mode")
-        _choice(coder, CODERS, "coder")
-        if threads is not None:
-            _threads(threads)
-        self.mode, self.coder, self.threads = mode, coder, threads
+                 threads: Optional[int] = None, max_output: Optional[int] = None):
+        self._settings = Settings.make(error_bound, mode, coder, True, threads)  # refuse bad settings now
+        max_output_of(max_output)
+        self.error_bound, self.mode, self.coder = self._settings.error_bound, self._settings.mode, self._settings.coder
+        self.threads, self.max_output = threads, max_output
 
     def encode(self, buf: Any) -> bytes:
         arr = ensure_ndarray_like(buf)  # keeps dtype and shape; raw bytes arrive as uint8 and are refused
-        return compress(np.asarray(arr), self.error_bound, mode=self.mode, coder=self.coder,
-                        threads=self.threads)
+        return compress_with(np.asarray(arr), self._settings)
 
     def decode(self, buf: Any, out: Any = None) -> Any:
         blob = ensure_contiguous_ndarray(buf).view(np.uint8).reshape(-1)
-        arr = decompress(blob, threads=self.threads)
+        arr = decompress(blob, threads=self._settings.threads, max_output=self.max_output)
         return arr if out is None else ndarray_copy(arr, out)
 
     def get_config(self) -> dict:
-        return {"id": self.codec_id, "error_bound": self.error_bound, "mode": self.mode,
-                "coder": self.coder, "threads": self.threads}
+        config = {"id": self.codec_id, "error_bound": self.error_bound, "mode": self.mode,
+                  "coder": self.coder, "threads": self.threads}
+        if self.max_output is not None:
+            config["max_output"] = self.max_output
+        return config
 
     def __repr__(self) -> str:
         return (f"EBGC(error_bound={self.error_bound!r}, mode={self.mode!r}, coder={self.coder!r}, "
-                f"threads={self.threads!r})")
+                f"threads={self.threads!r}, max_output={self.max_output!r})")

@@ -18,8 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from . import api, cuda
-from .errors import CudaError
+from .. import api, cuda
+from ..errors import CudaError
+from ..vocabulary import MODES
 
 GIB = 1 << 30
 
@@ -37,7 +38,7 @@ def _device_row(name: str, x: Any, bound: float, mode: str, repeats: int) -> dic
 
     scratch = torch.empty_like(x)
     handle = int(torch.cuda.current_stream().cuda_stream)
-    t = cuda._cuda.benchmark_bitpack(int(x.data_ptr()), "float32", int(x.numel()), api.MODES[mode], bound,
+    t = cuda._cuda.benchmark_bitpack(int(x.data_ptr()), "float32", int(x.numel()), MODES[mode], bound,
                                      int(scratch.data_ptr()), repeats, handle)
     nbytes = x.numel() * 4
     c, d, copy = _median(t["compress_ms"]), _median(t["decompress_ms"]), _median(t["copy_ms"])

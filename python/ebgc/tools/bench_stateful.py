@@ -3,7 +3,7 @@
 Per trace and bound: the messages go in order through a GradientEncoder and, as bytes only, a
 separate GradientDecoder (two machines would run it so); every value of every message is checked
 against its bound. Beside it, in the same run: ebgc one-shot and every SZ3 algorithm (through
-:func:`ebgc.bench.run_bench`). Tensors with <= 1024 values are sent raw by every method alike.
+:func:`ebgc.tools.bench.run_bench`). Tensors with <= 1024 values are sent raw by every method alike.
 Results: rows like ``run_bench``'s plus the ratio of each message, and a plot of ratio over rounds.
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from . import bench
-from .stream import GradientDecoder, GradientEncoder
+from ..stream import GradientDecoder, GradientEncoder
 
 
 def _stateful_pass(trace: bench.Trace, eb: float, mode: str, verify: bool, history: int = 2,

@@ -6,8 +6,8 @@
 #include <cstdint>
 #include <cstring>
 
-#include "errors.hpp"
-#include "hd.hpp"
+#include "../common/errors.hpp"
+#include "../common/hd.hpp"
 
 namespace ebgc {
 

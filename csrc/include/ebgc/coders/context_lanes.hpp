@@ -18,11 +18,11 @@
 #include <cstring>
 #include <vector>
 
-#include "bytes.hpp"
-#include "context_model.hpp"
-#include "errors.hpp"
-#include "rans_lanes_avx2.hpp"
-#include "symbolize.hpp"
+#include "../common/bytes.hpp"
+#include "../coders/context_model.hpp"
+#include "../common/errors.hpp"
+#include "../coders/context_lanes_avx2.hpp"
+#include "../coders/symbolize.hpp"
 
 namespace ebgc {
 

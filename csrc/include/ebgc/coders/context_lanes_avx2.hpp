@@ -4,13 +4,13 @@
 // computes exactly what rans_lane_value<false> computes, lane by lane, and runs only where the CPU
 // has AVX2 (checked at run time); the scalar loop is the reference and the fallback.
 #pragma once
-#include "cpu_features.hpp"
+#include "../common/cpu_features.hpp"
 #ifdef EBGC_HAVE_AVX2
 #include <immintrin.h>
 
 #include <cstdint>
 
-#include "context_model.hpp"
+#include "../coders/context_model.hpp"
 
 namespace ebgc {
 

@@ -10,10 +10,10 @@
 #include <cstdint>
 #include <vector>
 
-#include "bitio.hpp"
-#include "bytes.hpp"
-#include "errors.hpp"
-#include "symbolize.hpp"
+#include "../common/bitio.hpp"
+#include "../common/bytes.hpp"
+#include "../common/errors.hpp"
+#include "../coders/symbolize.hpp"
 
 namespace ebgc {
 

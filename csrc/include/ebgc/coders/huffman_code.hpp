@@ -7,9 +7,9 @@
 #include <queue>
 #include <vector>
 
-#include "bitio.hpp"
-#include "bytes.hpp"
-#include "errors.hpp"
+#include "../common/bitio.hpp"
+#include "../common/bytes.hpp"
+#include "../common/errors.hpp"
 
 namespace ebgc {
 

@@ -8,7 +8,7 @@
 #include <cstdint>
 #include <cstring>
 
-#include "cpu_features.hpp"
+#include "../common/cpu_features.hpp"
 
 namespace ebgc {
 

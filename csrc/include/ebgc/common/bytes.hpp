@@ -5,7 +5,7 @@
 #include <cstring>
 #include <vector>
 
-#include "errors.hpp"
+#include "../common/errors.hpp"
 
 namespace ebgc {
 

@@ -19,6 +19,10 @@ struct ChecksumError : FormatError {
 struct VersionError : FormatError {
   using FormatError::FormatError;
 };
+// A blob that would decode to more than the caller allows (max_output), or than can be allocated.
+struct OutputLimitError : FormatError {
+  using FormatError::FormatError;
+};
 // A caller-supplied argument is out of its domain (bound, mode, coder, sizes of out=).
 struct InvalidArgument : Error {
   using Error::Error;

@@ -5,7 +5,7 @@
 #pragma once
 #include <cstdint>
 
-#include "hd.hpp"
+#include "../common/hd.hpp"
 
 namespace ebgc {
 

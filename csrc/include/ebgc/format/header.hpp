@@ -1,4 +1,5 @@
-// Stage 5 — the container (docs/FORMAT.md is the specification). Header, payload, CRC-32C.
+// The container's header (docs/FORMAT.md is the specification): what a blob holds and how it was
+// coded, read and written in one place. The payload after it is format/container.hpp's.
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -6,11 +7,11 @@
 #include <string>
 #include <vector>
 
-#include "bound.hpp"
-#include "bytes.hpp"
-#include "checksum.hpp"
-#include "errors.hpp"
-#include "half.hpp"
+#include "../common/bytes.hpp"
+#include "../common/checksum.hpp"
+#include "../common/errors.hpp"
+#include "../predictors/lowrank_factors.hpp"
+#include "vocabulary.hpp"
 
 namespace ebgc {
 
@@ -19,73 +20,7 @@ static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "ebgc streams are writt
 
 constexpr uint8_t kMagic[4] = {'E', 'B', 'G', 'C'};
 constexpr uint8_t kFormatVersion = 1;
-constexpr unsigned kMaxDims = 16;
-constexpr uint64_t kMaxElements = uint64_t(1) << 40;
-constexpr unsigned kDefaultChunkLog2 = 16;
-constexpr unsigned kMinChunkLog2 = 10, kMaxChunkLog2 = 20;
-
-enum class DType : uint8_t { Float32 = 1, Float64 = 2, Float16 = 3, BFloat16 = 4 };
-// ContextSerial is the context coder's first layout: still decoded, no longer written.
-enum class Coder : uint8_t { Raw = 0, Bitpack = 1, Huffman = 2, ContextSerial = 3, Context = 4 };
-// LowRank (int16 factors) is still decoded but no longer written; LowRankPacked replaced it.
-enum class PredictorId : uint8_t { Zero = 0, ScaledPrevious = 1, BlendTwoPrevious = 2, LowRank = 3, LowRankPacked = 4 };
-inline bool is_low_rank(uint8_t id) { return id == 3 || id == 4; }
-// Earlier reconstructions a predictor reads (the low-rank one reads only its factors).
-inline unsigned predictor_terms(uint8_t id) { return id == 1 ? 1 : id == 2 ? 2 : 0; }
-constexpr unsigned kMaxLowRank = 32;
-// Header bytes of the low-rank factors: rank, two f32 scales and int16 rows/cols per component.
-inline uint64_t low_rank_data_bytes(unsigned rank, uint64_t rows, uint64_t cols) {
-  return 1 + uint64_t(rank) * (8 + 2 * (rows + cols));
-}
-// Header bytes of packed factors: rank, per component u8 bits and two f32 scales, then every
-// component's entries at its own width (total_bits = the sum of the components' widths).
-constexpr unsigned kLowRankComponentHeader = 9;
-constexpr unsigned kLowRankMinBits = 2, kLowRankMaxBits = 16;
-inline uint64_t low_rank_packed_bytes(unsigned rank, uint64_t total_bits, uint64_t rows, uint64_t cols) {
-  return 1 + uint64_t(rank) * kLowRankComponentHeader + (total_bits * (rows + cols) + 7) / 8;
-}
-constexpr uint8_t kCoderCount = 5;
-
-inline size_t dtype_size(DType t) { return t == DType::Float32 ? 4 : t == DType::Float64 ? 8 : 2; }
-inline const char* dtype_name(DType t) {
-  switch (t) {
-    case DType::Float32: return "float32";
-    case DType::Float64: return "float64";
-    case DType::Float16: return "float16";
-    case DType::BFloat16: return "bfloat16";
-  }
-  return "?";
-}
-template <class T> constexpr DType dtype_of();
-template <> constexpr DType dtype_of<float>() { return DType::Float32; }
-template <> constexpr DType dtype_of<double>() { return DType::Float64; }
-template <> constexpr DType dtype_of<Float16>() { return DType::Float16; }
-template <> constexpr DType dtype_of<BFloat16>() { return DType::BFloat16; }
-template <class T>
-struct TypeTag {
-  using type = T;
-};
-// Calls f(TypeTag<T>{}) with the storage type of a dtype.
-template <class F>
-decltype(auto) with_storage_type(DType t, F&& f) {
-  switch (t) {
-    case DType::Float32: return f(TypeTag<float>{});
-    case DType::Float64: return f(TypeTag<double>{});
-    case DType::Float16: return f(TypeTag<Float16>{});
-    default: return f(TypeTag<BFloat16>{});
-  }
-}
-
-inline const char* coder_name(Coder c) {
-  switch (c) {
-    case Coder::Raw: return "raw";
-    case Coder::Bitpack: return "bitpack";
-    case Coder::Huffman: return "huffman";
-    case Coder::ContextSerial:  // two layouts of one coder (FORMAT.md tells them apart by id)
-    case Coder::Context: return "context";
-  }
-  return "?";
-}
+constexpr size_t kChecksumSize = 4;
 
 struct Header {
   uint8_t version = kFormatVersion;
@@ -129,34 +64,9 @@ struct Header {
   }
 };
 
-constexpr size_t kChecksumSize = 4;
-
-// Least payload bytes a coder needs for a given element count. A header that declares more
-// elements than its payload could hold is refused before the decoder allocates anything, which
-// caps the output at a fixed multiple of the blob's size (see docs/FORMAT.md).
-inline void check_plausible_size(const Header& h) {
-  const uint64_t n = h.elements(), p = h.payload_size;
-  switch (h.coder) {
-    case Coder::Raw:
-      require_format(p == n * dtype_size(h.dtype), "raw payload size does not match the shape");
-      return;
-    case Coder::Bitpack:  // one width byte per 32 values
-      require_format(n <= 32 * p, "declared size larger than the payload can hold");
-      return;
-    case Coder::Huffman:  // at least one bit per value
-      require_format(n <= 8 * p, "declared size larger than the payload can hold");
-      return;
-    case Coder::ContextSerial:  // every chunk: two lengths and two 4-byte rANS states
-      require_format(h.chunks() <= p / 10, "declared size larger than the payload can hold");
-      return;
-    case Coder::Context:  // every chunk: two lengths and a 4-byte rANS state for each of 8 lanes
-      require_format(h.chunks() <= p / (2 + 4 * 8), "declared size larger than the payload can hold");
-      return;
-  }
-}
-
 // Checks magic, version and checksum of a whole blob, then parses the header. On return the
-// reader stands at the first payload byte, and exactly payload_size bytes precede the checksum.
+// reader stands at the first payload byte, and exactly payload_size bytes precede the checksum
+// (the payload's own limits are checked by format/container.hpp).
 // verify_checksum = false only to peek at a header that a full read will check later.
 inline Header read_header(const uint8_t* blob, size_t size, ByteReader& r, bool verify_checksum = true) {
   if (size < 4 || std::memcmp(blob, kMagic, 4) != 0)
@@ -179,13 +89,13 @@ inline Header read_header(const uint8_t* blob, size_t size, ByteReader& r, bool 
   h.flags = r.u8("flags");
   require_format(h.flags == 0, "unknown header flags");
   uint8_t dt = r.u8("dtype");
-  require_format(dt >= 1 && dt <= 4, "unknown dtype code");
+  require_format(dtype_info(dt) != nullptr, "unknown dtype code");
   h.dtype = DType(dt);
   uint8_t mode = r.u8("bound mode");
-  require_format(mode <= 1, "unknown bound mode");
+  require_format(mode < sizeof(kModes) / sizeof(kModes[0]), "unknown bound mode");
   h.mode = BoundMode(mode);
   h.predictor = r.u8("predictor");
-  require_format(h.predictor <= 4, "unknown predictor");
+  require_format(h.predictor < kPredictorCount, "unknown predictor");
   uint8_t coder = r.u8("coder");
   require_format(coder < kCoderCount, "unknown coder");
   h.coder = Coder(coder);
@@ -221,43 +131,13 @@ inline Header read_header(const uint8_t* blob, size_t size, ByteReader& r, bool 
     // the blob.
     require_format(h.coder != Coder::Raw, "a raw blob has no prediction");
     require_format(ndim >= 2 && h.elements() > 0, "a low-rank prediction needs a non-empty matrix");
-    const unsigned rank = r.remaining() ? r.data[r.pos] : 0;
-    require_format(rank >= 1 && rank <= kMaxLowRank, "bad low-rank predictor rank");
-    const uint64_t rows = h.shape[0], cols = n / rows;
-    uint64_t bytes = 0;
-    if (h.predictor == uint8_t(PredictorId::LowRank)) {
-      require_format((rows + cols) <= r.remaining() / (2 * rank), "low-rank factors run past the end of the blob");
-      bytes = low_rank_data_bytes(rank, rows, cols);
-    } else {
-      require_format(r.remaining() >= 1 + uint64_t(rank) * kLowRankComponentHeader, "low-rank factors run past the end of the blob");
-      uint64_t total_bits = 0;
-      for (unsigned k = 0; k < rank; ++k) {
-        const unsigned bits = r.data[r.pos + 1 + k * kLowRankComponentHeader];
-        require_format(bits >= kLowRankMinBits && bits <= kLowRankMaxBits, "bad low-rank factor width");
-        total_bits += bits;
-      }
-      require_format((rows + cols) <= r.remaining() * 8 / total_bits, "low-rank factors run past the end of the blob");
-      bytes = low_rank_packed_bytes(rank, total_bits, rows, cols);
-    }
+    const uint64_t bytes = low_rank_stored_bytes(r, h.predictor, h.shape[0], n / h.shape[0]);
     const uint8_t* p = r.take(bytes, "low-rank factors");
     h.predictor_data.assign(p, p + bytes);
   }
   h.payload_size = r.varint("payload size");
   require_format(h.payload_size == r.remaining(), "payload size does not match the blob");
-  check_plausible_size(h);
   return h;
-}
-
-// Wraps a header and payload into a blob with its checksum.
-inline std::vector<uint8_t> seal(const Header& h, const uint8_t* payload, size_t size) {
-  ByteWriter w;
-  Header hh = h;
-  hh.payload_size = size;
-  hh.write(w);
-  w.buf.reserve(w.size() + size + kChecksumSize);
-  w.bytes(payload, size);
-  w.u32(crc32c(w.buf.data(), w.size()));
-  return std::move(w.buf);
 }
 
 }  // namespace ebgc

@@ -1,12 +1,17 @@
-// Stage 4c, format 1.0 layout (coder 3, decode only): context-modelled rANS with two interleaved
-// 32-bit states over the whole chunk. Blobs written before the lane layout (rans_lanes.hpp) use
-// it; it is kept so that every blob ever written still decodes. Its serial chain (each symbol's
-// context and state depend on the one before) is why the encoder moved to lanes.
+// Coder 3, the context coder's first layout (decode only): context-modelled rANS with two
+// interleaved 32-bit states over the whole chunk. Blobs written before the lane layout
+// (coders/context_lanes.hpp) use it; it is kept so that every blob ever written still decodes. Its
+// serial chain (each symbol's context and state depend on the one before) is why the encoder moved
+// to lanes.
 #pragma once
 #include <cstdint>
 
-#include "context_model.hpp"
-#include "errors.hpp"
+#include "../coders/coder.hpp"
+#include "../coders/context_model.hpp"
+#include "../coders/symbolize.hpp"
+#include "../common/bitio.hpp"
+#include "../common/errors.hpp"
+#include "../format/vocabulary.hpp"
 
 namespace ebgc {
 
@@ -66,6 +71,32 @@ struct RansChunkDecoder {
   void finish() const {
     require_format(!overrun && pos == n && x[0] == kRansLow && x[1] == kRansLow,
                    "rANS chunk is corrupt");
+  }
+};
+
+struct ContextSerialCoder {
+  static constexpr Coder id = Coder::ContextSerial;
+
+  static void load(ByteReader& r, CoderTables& t) { t.context = ContextModel::read(r); }
+  // Every chunk: two directory lengths and two 4-byte rANS states.
+  static bool holds(uint64_t, uint64_t chunks, uint64_t payload) { return chunks <= payload / 10; }
+  static constexpr const char* kBadChunk = "rANS chunk too short";
+  static bool chunk_fits(uint64_t, uint64_t len_a, uint64_t) { return len_a >= 8; }
+
+  template <class Sink>
+  static void decode_chunk(const CoderTables& t, const ChunkStreams& s, Sink&& sink) {
+    RansChunkDecoder dec(t.context, s.a, s.len_a);
+    SignContext sc(t.context.sign_period, s.begin);
+    BitReader raw(s.b, s.len_b);
+    for (uint64_t i = s.begin; i < s.end; ++i) {
+      const uint32_t q = dec.next();
+      const uint32_t neg = q ? dec.next_sign(sc.ctx()) : 0;
+      sc.push(q, neg);
+      raw.refill();
+      sink(i, desymbolize(q, neg | raw.get(kSymbolTable.info[q].nextra) << 1));
+    }
+    dec.finish();
+    require_format(!raw.overran(), "raw bits truncated");
   }
 };
 

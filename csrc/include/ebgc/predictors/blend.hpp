@@ -11,8 +11,8 @@
 #include <cstdint>
 #include <cstring>
 
-#include "format.hpp"
-#include "hd.hpp"
+#include "../format/header.hpp"
+#include "../common/hd.hpp"
 
 namespace ebgc {
 
@@ -30,7 +30,7 @@ struct PreviousBlendPredictor {
   }
   // Codec loops ask for a chunk's predictor: this one needs no preparation.
   const auto& for_range(uint64_t, uint64_t) const { return *this; }
-  void describe(Header& h) const {
+  void save(Header& h) const {
     h.predictor = uint8_t(terms == 1 ? PredictorId::ScaledPrevious : PredictorId::BlendTwoPrevious);
     h.predictor_coef[0] = coef[0];
     h.predictor_coef[1] = terms == 2 ? coef[1] : 0.0;

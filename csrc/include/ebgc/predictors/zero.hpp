@@ -5,8 +5,8 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "format.hpp"
-#include "hd.hpp"
+#include "../format/header.hpp"
+#include "../common/hd.hpp"
 
 namespace ebgc {
 
@@ -15,7 +15,7 @@ struct ZeroPredictor {
   EBGC_HD double operator()(size_t /*index*/) const { return 0.0; }
   // Codec loops ask for a chunk's predictor: this one needs no preparation.
   const auto& for_range(uint64_t, uint64_t) const { return *this; }
-  void describe(Header& h) const {
+  void save(Header& h) const {
     h.predictor = uint8_t(id);
     h.predictor_coef[0] = h.predictor_coef[1] = 0;
   }

@@ -12,12 +12,11 @@
 #include <limits>
 #include <type_traits>
 
-#include "errors.hpp"
-#include "hd.hpp"
+#include "../common/errors.hpp"
+#include "../common/hd.hpp"
+#include "../format/vocabulary.hpp"
 
 namespace ebgc {
-
-enum class BoundMode : uint8_t { Abs = 0, Rel = 1 };
 
 struct FiniteRange {
   double lo = std::numeric_limits<double>::infinity();

@@ -7,7 +7,7 @@
 #include <cfloat>
 #include <cstdint>
 
-#include "hd.hpp"
+#include "../common/hd.hpp"
 
 namespace ebgc {
 
