@@ -309,7 +309,7 @@ struct DecodeLayout {
 // Every width byte is <= 32 and every chunk's packed data has exactly the declared length: the
 // kernel then needs no checks of its own and cannot read outside the blob.
 void check_bitpack_streams(const ParsedBlob& pb) {
-  for (uint64_t c = 0; c < pb.len_a.size(); ++c) BitpackCoder::check_chunk(pb.chunk(c));
+  for (uint64_t c = 0; c < pb.len_a.size(); ++c) BitpackCoder::check_chunk(pb.tables, pb.chunk(c));
 }
 
 template <class T, class Predictor>
@@ -396,6 +396,17 @@ void decompress_typed(const ParsedBlob& pb, T* out, const Execution& e, Workspac
   upload.end();
 }
 
+// Runs f(TypeTag<T>, workspace, stream) on the device that owns `ptr`, holding its workspace.
+template <class F>
+void on_device_of(const void* ptr, DType dtype, const Execution& e, F&& f) {
+  const int device = device_of(ptr);
+  DeviceGuard guard(device);
+  Workspace& ws = workspace(device);
+  std::lock_guard<std::mutex> lock(ws.mutex);
+  const cudaStream_t s = reinterpret_cast<cudaStream_t>(e.cuda_stream);
+  with_storage_type(dtype, [&](auto tag) { f(tag, ws, s); });
+}
+
 }  // namespace
 
 // ---- public entry points -------------------------------------------------------------------
@@ -440,12 +451,7 @@ void compress(const TensorView& x, const Params& p, const Execution& e, const Bl
     return ebgc::compress(none, p, e, StreamTerms(), allocate);
   }
   check_aligned(x.data, x.dtype, "the input");
-  const int device = device_of(x.data);
-  DeviceGuard guard(device);
-  Workspace& ws = workspace(device);
-  std::lock_guard<std::mutex> lock(ws.mutex);
-  const cudaStream_t s = reinterpret_cast<cudaStream_t>(e.cuda_stream);
-  with_storage_type(x.dtype, [&](auto tag) {
+  on_device_of(x.data, x.dtype, e, [&](auto tag, Workspace& ws, cudaStream_t s) {
     using T = typename decltype(tag)::type;
     if (compress_where(x, p, false) == Where::Device)
       compress_on_device<T>(x, p, e, n, ws, s, allocate);
@@ -462,12 +468,7 @@ void decompress(const ParsedBlob& pb, const TensorView& out, const Execution& e)
   if (e.threads < 1) throw InvalidArgument("threads must be >= 1");
   if (h.elements() == 0) return;
   check_aligned(out.data, h.dtype, "the output");
-  const int device = device_of(out.data);
-  DeviceGuard guard(device);
-  Workspace& ws = workspace(device);
-  std::lock_guard<std::mutex> lock(ws.mutex);
-  const cudaStream_t s = reinterpret_cast<cudaStream_t>(e.cuda_stream);
-  with_storage_type(h.dtype, [&](auto tag) {
+  on_device_of(out.data, h.dtype, e, [&](auto tag, Workspace& ws, cudaStream_t s) {
     using T = typename decltype(tag)::type;
     decompress_typed<T>(pb, static_cast<T*>(out.data), e, ws, s);
   });

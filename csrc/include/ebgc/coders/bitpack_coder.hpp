@@ -45,9 +45,9 @@ struct BitpackCoder {
     require_format(p == end, "bit-packed data length mismatch");
   }
 
-  // Every width and the chunk's packed length, without decoding a value (the GPU decoder's check
-  // before its kernels, which then need none of their own).
-  static void check_chunk(const ChunkStreams& s) {
+  // Every width and the chunk's packed length, without decoding a value: all decode_chunk can
+  // refuse (and the GPU decoder's check before its kernels, which then need none of their own).
+  static void check_chunk(const CoderTables&, const ChunkStreams& s) {
     uint64_t packed = 0;
     bool ok = true;
     for (uint64_t k = 0; k < s.len_a; ++k) {

@@ -11,7 +11,10 @@
 //   static constexpr const char* kBadChunk;                 // the error when it does not
 //   template <class Sink> static void decode_chunk(const CoderTables&, const ChunkStreams&, Sink&& sink);
 //       // calls sink(index, code) for every value of the chunk, in any order, and throws
-//       // FormatError on a corrupt stream; with a sink that does nothing it validates the chunk
+//       // FormatError on a corrupt stream
+//   static void check_chunk(const CoderTables&, const ChunkStreams&);
+//       // validates the chunk's streams without writing a value: all decode_chunk can refuse
+//       // (the check before a large output is allocated, plan.hpp)
 //   // encoder side
 //   struct Model {                                          // its tables, fitted to pass 1's counts
 //     explicit Model(const SymbolStats&);

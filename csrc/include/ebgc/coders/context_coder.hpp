@@ -26,18 +26,25 @@ struct ContextCoder {
   static constexpr const char* kBadChunk = "rANS chunk too short";
   static bool chunk_fits(uint64_t, uint64_t len_a, uint64_t) { return len_a >= 4 * kLanes; }
 
+  // The chunk's symbols, position-major (context_lanes.hpp), in a per-thread buffer.
+  static const uint8_t* decode_symbols(const CoderTables& t, const ChunkStreams& s) {
+    const uint64_t n = s.end - s.begin;
+    struct DecodedSymbols {};
+    uint8_t* sym = thread_scratch<DecodedSymbols>(size_t(kLanes * LaneSplit(n).len)).data();
+    rans_lanes_decode_chunk(t.context, s.a, s.len_a, s.begin, n, sym);
+    return sym;
+  }
+
   template <class Sink>
   static void decode_chunk(const CoderTables& t, const ChunkStreams& s, Sink&& sink) {
     // Symbols of the whole chunk first (the lanes interleave), then raw bits in value order.
     const uint64_t n = s.end - s.begin;
     const LaneSplit lanes(n);
-    struct DecodedSymbols {};
-    std::vector<uint8_t>& sym = thread_scratch<DecodedSymbols>(size_t(kLanes * lanes.len));
-    rans_lanes_decode_chunk(t.context, s.a, s.len_a, s.begin, n, sym.data());
+    const uint8_t* sym = decode_symbols(t, s);
     BitReader raw(s.b, s.len_b);
     auto values = [&](auto eager) {
       for (unsigned k = 0; k < kLanes; ++k) {
-        const uint8_t* lane_sym = sym.data() + k;
+        const uint8_t* lane_sym = sym + k;
         for (uint64_t j = 0, i = s.begin + lanes.begin(k); j < lanes.count[k]; ++j, ++i) {
           const uint32_t v = lane_sym[kLanes * j], q = v & 127u;
           raw.refill<decltype(eager)::value>();
@@ -51,6 +58,20 @@ struct ContextCoder {
     else
       values(std::false_type());
     require_format(!raw.overran(), "raw bits truncated");
+  }
+
+  // The rANS lanes decoded and the raw bits they call for counted against stream B: all
+  // decode_chunk can refuse.
+  static void check_chunk(const CoderTables& t, const ChunkStreams& s) {
+    const LaneSplit lanes(s.end - s.begin);
+    const uint8_t* sym = decode_symbols(t, s);
+    // The positions every lane has are contiguous (a loop the compiler vectorizes), then the tail.
+    uint64_t bits = 0;
+    for (uint64_t i = 0; i < kLanes * lanes.common(); ++i) bits += extra_bits_of(sym[i] & 127u);
+    for (uint64_t j = lanes.common(); j < lanes.len; ++j)
+      for (unsigned k = 0; k < kLanes; ++k)
+        if (j < lanes.count[k]) bits += extra_bits_of(sym[kLanes * j + k] & 127u);
+    require_format(bits <= 8 * uint64_t(s.len_b), "raw bits truncated");
   }
 
   struct Model {

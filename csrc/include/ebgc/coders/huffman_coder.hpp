@@ -40,6 +40,10 @@ struct HuffmanCoder {
     require_format(!raw.overran(), "raw bits truncated");
   }
 
+  static void check_chunk(const CoderTables& t, const ChunkStreams& s) {
+    decode_chunk(t, s, [](uint64_t, int32_t) {});
+  }
+
   struct Model {
     std::vector<uint8_t> len;  // code length per symbol
     explicit Model(const SymbolStats& st) : len(huffman_lengths(st.total)) {}

@@ -37,6 +37,18 @@ struct SymbolTable {
 };
 inline constexpr SymbolTable kSymbolTable{};
 
+// kSymbolTable's nextra by arithmetic, for loops the compiler vectorizes.
+constexpr uint32_t extra_bits_of(uint32_t symbol) {
+  const int32_t k = int32_t(symbol) - int32_t(kExactSymbols);
+  return uint32_t((k >> kClassBits) + 4 - int32_t(kClassBits)) & (0u - uint32_t(k >= 0));
+}
+constexpr bool extra_bits_agree() {
+  for (uint32_t s = 0; s < kSymbols; ++s)
+    if (extra_bits_of(s) != kSymbolTable.info[s].nextra) return false;
+  return true;
+}
+static_assert(extra_bits_agree(), "extra_bits_of() must match the symbol table");
+
 // The codes of a run (at most kSymbolRun) as symbols, raw bits (sign in bit 0, then the extra
 // bits) and extra-bit counts. Written for the vectorizer (the encoder's pass 1 and the low-rank
 // fit's scoring run it on every value): branch-free, and the exponent comes from a float

@@ -98,6 +98,10 @@ struct ContextSerialCoder {
     dec.finish();
     require_format(!raw.overran(), "raw bits truncated");
   }
+
+  static void check_chunk(const CoderTables& t, const ChunkStreams& s) {
+    decode_chunk(t, s, [](uint64_t, int32_t) {});
+  }
 };
 
 }  // namespace ebgc
