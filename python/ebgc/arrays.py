@@ -23,7 +23,6 @@ from .errors import InvalidArgumentError, UnsupportedDTypeError
 from .vocabulary import BFLOAT16, DTYPES, MAX_ELEMENTS, SUPPORTED, dtype_name
 
 _DLPACK_CUDA = (2, 13)  # kDLCUDA, kDLCUDAManaged
-_TYPESTR = {"<f4": "float32", "<f8": "float64", "<f2": "float16"}
 _DTYPE_ERROR = f"ebgc compresses {SUPPORTED} data"
 
 
@@ -215,11 +214,15 @@ def _from_interface(obj: Any, writable: bool, device_of) -> DeviceArray:
     if writable and cai["data"][1]:
         raise InvalidArgumentError("out is read-only")
     typestr = cai.get("typestr", "")
-    if typestr not in _TYPESTR:
-        raise UnsupportedDTypeError(f"ebgc compresses float32, float64 or float16 device data, not {typestr!r}")
+    try:
+        name = dtype_name(np.dtype(typestr))
+    except TypeError:
+        name = ""
+    if not name:
+        raise UnsupportedDTypeError(f"{_DTYPE_ERROR}, not {typestr!r}")
     shape = tuple(int(d) for d in cai["shape"])
     strides = cai.get("strides")
-    itemsize = int(typestr[2:])
+    itemsize = DTYPES[name].itemsize
     if strides is not None:
         expect = itemsize
         for d, s in zip(reversed(shape), reversed(tuple(strides))):
@@ -230,7 +233,7 @@ def _from_interface(obj: Any, writable: bool, device_of) -> DeviceArray:
     device = device_of(ptr) if ptr and math.prod(shape) else 0
     # The producer's stream (protocol v3; 1 and 2 are the legacy and per-thread default handles).
     stream = int(cai.get("stream") or 0)
-    return DeviceArray(ptr, shape, _TYPESTR[typestr], device, stream, obj, "cai")
+    return DeviceArray(ptr, shape, name, device, stream, obj, "cai")
 
 
 def device_array(obj: Any, *, writable: bool = False, device_of=None) -> DeviceArray:

@@ -23,10 +23,10 @@ from typing import Any, Sequence
 import numpy as np
 
 from .errors import EbgcError
+from .vocabulary import CODERS, MODES
 
 __all__ = ["main"]
 
-_CODERS = ("auto", "huffman", "context", "bitpack", "raw")
 
 
 class CliError(Exception):
@@ -248,8 +248,8 @@ def _build_parser() -> argparse.ArgumentParser:
     c.add_argument("output", metavar="OUT.ebgc")
     c.add_argument("-e", "--error-bound", type=float, required=True,
                    help="error bound: relative to max - min (rel) or absolute (abs)")
-    c.add_argument("--mode", choices=("rel", "abs"), default="rel", help="bound mode (default rel)")
-    c.add_argument("--coder", choices=_CODERS, default="auto", help="entropy coder (default auto)")
+    c.add_argument("--mode", choices=sorted(MODES), default="rel", help="bound mode (default rel)")
+    c.add_argument("--coder", choices=sorted(CODERS), default="auto", help="entropy coder (default auto)")
     c.add_argument("--threads", type=thread_count, default=None, metavar="N",
                    help="worker threads, or 'all' (default all cores)")
     c.set_defaults(func=_cmd_compress)

@@ -3,13 +3,14 @@ once when they are given (by the native core's own validation) so that a bad set
 it was written, not at the first tensor."""
 from __future__ import annotations
 
+import functools
 import numbers
 from dataclasses import dataclass
 from typing import Any, Optional
 
 from . import _core
 from .errors import InvalidArgumentError
-from .vocabulary import CODERS, MODES, choice, name_of
+from .vocabulary import CODERS, MODES, choice
 
 
 def threads_of(threads: Optional[int]) -> int:
@@ -49,9 +50,19 @@ class Settings:
     @classmethod
     def make(cls, error_bound: Any, mode: Any = "rel", coder: Any = "auto", low_rank: Any = True,
              threads: Optional[int] = None) -> "Settings":
-        if isinstance(error_bound, bool) or not isinstance(error_bound, numbers.Real):
-            raise InvalidArgumentError(f"error_bound must be a number, not {type(error_bound).__name__}")
-        mode_id, coder_id = choice(mode, MODES, "mode"), choice(coder, CODERS, "coder")
-        eb = float(error_bound)
-        _core.validate_params(eb, mode_id, coder_id, bool(low_rank))
-        return cls(eb, name_of(mode_id, MODES), name_of(coder_id, CODERS), bool(low_rank), threads_of(threads))
+        """Checked settings; the same arguments give the same (immutable) object, so a call per
+        tensor costs a lookup."""
+        try:
+            return _make(error_bound, mode, coder, bool(low_rank), threads)
+        except TypeError:  # unhashable arguments: checked below, uncached
+            return _make.__wrapped__(error_bound, mode, coder, bool(low_rank), threads)
+
+
+@functools.lru_cache(maxsize=256, typed=True)  # typed: True must not pass for 1
+def _make(error_bound: Any, mode: Any, coder: Any, low_rank: bool, threads: Optional[int]) -> Settings:
+    if isinstance(error_bound, bool) or not isinstance(error_bound, numbers.Real):
+        raise InvalidArgumentError(f"error_bound must be a number, not {type(error_bound).__name__}")
+    mode_id, coder_id = choice(mode, MODES, "mode"), choice(coder, CODERS, "coder")
+    eb = float(error_bound)
+    _core.validate_params(eb, mode_id, coder_id, low_rank)
+    return Settings(eb, mode.lower(), coder.lower(), low_rank, threads_of(threads))

@@ -54,6 +54,3 @@ def choice(value: Any, table: Mapping[str, int], what: str) -> int:
         return table[value.lower()]
     raise InvalidArgumentError(f"unknown {what} {value!r}; expected one of {sorted(table)}")
 
-
-def name_of(value: int, table: Mapping[str, int]) -> str:
-    return next(k for k, v in table.items() if v == value)

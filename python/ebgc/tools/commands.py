@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from ..cli import CliError, positive_float, positive_int, thread_count
+from ..vocabulary import MODES
 
 
 def _bench_stateful(args: argparse.Namespace, traces, out_console, err_console) -> int:
@@ -187,7 +188,7 @@ def add_commands(sub) -> None:
     b.add_argument("traces", nargs="*", metavar="TRACE.npz")
     b.add_argument("--bounds", type=positive_float, nargs="+", default=[1e-2, 1e-3],
                    metavar="EB", help="error bounds (default 1e-2 1e-3)")
-    b.add_argument("--mode", choices=("rel", "abs"), default="rel", help="bound mode (default rel)")
+    b.add_argument("--mode", choices=sorted(MODES), default="rel", help="bound mode (default rel)")
     b.add_argument("--repeats", type=positive_int, default=3,
                    help="timed passes; the median is reported (default 3)")
     b.add_argument("--threads", type=thread_count, nargs="+", default=None, metavar="N",
