@@ -5,7 +5,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from . import _core, arrays, cuda
+from . import _core, arrays, budget, cuda
 from .errors import ArgumentTypeError, CudaError, InvalidArgumentError, OutputLimitError
 from .settings import Settings, max_output_of, threads_of
 from .vocabulary import CODERS, MODES, dtype_from_name, dtype_name
@@ -22,6 +22,8 @@ def compress(
     threads: Optional[int] = None,
     stream: Any = None,
     low_rank: bool = True,
+    budget_bytes: Optional[int] = None,
+    max_error_bound: Optional[float] = None,
 ) -> bytes:
     """Compress a float32/float64/float16/bfloat16 array so that every value comes back within the
     bound. 16-bit data is verified in its own precision: the bound holds for the values
@@ -47,8 +49,21 @@ def compress(
     "bitpack"); "huffman"/"context" are coded on the host after one copy. stream: the CUDA stream to
     work on (None: the array's framework's current stream; an integer cudaStream_t, or a torch/cupy
     stream). Ignored for host arrays.
+
+    budget_bytes: make the blob no larger than this by loosening the bound, up to max_error_bound
+    (default: 64 x error_bound; same mode). The bound used is in the blob (``info(blob)``); a
+    blob still over the budget at max_error_bound is returned as it is (check ``len(blob)``).
     """
-    return compress_with(data, Settings.make(error_bound, mode, coder, low_rank, threads), stream=stream)
+    s = Settings.make(error_bound, mode, coder, low_rank, threads)
+    limit, max_scale = budget.check_budget(budget_bytes, s.error_bound, max_error_bound)
+    if limit is None:
+        return compress_with(data, s, stream=stream)
+
+    def attempt(scale: float):
+        blob = compress_with(data, s.scaled(scale), stream=stream)
+        return len(blob), blob
+
+    return budget.fit(attempt, limit, max_scale).payload
 
 
 def compress_with(data: Any, s: Settings, *, stream: Any = None, previous: Optional[np.ndarray] = None,
@@ -82,7 +97,13 @@ def inspect(blob: Any, *, max_output: Optional[int] = None, threads: int = 1, fo
 
 
 def info(blob: Any) -> dict:
-    """Validate a blob (checksum included) and describe its header."""
+    """Validate a blob (checksum included) and describe its header; for a stream message
+    (:class:`ebgc.GradientEncoder`), its header and every tensor's: ``{"kind": "stream message",
+    "sequence": ..., "tensors": {name: {"abs_bound": ..., ...}}, ...}``."""
+    if bytes(memoryview(blob_bytes(blob))[:4]) == b"EBGS":
+        from .stream import message_info
+
+        return message_info(blob)
     h = inspect(blob, for_decoding=False).info()
     h["ratio"] = h["raw_nbytes"] / h["nbytes"] if h["nbytes"] else float("nan")
     return h

@@ -3,6 +3,7 @@ once when they are given (by the native core's own validation) so that a bad set
 it was written, not at the first tensor."""
 from __future__ import annotations
 
+import dataclasses
 import functools
 import numbers
 from dataclasses import dataclass
@@ -46,6 +47,10 @@ class Settings:
     @property
     def coder_id(self) -> int:
         return CODERS[self.coder]
+
+    def scaled(self, scale: float) -> "Settings":
+        """The same settings with the bound times `scale` (a byte budget's looser bound)."""
+        return self if scale == 1.0 else dataclasses.replace(self, error_bound=self.error_bound * scale)
 
     @classmethod
     def make(cls, error_bound: Any, mode: Any = "rel", coder: Any = "auto", low_rank: Any = True,

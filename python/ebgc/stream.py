@@ -22,7 +22,7 @@ from typing import Any, Dict, Iterator, Mapping, Optional, Tuple
 
 import numpy as np
 
-from . import _core, api, arrays
+from . import _core, api, arrays, budget
 from .errors import ArgumentTypeError, FormatError, InvalidArgumentError, OutputLimitError, StreamError
 from .settings import Settings, max_output_of, threads_of
 from .vocabulary import CODER_NAMES, CODERS, DTYPE_BY_CODE, DTYPE_CODES, MODES, dtype_from_name, dtype_name
@@ -34,7 +34,8 @@ STATE_MAGIC = b"EBGT"
 MESSAGE_VERSION = 1
 STATE_VERSION = 2  # 1: the state digest covered the reconstructions only (still read)
 _KEYFRAME = 1
-_NO_LOW_RANK = 0x80  # in a saved encoder's history byte (older states: low rank on)
+_NO_LOW_RANK = 0x80     # in a saved encoder's history byte (older states: low rank on)
+_ERROR_FEEDBACK = 0x40  # in a saved encoder's history byte (version 2)
 MAX_STREAM_ID = 64
 _ENCODER, _DECODER = 0, 1
 
@@ -101,27 +102,38 @@ class _StreamState:
 
     def write(self, w: Writer, settings: bytes) -> None:
         w.varint(self.seq + 1).u32(self.seal(settings))
-        for table in (self.tensors, self.older):
-            w.varint(len(table))
-            for name, t in table.items():
-                w.name(name).u8(DTYPE_CODES[dtype_name(t.dtype)]).shape(t.shape).array(arrays.core_buffer(t))
+        _write_tensors(w, self.tensors)
+        _write_tensors(w, self.older)
 
     @classmethod
     def read(cls, r: Reader, settings: bytes) -> "_StreamState":
         st = cls(seq=r.varint("sequence") - 1)
         stored = r.u32("digest")
-        for table in (st.tensors, st.older):
-            for _ in range(r.count("tensor count", 3)):
-                name = r.name("tensor name")
-                dtype = DTYPE_BY_CODE.get(r.u8("dtype"))
-                if dtype is None:
-                    raise FormatError("unknown dtype in saved state")
-                table[name] = r.array(dtype, r.shape(), "tensor data")
+        st.tensors = _read_tensors(r, "reconstruction")
+        st.older = _read_tensors(r, "reconstruction")
         st.digest = st.compute_digest()
         expected = st.digest if r.version == 1 else st.seal(settings)
         if stored != expected:
             raise FormatError("saved state does not match its digest")
         return st
+
+
+def _write_tensors(w: Writer, table: Mapping[str, np.ndarray]) -> None:
+    """A table of named arrays: varint count, then per array its name, u8 dtype, shape, values."""
+    w.varint(len(table))
+    for name, t in table.items():
+        w.name(name).u8(DTYPE_CODES[dtype_name(t.dtype)]).shape(t.shape).array(arrays.core_buffer(t))
+
+
+def _read_tensors(r: Reader, what: str) -> Dict[str, np.ndarray]:
+    table: Dict[str, np.ndarray] = {}
+    for _ in range(r.count(f"{what} count", 3)):
+        name = r.name(f"{what} name")
+        dtype = DTYPE_BY_CODE.get(r.u8("dtype"))
+        if dtype is None:
+            raise FormatError("unknown dtype in saved state")
+        table[name] = r.array(dtype, r.shape(), f"{what} data")
+    return table
 
 
 def _stream_id_bytes(stream_id: Any) -> bytes:
@@ -145,6 +157,13 @@ class GradientEncoder:
     chosen per tensor; the decoder needs no setting.
     low_rank: matrices may be predicted by a low-rank approximation instead (see
     :func:`ebgc.compress`), where that codes smaller than the predictors above.
+    budget_bytes: make each message no larger than this by loosening every tensor's bound by the
+    same factor, up to max_error_bound (default: 64 x error_bound; same mode). A message still over
+    the budget at max_error_bound is sent as it is; :attr:`last_report` says which, and the bound
+    used travels in each tensor's blob.
+    error_feedback: add each tensor's coding error to its next value before coding it. Use it for
+    streams of updates that the receiver sums (a looser bound's error would otherwise accumulate
+    in the model), not for streams of weights.
 
     The stream's state (the last reconstructions) lives in host memory: device arrays are copied
     to the host to be encoded.
@@ -161,8 +180,16 @@ class GradientEncoder:
         history: int = 2,
         threads: Optional[int] = None,
         low_rank: bool = True,
+        budget_bytes: Optional[int] = None,
+        max_error_bound: Optional[float] = None,
+        error_feedback: bool = False,
     ):
         self._settings = Settings.make(error_bound, mode, coder, low_rank, threads)
+        self.budget_bytes, self._max_scale = budget.check_budget(budget_bytes, self._settings.error_bound,
+                                                                  max_error_bound)
+        self.error_feedback = bool(error_feedback)
+        self._residuals: Dict[str, np.ndarray] = {}
+        self.last_report: Optional[MessageReport] = None
         if keyframe_interval is not None and (
             isinstance(keyframe_interval, bool) or not isinstance(keyframe_interval, int) or keyframe_interval < 1
         ):
@@ -179,6 +206,7 @@ class GradientEncoder:
     mode = property(lambda self: self._settings.mode)
     coder = property(lambda self: self._settings.coder)
     low_rank = property(lambda self: self._settings.low_rank)
+    max_error_bound = property(lambda self: self._settings.error_bound * self._max_scale if self.budget_bytes else None)
 
     @property
     def sequence(self) -> int:
@@ -193,28 +221,51 @@ class GradientEncoder:
             st = self._state
             seq = st.seq + 1
             key = keyframe or seq == 0 or (self.keyframe_interval is not None and seq % self.keyframe_interval == 0)
-            w = Writer(MESSAGE_MAGIC, MESSAGE_VERSION).u8(_KEYFRAME if key else 0).short_bytes(self.stream_id)
-            w.varint(seq).u32(0 if key else st.digest).varint(len(tensors))
-            updates: Dict[str, np.ndarray] = {}
+            inputs = []
             for name, data in tensors.items():
                 if not isinstance(name, str) or not 0 < len(name.encode()) <= MAX_NAME:
                     raise InvalidArgumentError(f"tensor names must be non-empty str of <= {MAX_NAME} bytes")
-                x = arrays.any_to_host(data)
+                x = self._with_feedback(name, arrays.any_to_host(data))
                 last, older = (None, None) if key or not self.history else st.history(name, x)
-                if self.history < 2:
-                    older = None
-                rec = np.empty(x.shape, x.dtype)  # receives exactly what the decoder will hold
-                blob = api.compress_with(x, self._settings, previous=last, previous2=older, reconstruction=rec)
-                updates[name] = rec
-                w.name(name).blob(blob)
+                inputs.append((name, x, last, older if self.history == 2 else None))
+
+            def attempt(scale: float):
+                settings = self._settings.scaled(scale)
+                w = Writer(MESSAGE_MAGIC, MESSAGE_VERSION).u8(_KEYFRAME if key else 0).short_bytes(self.stream_id)
+                w.varint(seq).u32(0 if key else st.digest).varint(len(inputs))
+                updates: Dict[str, np.ndarray] = {}
+                for name, x, last, older in inputs:
+                    rec = np.empty(x.shape, x.dtype)  # receives exactly what the decoder will hold
+                    blob = api.compress_with(x, settings, previous=last, previous2=older, reconstruction=rec)
+                    updates[name] = rec
+                    w.name(name).blob(blob)
+                message = w.seal()
+                return len(message), (message, updates)
+
+            result = budget.fit(attempt, self.budget_bytes, self._max_scale)
+            message, updates = result.payload
             self._state = st.advance(seq, updates, key)
-            return w.seal()
+            if self.error_feedback:
+                for name, x, _, _ in inputs:
+                    self._residuals[name] = _feedback_dtype(x)(x) - updates[name]
+            self.last_report = MessageReport(seq, result.nbytes, sum(x.nbytes for _, x, _, _ in inputs),
+                                             self._settings.error_bound * result.scale, result.scale,
+                                             result.within_budget, result.attempts)
+            return message
+
+    def _with_feedback(self, name: str, x: np.ndarray) -> np.ndarray:
+        """x plus the error the last message made of `name` (error feedback), in x's dtype."""
+        r = self._residuals.get(name) if self.error_feedback else None
+        if r is None or r.shape != x.shape:
+            return x
+        return (_feedback_dtype(x)(x) + r).astype(x.dtype)
 
     def _settings_bytes(self) -> bytes:
         s = self._settings
-        flags = self.history | (0 if s.low_rank else _NO_LOW_RANK)
+        flags = self.history | (0 if s.low_rank else _NO_LOW_RANK) | (_ERROR_FEEDBACK if self.error_feedback else 0)
         w = Writer().f64(s.error_bound).u8(s.mode_id).u8(s.coder_id & 0xFF).u8(flags)
-        return bytes(w.varint(self.keyframe_interval or 0).short_bytes(self.stream_id).buf)
+        w.varint(self.keyframe_interval or 0).short_bytes(self.stream_id)
+        return bytes(w.varint(self.budget_bytes or 0).f64(self.max_error_bound or 0.0).buf)
 
     def save(self) -> bytes:
         """The encoder's whole state as bytes (settings, sequence, reconstructions)."""
@@ -222,6 +273,7 @@ class GradientEncoder:
             settings = self._settings_bytes()
             w = Writer(STATE_MAGIC, STATE_VERSION).u8(_ENCODER).raw(settings)
             self._state.write(w, settings)
+            _write_tensors(w, self._residuals)
             return w.seal()
 
     @classmethod
@@ -233,25 +285,48 @@ class GradientEncoder:
         start = r.pos
         eb = r.f64("error bound")
         mode_id, coder_id, flags = r.u8("mode"), r.u8("coder"), r.u8("history")
-        history, low_rank = flags & ~_NO_LOW_RANK, not flags & _NO_LOW_RANK
+        history, low_rank = flags & 3, not flags & _NO_LOW_RANK
         coder_id = saved_coder_id(coder_id)
-        if history > 2 or mode_id not in MODES.values() or coder_id not in {v & 0xFF for v in CODERS.values()}:
+        if history > 2 or flags & ~(3 | _NO_LOW_RANK | _ERROR_FEEDBACK) or mode_id not in MODES.values() or \
+                coder_id not in {v & 0xFF for v in CODERS.values()}:
             raise FormatError("bad settings in encoder state")
         interval = r.varint("keyframe interval") or None
         sid = r.short_bytes("stream id", MAX_STREAM_ID)
+        budget_bytes, max_bound = (r.varint("budget") or None, r.f64("max error bound") or None) if r.version >= 2 else (None, None)
         settings = bytes(r.data[start : r.pos])
         try:
             enc = cls(eb, mode=_name(MODES, mode_id), coder=_name(CODERS, coder_id, 0xFF), stream_id=sid,
-                      keyframe_interval=interval, history=history, threads=threads, low_rank=low_rank)
+                      keyframe_interval=interval, history=history, threads=threads, low_rank=low_rank,
+                      budget_bytes=budget_bytes, max_error_bound=max_bound, error_feedback=bool(flags & _ERROR_FEEDBACK))
         except InvalidArgumentError as exc:
             raise FormatError(f"bad settings in encoder state ({exc})") from None
         enc._state = _StreamState.read(r, settings)
+        if r.version >= 2:
+            enc._residuals = _read_tensors(r, "residual")
         r.end()
         return enc
 
 
 def _name(table: Mapping[str, int], value: int, mask: int = -1) -> str:
     return next(k for k, v in table.items() if v & mask == value)
+
+
+def _feedback_dtype(x: np.ndarray):
+    """The dtype error feedback is kept in: float32 for 16-bit data (whose rounding it also carries)."""
+    return np.float64 if x.dtype == np.float64 else np.float32
+
+
+@dataclass(frozen=True)
+class MessageReport:
+    """What the last :meth:`GradientEncoder.encode` did."""
+
+    sequence: int
+    nbytes: int
+    raw_nbytes: int
+    error_bound: float      # the bound every tensor was coded at
+    bound_scale: float      # error_bound / the encoder's error_bound (> 1: loosened for the budget)
+    within_budget: bool     # False: over budget_bytes even at max_error_bound (sent anyway)
+    attempts: int           # encodings it took
 
 
 @dataclass(frozen=True)
