@@ -1,13 +1,17 @@
 #!/usr/bin/env python3
-"""DDP communication hook on CPU: time per training step and final loss, plain allreduce vs the
-ebgc hook (one-shot and stateful, error feedback on), 2 gloo processes on this machine.
+"""DDP communication hooks on CPU, same run: time per training step, bytes each rank puts into
+collectives, and final loss, for plain allreduce, torch's fp16_compress_hook and powerSGD_hook
+(rank 1 and rank 4), and the ebgc hook (one-shot and stateful, error feedback on); 2 gloo processes
+on this machine.
 
-    python bench/ddp_overhead.py --out bench/results/ddp-overhead-2026-11-23.json
+    python bench/ddp_overhead.py --out bench/results/ddp-hooks-2026-12-05.json
 
 The model is a small CNN (about 0.6 M parameters, so the gradient is a few MB per step) trained
 on a fixed synthetic regression task; every variant sees the same data and initial weights.
 Step time is the median over the timed steps (after warm-up) on rank 0, forward + backward +
-communication + optimizer step.
+communication + optimizer step. Bytes are counted the same way for every variant: the payload of
+every all_reduce / all_gather / broadcast rank 0 calls during the timed steps (for all_gather, the
+tensor it contributes, padding included).
 """
 from __future__ import annotations
 
@@ -32,17 +36,49 @@ def _model() -> torch.nn.Module:
         torch.nn.Flatten(), torch.nn.Linear(64 * 8 * 8, 128), torch.nn.ReLU(), torch.nn.Linear(128, 10))
 
 
-def _run(rank, world, init, kind, steps, warmup, bound, out):
+VARIANTS = ("plain", "fp16", "powersgd-r1", "powersgd-r4", "ebgc", "ebgc-stateful")
+
+
+class _ByteCounter:
+    """Counts the bytes of the tensors this process hands to collectives (patched in around them)."""
+
+    def __init__(self):
+        self.bytes, self.on = 0, False
+        for name in ("all_reduce", "all_gather", "broadcast"):
+            real = getattr(dist, name)
+
+            def counted(*args, _real=real, _name=name, **kw):
+                if self.on:
+                    t = args[1] if _name == "all_gather" else args[0]
+                    self.bytes += t.numel() * t.element_size()
+                return _real(*args, **kw)
+
+            setattr(dist, name, counted)
+
+
+def _register(ddp, kind, bound):
+    from torch.distributed.algorithms.ddp_comm_hooks import default_hooks, powerSGD_hook
+
     import ebgc.torch as et
 
+    if kind == "fp16":
+        ddp.register_comm_hook(None, default_hooks.fp16_compress_hook)
+    elif kind.startswith("powersgd"):
+        state = powerSGD_hook.PowerSGDState(process_group=None, matrix_approximation_rank=int(kind[-1]),
+                                            start_powerSGD_iter=2, use_error_feedback=True, warm_start=True)
+        ddp.register_comm_hook(state, powerSGD_hook.powerSGD_hook)
+    elif kind.startswith("ebgc"):
+        ddp.register_comm_hook(et.HookState(error_bound=bound, error_feedback=True, stateful=kind == "ebgc-stateful"),
+                               et.allreduce_hook)
+
+
+def _run(rank, world, init, kind, steps, warmup, bound, out):
     torch.set_num_threads(1)
+    counter = _ByteCounter()
     dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
     torch.manual_seed(0)
     ddp = torch.nn.parallel.DistributedDataParallel(_model())
-    state = None
-    if kind != "plain":
-        state = et.HookState(error_bound=bound, error_feedback=True, stateful=kind == "ebgc-stateful")
-        ddp.register_comm_hook(state, et.allreduce_hook)
+    _register(ddp, kind, bound)
     opt = torch.optim.SGD(ddp.parameters(), lr=0.02, momentum=0.9)
     teacher = _model()
     for p in teacher.parameters():
@@ -52,6 +88,7 @@ def _run(rank, world, init, kind, steps, warmup, bound, out):
     for step in range(warmup + steps):
         x = torch.randn(32, 3, 32, 32, generator=g)
         y = teacher(x)
+        counter.on = step >= warmup
         t0 = time.perf_counter()
         loss = torch.nn.functional.mse_loss(ddp(x), y)
         opt.zero_grad()
@@ -62,9 +99,9 @@ def _run(rank, world, init, kind, steps, warmup, bound, out):
         losses.append(loss.item())
     if rank == 0:
         res = dict(kind=kind, median_step_s=statistics.median(times), final_loss=statistics.mean(losses[-10:]),
-                   first_loss=losses[0], params=sum(p.numel() for p in ddp.parameters()))
-        if state is not None:
-            res.update(bytes_sent=state.bytes_sent, raw_bytes=state.raw_bytes)
+                   first_loss=losses[0], params=sum(p.numel() for p in ddp.parameters()),
+                   # plain DDP reduces in its C++ reducer, unseen by the counter: the whole gradient
+                   bytes_per_step=counter.bytes / steps if kind != "plain" else 4 * sum(p.numel() for p in ddp.parameters()))
         Path(out).write_text(json.dumps(res))
     dist.destroy_process_group()
 
@@ -78,27 +115,25 @@ def main() -> None:
     args = ap.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for kind in ("plain", "ebgc", "ebgc-stateful"):
+        for kind in VARIANTS:
             out = Path(tmp) / f"{kind}.json"
             mp.spawn(_run, args=(2, f"file://{tmp}/{kind}.store", kind, args.steps, args.warmup,
                                  args.error_bound, str(out)), nprocs=2, join=True)
             rows.append(json.loads(out.read_text()))
             print(rows[-1], flush=True)
-    plain = rows[0]["median_step_s"]
+    plain, plain_bytes = rows[0]["median_step_s"], rows[0]["bytes_per_step"]
     for r in rows:
         r["overhead_vs_plain_s"] = r["median_step_s"] - plain
-        if "raw_bytes" in r:
-            r["fewer_bytes"] = r["raw_bytes"] / r["bytes_sent"]
+        r["fewer_bytes"] = plain_bytes / r["bytes_per_step"]
     meta = dict(date=time.strftime("%Y-%m-%d"), machine=platform.processor() or platform.machine(),
                 torch=torch.__version__, python=platform.python_version(), world=2, backend="gloo",
                 threads_per_rank=1, error_bound=args.error_bound, mode="rel", steps=args.steps,
                 command=" ".join(["python", "bench/ddp_overhead.py"] + sys.argv[1:]))
     Path(args.out).write_text(json.dumps(dict(meta=meta, rows=rows), indent=1))
-    print(f"{'variant':14s} {'step ms':>8s} {'overhead ms':>11s} {'final loss':>10s} {'fewer bytes':>11s}")
+    print(f"{'variant':14s} {'step ms':>8s} {'overhead ms':>11s} {'final loss':>10s} {'bytes/step':>11s} {'fewer':>6s}")
     for r in rows:
-        fb = f"{r['fewer_bytes']:.1f}x" if "fewer_bytes" in r else "1x"
         print(f"{r['kind']:14s} {1e3 * r['median_step_s']:8.1f} {1e3 * r['overhead_vs_plain_s']:11.1f} "
-              f"{r['final_loss']:10.4f} {fb:>11s}")
+              f"{r['final_loss']:10.4f} {r['bytes_per_step']:11,.0f} {r['fewer_bytes']:5.1f}x")
 
 
 if __name__ == "__main__":

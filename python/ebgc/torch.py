@@ -172,6 +172,8 @@ class HookState:
 def allreduce_hook(state: HookState, bucket: dist.GradBucket) -> torch.futures.Future[torch.Tensor]:
     """DDP communication hook: average the bucket's gradients across ranks, each rank sending its
     bucket ebgc-compressed. Register with ``model.register_comm_hook(state, allreduce_hook)``.
+    The bucket is compressed in the hook; the exchange and the decoding run asynchronously, so they
+    overlap the rest of the backward pass (DDP waits for the returned future).
 
     CUDA buckets are compressed where the codec's plan runs them (one-shot bit-packing on the GPU
     with the CUDA backend; stream encoders keep their state in host memory). Payloads travel as CPU
@@ -192,23 +194,29 @@ def allreduce_hook(state: HookState, bucket: dist.GradBucket) -> torch.futures.F
     state.raw_bytes += grad.numel() * grad.element_size()
 
     comm = buf.device if dist.get_backend(group) == "nccl" else torch.device("cpu")
+    me = dist.get_rank(group)
+    # Two all-gathers, sizes then payloads, neither waited for here: the hook returns a future that
+    # DDP waits on after the backward pass, so communication overlaps the rest of backward.
     size = torch.tensor([len(payload)], dtype=torch.int64, device=comm)
     sizes = [torch.zeros(1, dtype=torch.int64, device=comm) for _ in range(world)]
-    dist.all_gather(sizes, size, group=group)
-    lengths = [int(s.item()) for s in sizes]
-    mine = torch.zeros(max(lengths), dtype=torch.uint8)
-    mine[: len(payload)] = torch.frombuffer(bytearray(payload), dtype=torch.uint8)
-    gathered = [torch.empty(max(lengths), dtype=torch.uint8, device=comm) for _ in range(world)]
-    dist.all_gather(gathered, mine.to(comm), group=group)
-    total = torch.zeros_like(work)
-    me = dist.get_rank(group)
-    for rank, (n, g) in enumerate(zip(lengths, gathered)):
-        blob = g[:n].cpu().numpy()
-        rec = state._decode(blob, work.device).to(work.dtype)  # every stream, ours too, keeps its order
-        if rank == me and state.error_feedback:
-            state.residuals[bucket.index()] = work - rec
-        total += rec
-    buf.copy_((total / world).to(buf.dtype))
-    fut: torch.futures.Future = torch.futures.Future()
-    fut.set_result(buf)
-    return fut
+    sizes_done = dist.all_gather(sizes, size, group=group, async_op=True).get_future()
+
+    def gather_payloads(_: torch.futures.Future) -> list:
+        lengths = [int(n.item()) for n in sizes]
+        mine = torch.zeros(max(lengths), dtype=torch.uint8)
+        mine[: len(payload)] = torch.frombuffer(bytearray(payload), dtype=torch.uint8)
+        gathered = [torch.empty(max(lengths), dtype=torch.uint8, device=comm) for _ in range(world)]
+        dist.all_gather(gathered, mine.to(comm), group=group, async_op=True).get_future().wait()
+        return [g[:n] for n, g in zip(lengths, gathered)]
+
+    def average(payloads: torch.futures.Future) -> torch.Tensor:
+        total = torch.zeros_like(work)
+        for rank, blob in enumerate(payloads.value()):
+            rec = state._decode(blob.cpu().numpy(), work.device).to(work.dtype)  # every stream keeps its order
+            if rank == me and state.error_feedback:
+                state.residuals[bucket.index()] = work - rec
+            total += rec
+        buf.copy_((total / world).to(buf.dtype))
+        return buf
+
+    return sizes_done.then(gather_payloads).then(average)
