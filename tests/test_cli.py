@@ -281,7 +281,7 @@ def test_info_on_a_stream_message(tmp_path, capsys):
     assert main(["info", str(p), "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["kind"] == "stream message" and doc["sequence"] == 1 and not doc["keyframe"]
-    assert doc["stream_id"] == b"c9".hex() and doc["tensors"][0]["name"] == "conv"
+    assert doc["stream_id"] == "c9" and doc["tensors"][0]["name"] == "conv"  # a text id shows as text
     assert main(["info", str(p)]) == 0
     assert "stream message" in capsys.readouterr().out
 
@@ -323,3 +323,40 @@ def test_sixteen_bit_blobs_decompress_to_npy(tmp_path, capsys):
     z = np.load(tmp_path / "b.npy")
     assert z.dtype == np.float32
     np.testing.assert_array_equal(z, ebgc.decompress(b).astype(np.float32))
+
+
+def test_decompress_stream_messages(tmp_path, capsys):
+    """A keyframe decodes alone; a predicted message needs its stream from the last keyframe, in
+    order, and the error says so."""
+    enc = ebgc.GradientEncoder(1e-2, stream_id="client-3")
+    rounds = [{"w": np.random.default_rng(t).standard_normal((100, 50)).astype(np.float32)} for t in range(3)]
+    paths = []
+    for t, m in enumerate(rounds):
+        paths.append(tmp_path / f"m{t}.ebgs")
+        paths[-1].write_bytes(enc.encode(m))
+    assert main(["decompress", str(paths[0]), str(tmp_path / "m0.npz")]) == 0
+    assert np.load(tmp_path / "m0.npz")["w"].shape == (100, 50)
+    assert main(["decompress", str(paths[2]), str(tmp_path / "m2.npz")]) == 1
+    assert "give them all, in order" in capsys.readouterr().err
+    assert main(["decompress", *map(str, paths), str(tmp_path / "all.npz")]) == 0
+    ref = ebgc.GradientDecoder()
+    for p in paths:
+        last = ref.decode(p.read_bytes())
+    np.testing.assert_array_equal(np.load(tmp_path / "all.npz")["w"], last["w"])
+    assert main(["decompress", *map(str, paths), str(tmp_path / "all.npy")]) == 1  # several tensors: .npz
+
+
+def test_bench_refuses_a_file_that_is_not_a_trace(tmp_path, capsys):
+    junk = tmp_path / "junk.npz"
+    junk.write_bytes(bytes(range(256)) * 4)
+    assert main(["bench", str(junk), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "not a trace" in err and "pickle" not in err
+
+
+def test_bench_methods_are_listed(capsys):
+    assert main(["bench", "--methods", "list"]) == 0
+    names = capsys.readouterr().out.split()
+    assert {"ebgc", "ebgc-fast", "ebgc-nolr", "ebgc-context", "ebgc-huffman", "fp16"} <= set(names)
+    assert main(["bench", "--methods", "no-such-method", "--quiet"]) == 1
+    assert "ebgc-huffman" in capsys.readouterr().err  # the error names what exists

@@ -123,16 +123,52 @@ def _cmd_compress(args: argparse.Namespace) -> int:
     return 0
 
 
+def _save_npy(path: str, arr: np.ndarray) -> str:
+    """Writes arr to a .npy file; bfloat16 (which .npy cannot hold) as float32, which holds every
+    value exactly. Returns a note for the user."""
+    note = ""
+    if arr.dtype.name == "bfloat16":
+        arr, note = arr.astype(np.float32), " (bfloat16 values, stored exactly as float32: .npy has no bfloat16)"
+    with open(path, "wb") as f:
+        np.save(f, np.asarray(arr), allow_pickle=False)
+    return note
+
+
+def _decompress_messages(args: argparse.Namespace, blobs: list) -> int:
+    """Stream messages, in order, through one decoder; writes the last one's tensors to an .npz."""
+    import ebgc
+
+    if not args.output.endswith(".npz"):
+        raise CliError("stream messages hold several tensors: the output must be an .npz file")
+    dec = ebgc.GradientDecoder(threads=args.threads)
+    for path, blob in blobs:
+        if blob[:4] != b"EBGS":
+            raise CliError(f"{path}: not a stream message (give one-shot blobs one at a time)")
+        try:
+            tensors = dec.decode(blob)
+        except ebgc.StreamError as exc:
+            raise CliError(f"{path}: {exc}. A predicted message decodes only after every message of its "
+                           "stream since the last keyframe: give them all, in order "
+                           "(ebgc decompress MSG0 MSG1 ... OUT.npz)") from None
+    arrays = {k: (v.astype(np.float32) if v.dtype.name == "bfloat16" else v) for k, v in tensors.items()}
+    np.savez(args.output, **arrays)
+    raw = sum(v.nbytes for v in tensors.values())
+    print(f"{blobs[-1][0]} -> {args.output}: {len(tensors)} tensors, {_fmt_bytes(len(blobs[-1][1]))} -> "
+          f"{_fmt_bytes(raw)} (message {ebgc.info(blobs[-1][1])['sequence']} of its stream)")
+    return 0
+
+
 def _cmd_decompress(args: argparse.Namespace) -> int:
     import ebgc
 
-    blob = Path(args.input).read_bytes()
+    inputs = [args.input] + list(args.more[:-1])
+    args.output = args.more[-1] if args.more else args.output
+    blobs = [(p, Path(p).read_bytes()) for p in inputs]
+    if blobs[0][1][:4] == b"EBGS" or len(blobs) > 1:
+        return _decompress_messages(args, blobs)
+    blob = blobs[0][1]
     arr = ebgc.decompress(blob, threads=args.threads)
-    note = ""
-    if arr.dtype.name == "bfloat16":  # .npy has no bfloat16: float32 holds every value exactly
-        arr, note = arr.astype(np.float32), " (bfloat16 values, stored exactly as float32: .npy has no bfloat16)"
-    with open(args.output, "wb") as f:
-        np.save(f, np.asarray(arr), allow_pickle=False)
+    note = _save_npy(args.output, arr)
     print(f"{args.input} -> {args.output}: {arr.dtype} [{_fmt_shape(arr.shape)}], "
           f"{_fmt_bytes(len(blob))} -> {_fmt_bytes(arr.nbytes)}{note}")
     return 0
@@ -145,27 +181,21 @@ _INFO_ORDER = ("format_version", "dtype", "shape", "mode", "error_bound", "abs_b
 def _info_message(args: argparse.Namespace, data: bytes) -> int:
     """`ebgc info` on a stream message (GradientEncoder output): its header and tensors."""
     import ebgc
-    from ebgc.stream import parse_message
 
-    m = parse_message(data)
-    tensors = []
-    for name, blob in m.tensors:
-        h = ebgc.info(blob)
-        tensors.append({"name": name, "dtype": h["dtype"], "shape": list(h["shape"]), "coder": h["coder"],
-                        "predictor": h["predictor"], "abs_bound": h["abs_bound"], "nbytes": h["nbytes"],
-                        "raw_nbytes": h["raw_nbytes"]})
-    raw = sum(t["raw_nbytes"] for t in tensors)
-    doc = {"file": args.input, "kind": "stream message", "stream_id": m.stream_id.hex(),
-           "sequence": m.sequence, "keyframe": m.keyframe, "state_digest": m.state_digest,
-           "nbytes": len(data), "raw_nbytes": raw, "ratio": raw / len(data), "tensors": tensors}
+    doc = ebgc.info(data)
+    tensors = [{"name": name, "dtype": h["dtype"], "shape": list(h["shape"]), "coder": h["coder"],
+                "predictor": h["predictor"], "error_bound": h["error_bound"], "abs_bound": h["abs_bound"],
+                "nbytes": h["nbytes"], "raw_nbytes": h["raw_nbytes"]} for name, h in doc["tensors"].items()]
+    doc = dict(doc, file=args.input, tensors=tensors)
     if args.json:
         print(json.dumps(doc, indent=2))
         return 0
-    print(f"{args.input}: stream message, {_fmt_bytes(len(data))}, ratio {_ratio(raw, len(data))}")
-    print(f"  stream {doc['stream_id']}  sequence {m.sequence}  {'keyframe' if m.keyframe else 'predicted'}"
-          f"  state digest {m.state_digest:08x}")
+    print(f"{args.input}: stream message, {_fmt_bytes(len(data))}, ratio {_ratio(doc['raw_nbytes'], len(data))}")
+    print(f"  stream {doc['stream_id']}  sequence {doc['sequence']}  {'keyframe' if doc['keyframe'] else 'predicted'}"
+          f"  state digest {doc['state_digest']:08x}")
     for t in tensors:
         print(f"  {t['name']}: {t['dtype']} {_fmt_shape(tuple(t['shape']))}  {t['coder']}/{t['predictor']}"
+              f"  bound {t['error_bound']:g} (absolute {t['abs_bound']:.4g})"
               f"  {_fmt_bytes(t['nbytes'])} (ratio {_ratio(t['raw_nbytes'], t['nbytes'])})")
     return 0
 
@@ -254,10 +284,13 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="worker threads, or 'all' (default all cores)")
     c.set_defaults(func=_cmd_compress)
 
-    d = sub.add_parser("decompress", help="decompress an .ebgc blob into a .npy file",
-                       description="Decompress an .ebgc blob into a .npy file.")
-    d.add_argument("input", metavar="IN.ebgc")
-    d.add_argument("output", metavar="OUT.npy")
+    d = sub.add_parser("decompress", help="decompress an .ebgc blob (or stream messages) into .npy (.npz)",
+                       description="Decompress an .ebgc blob into a .npy file; or stream messages (GradientEncoder "
+                                   "output), given in order from the stream's last keyframe, into an .npz file of "
+                                   "the last message's tensors.")
+    d.add_argument("input", metavar="IN")
+    d.add_argument("more", nargs="*", metavar="[IN ...] OUT", help="more stream messages, then the output")
+    d.add_argument("output", nargs="?", default=None, help=argparse.SUPPRESS)
     d.add_argument("--threads", type=thread_count, default=None, metavar="N",
                    help="worker threads, or 'all' (default all cores)")
     d.set_defaults(func=_cmd_decompress)

@@ -127,6 +127,10 @@ def load_trace(path: str | os.PathLike, name: str | None = None) -> Trace:
     """
     p = Path(path)
     tname = name or p.stem
+    with open(p, "rb") as f:
+        magic = f.read(6)
+    if magic[:4] != b"PK\x03\x04" and magic != b"\x93NUMPY":
+        raise BenchError(f"{p}: not a trace (a .npz archive of float arrays, or one .npy array)")
     try:
         loaded = np.load(p, allow_pickle=False)
     except (ValueError, EOFError) as exc:  # not an npy/npz, pickled, truncated
@@ -380,10 +384,18 @@ def make_methods(threads: Sequence[int | None] = (1,), include: Iterable[str] | 
         return [m for m in methods if m.by_default]
     want = {s.lower() for s in include}
     # A family name selects its default members; a method's own name selects it in any case.
-    methods = [m for m in methods if m.name.lower() in want or (m.by_default and m.family.lower() in want)]
-    if not methods:
-        raise BenchError(f"no method matches {sorted(want)}")
-    return methods
+    known = {m.name.lower() for m in methods} | {m.family.lower() for m in methods}
+    unknown = sorted(want - known)
+    if unknown:
+        raise BenchError(f"unknown method {', '.join(unknown)}; this machine has: {', '.join(method_names(threads))}")
+    return [m for m in methods if m.name.lower() in want or (m.by_default and m.family.lower() in want)]
+
+
+def method_names(threads: Sequence[int | None] = (1,)) -> list[str]:
+    """Every method and family name ``--methods`` accepts here (peers only where they import)."""
+    methods = _ebgc_methods(threads) + _sz3_methods() + _zfp_methods() + [_fp16_method()]
+    families = sorted({m.family for m in methods} - {"reference"})
+    return list(dict.fromkeys(families + [m.name for m in methods]))
 
 
 # --------------------------------------------------------------------------------------------

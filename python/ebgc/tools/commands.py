@@ -30,6 +30,8 @@ def _bench_stateful(args: argparse.Namespace, traces, out_console, err_console) 
     except ImportError as exc:
         err_console.print(f"note: no plot ({exc})", highlight=False)
     out_console.print(bench.results_table(rows, title="ebgc bench --stateful (threads 1)"))
+    out_console.print("Ablation rows (ratio only, not timed: their MB/s are nan): " + "; ".join(
+        f"{name}: {detail}" for name, _, detail in bench_stateful.ABLATION), highlight=False)
     for r in rows:
         if r["method"] != "ebgc-stateful":
             continue
@@ -77,6 +79,9 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     out_console = Console(width=None if sys.stdout.isatty() else 140)
     err_console = Console(stderr=True)
     threads = args.threads or [1]
+    if args.methods and [m.lower() for m in args.methods] == ["list"]:
+        print("\n".join(bench.method_names(threads)))
+        return 0
     methods = bench.make_methods(threads, include=args.methods)
     families = {m.family for m in methods}
     if not args.quiet and args.methods is None:
@@ -194,8 +199,11 @@ def add_commands(sub) -> None:
     b.add_argument("--threads", type=thread_count, nargs="+", default=None, metavar="N",
                    help="ebgc thread settings to time, e.g. '1 all' (default 1; peers run on one)")
     b.add_argument("--methods", nargs="+", default=None, metavar="NAME",
-                   help="only these methods or families (e.g. ebgc SZ3 ZFP fp16); ebgc-nolr "
-                        "(no low-rank prediction), ebgc-context and ebgc-huffman run only when named")
+                   help="only these methods or families. Families: ebgc SZ3 ZFP. Methods: ebgc, ebgc-fast "
+                        "(bitpack), ebgc-nolr (no low-rank prediction), ebgc-context, ebgc-huffman (the last "
+                        "three run only when named), SZ3-INTERP_LORENZO, SZ3-LORENZO_REG, SZ3-NOPRED, ZFP, "
+                        "ZFP-1d, fp16 (the peers where pysz / zfpy are installed); a suffix @tN or @tall "
+                        "names a --threads setting. 'list' prints what this machine has."),
     b.add_argument("--out", default="ebgc-bench", metavar="DIR",
                    help="output directory (default ./ebgc-bench)")
     b.add_argument("-q", "--quiet", action="store_true", help="no progress bar or notes")
