@@ -164,7 +164,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     with console.status("training", spinner="dots") as status:
         rows = demo.run_demo(rounds=args.rounds, clients=args.clients, error_bound=args.error_bound,
-                             raw_max=args.raw_max, progress=None if args.quiet else status.update)
+                             raw_max=args.raw_max, threads=args.threads, budget=args.budget or None,
+                             progress=None if args.quiet else status.update)
     table = Table(title=f"FedAvg on digits: {args.clients} non-IID clients, {args.rounds} rounds, "
                         f"REL bound {args.error_bound:g}")
     for col in ("uplink codec", "test accuracy", "uplink bytes", "fewer bytes than raw", "seconds"):
@@ -215,7 +216,7 @@ def add_commands(sub) -> None:
                         "1 GiB and per tensor; >= 20 runs); writes gpu.json")
     b.set_defaults(func=_cmd_bench)
 
-    from .demo import RAW_MAX  # the module needs torch only when it runs
+    from .demo import BUDGET as demo_budget, RAW_MAX  # the module needs torch only when it runs
 
     dm = sub.add_parser("demo", help="federated learning on digits: uncompressed vs SZ3 vs ebgc",
                         description="FedAvg on scikit-learn's digits (CPU torch), non-IID clients; the "
@@ -227,6 +228,12 @@ def add_commands(sub) -> None:
     dm.add_argument("--raw-max", type=int, default=RAW_MAX, metavar="N",
                     help=f"send tensors of <= N values raw for every codec (default {RAW_MAX}, the "
                          "bench protocol's policy; 0: every tensor through the codec)")
+    dm.add_argument("--budget", type=int, default=demo_budget, metavar="BYTES",
+                    help=f"slow-client row: each client's uplink bytes per round (default {demo_budget:,}, about "
+                         "half of what the fixed bound sends; 0: no such row)")
+    dm.add_argument("--threads", type=positive_int, default=1, metavar="N",
+                    help="threads for training and coding (default 1: the run takes the same time however "
+                         "busy the machine is)")
     dm.add_argument("--out", default="ebgc-demo", metavar="DIR", help="output directory (default ./ebgc-demo)")
     dm.add_argument("-q", "--quiet", action="store_true", help="no progress")
     dm.set_defaults(func=_cmd_demo)

@@ -10,7 +10,10 @@ protocol's per-tensor policy and APPFL's ``param_cutoff``) go raw for every code
 does not pay, and an SZ3 blob larger than the raw tensor is replaced by the raw tensor (counted
 without any header). Clients keep the compression error and add it to their next update (error
 feedback), for every codec.
-Needs torch and scikit-learn.
+The slow-client scenario adds a row: ebgc streams whose every message must fit ``budget`` bytes
+(each client's uplink budget per round), the bound loosened as far as that needs (up to 8x).
+Needs torch and scikit-learn. Runs on ``threads`` threads (torch's and ebgc's), 1 by default, so
+that its time does not depend on what else the machine runs.
 """
 from __future__ import annotations
 
@@ -22,6 +25,8 @@ import numpy as np
 # By default tensors of <= RAW_MAX values go raw for every codec, as in `ebgc bench`
 # (bench/PROTOCOL.md); APPFL's param_cutoff is the same size.
 from .bench import RAW_MAX_ELEMENTS as RAW_MAX
+
+BUDGET = 6000  # bytes per client and round for the slow-client row: about half the fixed bound's
 
 
 def _data(seed: int, clients: int, alpha: float):
@@ -58,7 +63,8 @@ def _model():
     )
 
 
-def _codecs(error_bound: float, clients: int, raw_max: int) -> Dict[str, Callable]:
+def _codecs(error_bound: float, clients: int, raw_max: int, threads: int = 1,
+            budget: Optional[int] = None) -> Dict[str, Callable]:
     """name -> factory of (encode, decode) for one client: update dict -> (bytes, decoded dict)."""
     import ebgc
 
@@ -67,16 +73,20 @@ def _codecs(error_bound: float, clients: int, raw_max: int) -> Dict[str, Callabl
             return sum(v.nbytes for v in update.values()), update
         return code
 
-    def ebgc_stateful(client):
-        enc = ebgc.GradientEncoder(error_bound, stream_id=f"client{client}")
-        dec = ebgc.GradientDecoder()  # the server's side of this client's stream
+    def ebgc_stateful(client, budget_bytes=None):
+        enc = ebgc.GradientEncoder(error_bound, stream_id=f"client{client}", threads=threads,
+                                   budget_bytes=budget_bytes, max_error_bound=8 * error_bound if budget_bytes else None)
+        dec = ebgc.GradientDecoder(threads=threads)  # the server's side of this client's stream
 
         def code(update):
             big = {k: v for k, v in update.items() if v.size > raw_max}
+            raw_small = sum(v.nbytes for k, v in update.items() if k not in big)
+            if budget_bytes:  # the tensors sent raw count against the client's budget too
+                enc.budget_bytes = max(1, budget_bytes - raw_small)
             msg = enc.encode(big)
             out = dict(update)
             out.update(dec.decode(msg))
-            return len(msg) + sum(v.nbytes for k, v in update.items() if k not in big), out
+            return len(msg) + raw_small, out
         return code
 
     out: Dict[str, Callable] = {"uncompressed": raw}
@@ -103,22 +113,25 @@ def _codecs(error_bound: float, clients: int, raw_max: int) -> Dict[str, Callabl
     except ImportError:
         pass
     out["ebgc"] = ebgc_stateful
+    if budget:
+        out[f"ebgc, budget {budget:,} B"] = lambda client: ebgc_stateful(client, budget)
     return out
 
 
 def run_demo(*, rounds: int = 12, clients: int = 4, error_bound: float = 2e-2, alpha: float = 0.5,
-             local_epochs: int = 2, seed: int = 0, raw_max: int = RAW_MAX,
-             progress: Optional[Callable[[str], None]] = None) -> List[Dict[str, Any]]:
+             local_epochs: int = 2, seed: int = 0, raw_max: int = RAW_MAX, threads: int = 1,
+             budget: Optional[int] = None, progress: Optional[Callable[[str], None]] = None) -> List[Dict[str, Any]]:
     """Run FedAvg once per codec; returns one row per codec with its per-round history.
-    raw_max: tensors of at most this many values go raw for every codec (0: none)."""
+    raw_max: tensors of at most this many values go raw for every codec (0: none). budget: each
+    client's uplink bytes per round for the slow-client row (None: no such row)."""
     import torch
 
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    torch.set_num_threads(threads)
     data, (xt, yt) = _data(seed, clients, alpha)
     sizes = np.array([len(y) for _, y in data], dtype=np.float64)
     weights = sizes / sizes.sum()
     rows = []
-    for name, factory in _codecs(error_bound, clients, raw_max).items():
+    for name, factory in _codecs(error_bound, clients, raw_max, threads, budget).items():
         torch.manual_seed(seed)
         model = _model()
         codes = [factory(c) for c in range(clients)]
@@ -153,7 +166,7 @@ def run_demo(*, rounds: int = 12, clients: int = 4, error_bound: float = 2e-2, a
                 progress(f"{name}: round {r + 1}/{rounds}, accuracy {acc:.3f}")
         rows.append({"method": name, "final_accuracy": history[-1]["accuracy"], "uplink_bytes": uplink,
                      "seconds": time.perf_counter() - t0, "history": history, "error_bound": error_bound,
-                     "raw_max": raw_max})
+                     "raw_max": raw_max, "threads": threads, "budget": budget if "budget" in name else None})
     raw = next(r["uplink_bytes"] for r in rows if r["method"] == "uncompressed")
     for r in rows:
         r["ratio"] = raw / r["uplink_bytes"]
