@@ -14,6 +14,7 @@ from numcodecs.abc import Codec
 from numcodecs.compat import ensure_contiguous_ndarray, ensure_ndarray_like, ndarray_copy
 
 from ..api import compress_with, decompress
+from ..errors import UnsupportedDTypeError
 from ..settings import Settings, max_output_of
 
 
@@ -36,8 +37,11 @@ class EBGC(Codec):
         self.threads, self.max_output = threads, max_output
 
     def encode(self, buf: Any) -> bytes:
-        arr = ensure_ndarray_like(buf)  # keeps dtype and shape; raw bytes arrive as uint8 and are refused
-        return compress_with(np.asarray(arr), self._settings)
+        arr = np.asarray(ensure_ndarray_like(buf))  # keeps dtype and shape; raw bytes arrive as uint8 and are refused
+        if not arr.dtype.isnative:  # blobs decode in native order, which zarr 2 would read as this dtype
+            raise UnsupportedDTypeError(f"ebgc stores {arr.dtype.newbyteorder('=')} values; a big-endian "
+                                        f"{arr.dtype} chunk would decode to other bytes: use a little-endian dtype")
+        return compress_with(arr, self._settings)
 
     def decode(self, buf: Any, out: Any = None) -> Any:
         blob = ensure_contiguous_ndarray(buf).view(np.uint8).reshape(-1)
