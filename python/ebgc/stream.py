@@ -37,6 +37,7 @@ _KEYFRAME = 1
 _NO_LOW_RANK = 0x80     # in a saved encoder's history byte (older states: low rank on)
 _ERROR_FEEDBACK = 0x40  # in a saved encoder's history byte (version 2)
 MAX_STREAM_ID = 64
+MAX_SEQUENCE = 1 << 63  # sequence numbers below it (a saved state stores sequence + 1 in 64 bits)
 _ENCODER, _DECODER = 0, 1
 
 
@@ -108,6 +109,8 @@ class _StreamState:
     @classmethod
     def read(cls, r: Reader, settings: bytes) -> "_StreamState":
         st = cls(seq=r.varint("sequence") - 1)
+        if st.seq >= MAX_SEQUENCE:
+            raise FormatError("saved state sequence number out of range")
         stored = r.u32("digest")
         st.tensors = _read_tensors(r, "reconstruction")
         st.older = _read_tensors(r, "reconstruction")
@@ -345,6 +348,8 @@ def _read_message(message: Any) -> Tuple[MessageInfo, Tuple[Tuple[str, memoryvie
         raise FormatError("unknown message flags")
     sid = r.short_bytes("stream id", MAX_STREAM_ID)
     seq = r.varint("sequence")
+    if seq >= MAX_SEQUENCE:
+        raise FormatError("stream message sequence number out of range")
     digest = r.u32("state digest")
     parts = tuple((r.name("tensor name"), r.blob("tensor blob")) for _ in range(r.count("tensor count", 2)))
     r.end()

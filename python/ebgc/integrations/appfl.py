@@ -20,6 +20,7 @@ from typing import Any, Dict, List, Union
 
 import torch
 
+from ..arrays import to_torch
 from ..errors import FormatError
 from ..settings import Settings
 from ..stream import GradientDecoder, GradientEncoder
@@ -33,6 +34,7 @@ except ImportError:  # pragma: no cover - exercised only without appfl
 
 _MAGIC, _VERSION = b"EBAP", 2
 _FLAT, _LIST, _DICT = 0, 1, 2
+_MAX_DEPTH = 16  # nested lists and dicts of models: deeper payloads are refused, not recursed into
 
 
 def _cfg(config: Any, key: str, default: Any) -> Any:
@@ -93,22 +95,24 @@ class EBGCCompressor(BaseCompressor):
         return w.seal()
 
     # -- decoding -------------------------------------------------------------------------------
-    def _decode(self, r: Reader) -> Any:
+    def _decode(self, r: Reader, depth: int = 0) -> Any:
+        if depth > _MAX_DEPTH:
+            raise FormatError(f"an ebgc APPFL payload nests models more than {_MAX_DEPTH} deep")
         kind = r.u8("kind")
         if kind == _LIST:
-            return [self._decode(r.sub("model")) for _ in range(r.count("count"))]
+            return [self._decode(r.sub("model"), depth + 1) for _ in range(r.count("count"))]
         if kind == _DICT:
             out = OrderedDict()
             for _ in range(r.count("count", 2)):
                 name = r.name("name")
-                out[name] = self._decode(r.sub("model"))
+                out[name] = self._decode(r.sub("model"), depth + 1)
             return out
         if kind != _FLAT:
             raise FormatError("unknown part in an ebgc APPFL payload")
         message = r.blob("stream message")
         if not len(message):
             return OrderedDict(decompress_state_dict(r.rest()))
-        streamed = {k: torch.from_numpy(v) for k, v in self._decoder.decode(message).items()}
+        streamed = {k: to_torch(v) for k, v in self._decoder.decode(message).items()}
         order = [r.name("name") for _ in range(r.count("count"))]
         rest = decompress_state_dict(r.rest())
         missing = [k for k in order if k not in streamed and k not in rest]
