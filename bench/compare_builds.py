@@ -62,26 +62,22 @@ Message = Tuple[str, List[Tuple[str, np.ndarray]]]
 # child: time one build
 
 
-_KEY = re.compile(r"^r(\d+)/c(\d+)/(.+)$")
+def _load_script(name: str, path: Path):
+    """A sibling script as a module (neither build's ebgc is imported by the parent)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod  # (its dataclasses look themselves up there)
+    spec.loader.exec_module(mod)
+    return mod
 
 
-def load_messages(path: str, max_messages: Optional[int]) -> List[Message]:
-    """Messages of a trace (keys r{round}/c{client}/{tensor}), sorted by round then client,
-    tensors in file order (as ebgc's benchmark groups them)."""
-    groups: Dict[str, list] = {}
-    order: Dict[str, tuple] = {}
-    with np.load(path, allow_pickle=False) as z:
-        for key in z.files:
-            m = _KEY.match(key)
-            if m:
-                msg, name, sort = f"r{m.group(1)}/c{m.group(2)}", m.group(3), (0, int(m.group(1)), int(m.group(2)), "")
-            else:
-                msg, name = key.rsplit("/", 1) if "/" in key else ("all", key)
-                sort = (1, 0, 0, msg)
-            order.setdefault(msg, sort)
-            groups.setdefault(msg, []).append((name, np.ascontiguousarray(z[key])))
-    msgs = [(m, groups[m]) for m in sorted(groups, key=lambda k: order[k])]
-    return msgs[:max_messages] if max_messages else msgs
+_ROOT = Path(__file__).resolve().parents[1]
+# The trace grouping of tools/blob_digests.py, and the machine description of ebgc bench (a
+# standalone file: it imports ebgc only inside its functions).
+load_messages = _load_script("blob_digests", _ROOT / "tools" / "blob_digests.py").load_npz_messages
+cpu_model = _load_script("ebgc_bench_tool", _ROOT / "python" / "ebgc" / "tools" / "bench.py")._cpu_model
 
 
 def _oneshot(ebgc, msgs: Sequence[Message], eb: float, mode: str, keep: bool):
@@ -204,17 +200,6 @@ def child_main(args) -> int:
 
 # --------------------------------------------------------------------------------------------
 # parent
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                if line.lower().startswith(("model name", "hardware", "cpu model")):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown"
 
 
 def git_info(d: Path) -> dict:

@@ -56,6 +56,10 @@ import ebgc
 BFLOAT16 = np.dtype(ml_dtypes.bfloat16)
 
 HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:  # blobfmt sits beside this file (tools/fuzz.py imports it from elsewhere)
+    sys.path.insert(0, str(HERE))
+from blobfmt import varint  # noqa: E402
+
 KINDS = ("blob", "message", "state", "statedict", "appfl")
 FAMILIES = ("truncate", "flip", "overwrite", "splice", "extreme")
 NEEDS_TORCH = ("statedict", "appfl")
@@ -64,16 +68,6 @@ SMALL = 800  # seeds up to this size get every truncation and every byte flip
 DTYPE_ITEMSIZE = {1: 4, 2: 8, 3: 2, 4: 2}  # wire dtype codes of blobs and saved states
 SD_ITEMSIZE = {"float16": 2, "bfloat16": 2, "float32": 4, "float64": 8, "int8": 1, "uint8": 1,
                "int16": 2, "int32": 4, "int64": 8, "bool": 1}
-
-
-def varint(v: int) -> bytes:
-    """Unsigned LEB128, any size (values >= 2^64 make the over-long varints a reader must refuse)."""
-    out = bytearray()
-    while v >= 0x80:
-        out.append((v & 0x7F) | 0x80)
-        v >>= 7
-    out.append(v)
-    return bytes(out)
 
 
 def crc32c(data, seed: int = 0) -> int:
