@@ -1,14 +1,19 @@
 #!/usr/bin/env python3
-"""Record the small gradient sample shipped inside the package (python/ebgc/data/sample.npz).
+"""Record federated-learning traces: the sample shipped inside the package
+(python/ebgc/data/sample.npz) and the larger traces the README's results are measured on.
 
 What it is
     Real federated-learning model updates: FedAvg with 4 clients on scikit-learn's bundled
     handwritten digits (``sklearn.datasets.load_digits``: 1797 8x8 images, no download),
     upsampled to 16x16 and split non-IID across the clients with a Dirichlet(alpha=0.5) draw per
-    class.  The model is a small residual CNN (width 16, three stages of two basic blocks,
-    ~175k parameters).  Every round each client starts from the global model, runs a few local
-    epochs of SGD with momentum, and sends ``update = local - global``; the server averages the
-    local models weighted by client data size.  The updates of client 0 are recorded.
+    class.  The model is a small residual CNN (``--model resnet``: width 16, three stages of two
+    basic blocks, ~175k parameters; ``--width 32``: ~700k) or a VGG-style CNN (``--model vgg``:
+    six 3x3 conv layers of 32-128 channels and two linear layers, 512 x 512 and 10 x 512, ~555k
+    parameters).  Every round each client starts from the global model, runs a few local epochs of
+    SGD with momentum, and sends ``update = local - global`` (``--payload weights``: its local
+    weights, what APPFL clients send by default; consecutive rounds then correlate closely); the
+    server averages the local models weighted by client data size.  The updates of clients
+    0..RECORD-1 are recorded.
 
 File format
     One .npz with keys ``r{round:03d}/c{client}/{param_name}`` -> float32 arrays in their natural
@@ -18,10 +23,15 @@ File format
 
 How the shipped file was made (CPU, fixed seed, ~30 s on 2 cores)
     pip install torch==2.13.0 scikit-learn numpy
-    python tools/record_sample.py --out python/ebgc/data/sample.npz
+    python tools/record_trace.py --out python/ebgc/data/sample.npz
 
-    defaults: --rounds 4 --clients 4 --record 1 --width 16 --local-epochs 2 --lr 0.05
-              --batch 32 --alpha 0.5 --seed 1234
+    defaults: --model resnet --rounds 4 --clients 4 --record 1 --width 16 --local-epochs 2
+              --lr 0.05 --batch 32 --alpha 0.5 --seed 1234 --payload update
+
+The README's traces (a few minutes each)
+    python tools/record_trace.py --model resnet --width 32 --rounds 20 --out traces/resnet.npz
+    python tools/record_trace.py --model vgg --rounds 20 --out traces/vgg.npz
+    python tools/record_trace.py --model vgg --rounds 20 --payload weights --out traces/vgg-weights.npz
 
 torch is needed only to *record* the sample; the ebgc package and CLI read the committed .npz with
 numpy alone.  Torch's CPU kernels are deterministic for this model with one thread (the script
@@ -86,6 +96,25 @@ def _build_model(width: int, classes: int = 10):
     return SmallResNet()
 
 
+def _build_vgg(classes: int = 10):
+    """Six 3x3 conv layers (32, 32, 64, 64, 128, 128 channels, BN + ReLU, max-pooled after every
+    second one: 16x16 -> 2x2) and two linear layers (512 -> 512 -> classes)."""
+    import torch.nn as nn
+
+    layers, cin = [], 1
+    for i, cout in enumerate((32, 32, 64, 64, 128, 128)):
+        layers += [nn.Conv2d(cin, cout, kernel_size=3, padding=1), nn.BatchNorm2d(cout), nn.ReLU()]
+        if i % 2:
+            layers.append(nn.MaxPool2d(2))
+        cin = cout
+    return nn.Sequential(nn.Sequential(*layers), nn.Flatten(), nn.Linear(128 * 2 * 2, 512), nn.ReLU(),
+                         nn.Linear(512, classes))
+
+
+def build_model(name: str, width: int):
+    return _build_model(width) if name == "resnet" else _build_vgg()
+
+
 def _digits_16x16(seed: int):
     """Digits as (N, 1, 16, 16) float32 tensors, standardized, in a seeded random order."""
     import torch
@@ -120,6 +149,9 @@ def _dirichlet_clients(labels: np.ndarray, clients: int, alpha: float, seed: int
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True, help="output .npz (e.g. python/ebgc/data/sample.npz)")
+    p.add_argument("--model", choices=("resnet", "vgg"), default="resnet")
+    p.add_argument("--payload", choices=("update", "weights"), default="update",
+                   help="what a client sends: its update (local - global) or its local weights")
     p.add_argument("--rounds", type=int, default=4)
     p.add_argument("--clients", type=int, default=4)
     p.add_argument("--record", type=int, default=1, help="record clients 0..RECORD-1")
@@ -147,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         hist = np.bincount(y_train.numpy()[ix], minlength=10)
         print(f"client {k}: {len(ix):4d} images, per class {hist.tolist()}")
 
-    global_model = _build_model(a.width)
+    global_model = build_model(a.model, a.width)
     param_names = [n for n, _ in global_model.named_parameters()]
     n_params = sum(p.numel() for p in global_model.parameters())
     print(f"model: {n_params:,} parameters in {len(param_names)} tensors")
@@ -158,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         start = {k: v.detach().clone() for k, v in global_model.state_dict().items()}
         results = []
         for cid, ix in enumerate(parts):
-            local = _build_model(a.width)
+            local = build_model(a.model, a.width)
             local.load_state_dict(start)
             local.train()
             opt = torch.optim.SGD(local.parameters(), lr=a.lr, momentum=0.9, weight_decay=5e-4)
@@ -177,8 +209,8 @@ def main(argv: list[str] | None = None) -> int:
             results.append((len(ix), state))
             if cid < a.record:
                 for name in param_names:
-                    upd = (state[name] - start[name]).numpy().astype(np.float32)
-                    recorded[f"r{rnd:03d}/c{cid}/{name}"] = np.ascontiguousarray(upd)
+                    sent = state[name] if a.payload == "weights" else state[name] - start[name]
+                    recorded[f"r{rnd:03d}/c{cid}/{name}"] = np.ascontiguousarray(sent.numpy().astype(np.float32))
         # FedAvg: data-size-weighted mean of every state entry (BN running stats included).
         total = float(sum(n for n, _ in results))
         merged = {}
