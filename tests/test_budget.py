@@ -96,3 +96,28 @@ def test_saved_state_keeps_budget_feedback_and_residuals():
     b = ebgc.GradientEncoder.load(a.save())
     assert (b.budget_bytes, b.max_error_bound, b.error_feedback) == (40_000, pytest.approx(0.1), True)
     assert [a.encode(m) for m in rounds[2:]] == [b.encode(m) for m in rounds[2:]]
+
+
+def test_a_message_may_have_its_own_budget():
+    enc = ebgc.GradientEncoder(1e-3, stream_id="s", max_error_bound=5e-2, budget_bytes=10**9)
+    dec = ebgc.GradientDecoder()
+    m = {"w": update(80)}
+    first = enc.encode(m)
+    assert enc.last_report.bound_scale == 1.0
+    second = enc.encode({"w": update(81)}, budget_bytes=len(first) // 3)
+    assert len(second) <= len(first) // 3 and enc.last_report.bound_scale > 1
+    dec.decode(first), dec.decode(second)  # one stream, in order
+    with pytest.raises(ebgc.InvalidArgumentError):
+        enc.encode(m, budget_bytes=0)
+
+
+def test_a_decoder_forgets_a_stream():
+    enc = ebgc.GradientEncoder(1e-3, stream_id="gone")
+    dec = ebgc.GradientDecoder()
+    dec.decode(enc.encode({"w": update(90)}))
+    assert list(dec.streams()) == [b"gone"]
+    dec.forget("gone")
+    dec.forget("never seen")
+    assert list(dec.streams()) == []
+    with pytest.raises(ebgc.StreamError, match="keyframe"):
+        dec.decode(enc.encode({"w": update(91)}))

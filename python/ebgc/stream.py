@@ -216,10 +216,14 @@ class GradientEncoder:
         """Sequence number the next message will carry."""
         return self._state.seq + 1
 
-    def encode(self, tensors: Mapping[str, Any], *, keyframe: bool = False) -> bytes:
-        """One message holding every tensor of `tensors` (name -> float array)."""
+    def encode(self, tensors: Mapping[str, Any], *, keyframe: bool = False, budget_bytes: Optional[int] = None) -> bytes:
+        """One message holding every tensor of `tensors` (name -> float array). budget_bytes: this
+        message's budget, in place of the encoder's (up to its max_error_bound)."""
         if not isinstance(tensors, Mapping):
             raise ArgumentTypeError("tensors must be a mapping of names to arrays")
+        limit, max_scale = self.budget_bytes, self._max_scale
+        if budget_bytes is not None:
+            limit, max_scale = budget.check_budget(budget_bytes, self._settings.error_bound, self.max_error_bound)
         with self._lock:
             st = self._state
             seq = st.seq + 1
@@ -245,7 +249,7 @@ class GradientEncoder:
                 message = w.seal()
                 return len(message), (message, updates)
 
-            result = budget.fit(attempt, self.budget_bytes, self._max_scale)
+            result = budget.fit(attempt, limit, max_scale)
             message, updates = result.payload
             self._state = st.advance(seq, updates, key)
             if self.error_feedback:
@@ -389,6 +393,11 @@ class GradientDecoder:
 
     def streams(self) -> Iterator[bytes]:
         return iter(list(self._streams))
+
+    def forget(self, stream_id: Any) -> None:
+        """Drops a stream's state (its next message must be a keyframe); no error if unknown."""
+        with self._lock:
+            self._streams.pop(_stream_id_bytes(stream_id), None)
 
     def _check_order(self, m: MessageInfo, st: Optional[_StreamState]) -> None:
         sid = stream_id_text(m.stream_id)

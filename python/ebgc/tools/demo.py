@@ -81,9 +81,8 @@ def _codecs(error_bound: float, clients: int, raw_max: int, threads: int = 1,
         def code(update):
             big = {k: v for k, v in update.items() if v.size > raw_max}
             raw_small = sum(v.nbytes for k, v in update.items() if k not in big)
-            if budget_bytes:  # the tensors sent raw count against the client's budget too
-                enc.budget_bytes = max(1, budget_bytes - raw_small)
-            msg = enc.encode(big)
+            # the tensors sent raw count against the client's budget too
+            msg = enc.encode(big, budget_bytes=max(1, budget_bytes - raw_small) if budget_bytes else None)
             out = dict(update)
             out.update(dec.decode(msg))
             return len(msg) + raw_small, out
