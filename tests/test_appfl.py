@@ -71,3 +71,22 @@ def test_hostile_payloads():
             comp.decompress_model(blob[:n], None)
     with pytest.raises(ebgc.FormatError):
         comp.decompress_model(b"EBAP\x01\x07", None)
+
+
+def test_a_client_budget_holds_after_the_first_payload():
+    """budget_bytes (stateful): the whole payload, exact entries and names included, stays within
+    the budget once the stream is running; last_report says what was done."""
+    client = ebgc_appfl.EBGCCompressor({"error_bound": 1e-2, "stateful": True, "budget_bytes": 12_000,
+                                        "max_error_bound": 0.3})
+    server = ebgc_appfl.EBGCCompressor({"error_bound": 1e-2, "stateful": True})
+    for rnd in range(4):
+        params = model_params(rnd)
+        blob = client.compress_model(params)
+        assert len(blob) <= 12_000 and client.last_report.within_budget
+        out = server.decompress_model(blob, params)
+        bound = client.last_report.error_bound
+        assert within(params["fc.weight"], out["fc.weight"], bound) and torch.equal(out["conv.bias"], params["conv.bias"])
+    import pytest as _pytest
+
+    with _pytest.raises(ebgc.InvalidArgumentError):
+        ebgc_appfl.EBGCCompressor({"budget_bytes": 1000})  # needs stateful

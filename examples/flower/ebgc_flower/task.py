@@ -11,7 +11,7 @@ from typing import Dict, Mapping, Tuple
 import numpy as np
 import torch
 
-from ebgc.tools.demo import _data, _model
+from ebgc.tools.demo import digits_model as _model, digits_split as _data
 
 PARAM_CUTOFF = 1024  # tensors of at most this many values go raw, for every codec
 

@@ -6,8 +6,15 @@
 Config keys (all optional): ``error_bound`` (1e-2), ``error_bounding_mode`` ("REL" or "ABS"),
 ``param_cutoff`` (tensors with at most this many values go exact, 1024), ``stateful`` (False:
 True keeps one ebgc stream per compressor instance, i.e. per client; the server's instance keeps
-one decoder state per client stream). Models may be flat or nested dicts of tensors, batched as a
-list or dict. The bytes are ebgc containers only (ebgc.wire): nothing is pickled.
+one decoder state per client stream). Stateful only, for the client's side: ``budget_bytes``
+(each model's payload at most this many bytes: the stream's bound is loosened by one factor until
+it fits, up to ``max_error_bound``, default 64 x error_bound; a payload that does not fit even
+then is sent as it is, and :attr:`last_report` says so) and ``error_feedback`` (False: True
+carries each tensor's coding error into its next value; for updates, ``send_gradient``, not for
+weights). In a client's own ``comm_configs.compressor_configs`` they survive APPFL's merge of the
+server's client configuration, so each client can have its own budget. Models may be flat or
+nested dicts of tensors, batched as a list or dict. The bytes are ebgc containers only
+(ebgc.wire): nothing is pickled.
 
 Payload (version 2; version 1, the same without the CRC, is still read): "EBAP" | version | part
 | CRC-32C. A part is u8 kind then: flat: a length-prefixed stream message (empty when not
@@ -21,7 +28,7 @@ from typing import Any, Dict, List, Union
 import torch
 
 from ..arrays import to_torch
-from ..errors import FormatError
+from ..errors import FormatError, InvalidArgumentError
 from ..settings import Settings
 from ..stream import GradientDecoder, GradientEncoder
 from ..torch import compress_state_dict, decompress_state_dict
@@ -35,6 +42,7 @@ except ImportError:  # pragma: no cover - exercised only without appfl
 _MAGIC, _VERSION = b"EBAP", 2
 _FLAT, _LIST, _DICT = 0, 1, 2
 _MAX_DEPTH = 16  # nested lists and dicts of models: deeper payloads are refused, not recursed into
+_HEADER = 16  # magic, version, kind, the message's length, CRC: room a budget leaves besides the message
 
 
 def _cfg(config: Any, key: str, default: Any) -> Any:
@@ -51,20 +59,38 @@ class EBGCCompressor(BaseCompressor):
         self.error_bound, self.mode = settings.error_bound, settings.mode
         self.cutoff = int(_cfg(compressor_config, "param_cutoff", 1024))
         self.stateful = bool(_cfg(compressor_config, "stateful", False))
-        self._encoder = GradientEncoder(self.error_bound, mode=self.mode) if self.stateful else None
+        budget = _cfg(compressor_config, "budget_bytes", None)
+        max_error_bound = _cfg(compressor_config, "max_error_bound", None)
+        error_feedback = bool(_cfg(compressor_config, "error_feedback", False))
+        if (budget or error_feedback) and not self.stateful:
+            raise InvalidArgumentError("budget_bytes and error_feedback need stateful=True")
+        self.budget_bytes = int(budget) if budget else None
+        self._encoder = GradientEncoder(
+            self.error_bound, mode=self.mode, budget_bytes=self.budget_bytes,
+            max_error_bound=float(max_error_bound) if max_error_bound is not None and self.budget_bytes else None,
+            error_feedback=error_feedback) if self.stateful else None
         self._decoder = GradientDecoder()
+
+    @property
+    def last_report(self):
+        """ebgc.stream.MessageReport of the last model's stream message (its bytes, the bound used,
+        whether it met budget_bytes), or None."""
+        return self._encoder.last_report if self._encoder is not None else None
 
     # -- encoding -------------------------------------------------------------------------------
     def _flat(self, model: Dict[str, torch.Tensor], w: Writer) -> None:
         big = {k: v for k, v in model.items() if isinstance(v, torch.Tensor) and v.dtype in
                (torch.float32, torch.float64) and v.numel() > self.cutoff}
         if self._encoder is not None and big:
-            w.blob(self._encoder.encode({k: v.detach().cpu() for k, v in big.items()}))
-            w.varint(len(model))
+            names = Writer().varint(len(model))
             for k in model:
-                w.name(k)
-            rest = OrderedDict((k, v) for k, v in model.items() if k not in big)
-            w.raw(compress_state_dict(rest, self.error_bound, mode=self.mode))
+                names.name(k)
+            rest = compress_state_dict(OrderedDict((k, v) for k, v in model.items() if k not in big),
+                                       self.error_bound, mode=self.mode)
+            # the exact entries and the names count against the budget too
+            budget = max(1, self.budget_bytes - len(names.buf) - len(rest) - _HEADER) if self.budget_bytes else None
+            w.blob(self._encoder.encode({k: v.detach().cpu() for k, v in big.items()}, budget_bytes=budget))
+            w.raw(bytes(names.buf)).raw(rest)
             return
         w.blob(b"").raw(compress_state_dict(model, self.error_bound, mode=self.mode, min_elements=self.cutoff + 1))
 

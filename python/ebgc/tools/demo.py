@@ -29,7 +29,7 @@ from .bench import RAW_MAX_ELEMENTS as RAW_MAX
 BUDGET = 6000  # bytes per client and round for the slow-client row: about half the fixed bound's
 
 
-def _data(seed: int, clients: int, alpha: float):
+def digits_split(seed: int, clients: int, alpha: float):
     import torch
     from sklearn.datasets import load_digits
 
@@ -52,7 +52,7 @@ def _data(seed: int, clients: int, alpha: float):
     return [(t(x[p]), t(y[p])) for p in parts], (t(x[test]), t(y[test]))
 
 
-def _model():
+def digits_model():
     import torch.nn as nn
 
     return nn.Sequential(
@@ -126,13 +126,13 @@ def run_demo(*, rounds: int = 12, clients: int = 4, error_bound: float = 2e-2, a
     import torch
 
     torch.set_num_threads(threads)
-    data, (xt, yt) = _data(seed, clients, alpha)
+    data, (xt, yt) = digits_split(seed, clients, alpha)
     sizes = np.array([len(y) for _, y in data], dtype=np.float64)
     weights = sizes / sizes.sum()
     rows = []
     for name, factory in _codecs(error_bound, clients, raw_max, threads, budget).items():
         torch.manual_seed(seed)
-        model = _model()
+        model = digits_model()
         codes = [factory(c) for c in range(clients)]
         residual: List[Dict[str, np.ndarray]] = [{} for _ in range(clients)]
         uplink, history, t0 = 0, [], time.perf_counter()
