@@ -42,7 +42,6 @@ from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Tuple
 
 HERE = Path(__file__).resolve().parent
-REPO_PYTHON = HERE.parent.parent / "python"  # the in-tree ebgc
 
 KINDS = ("weights", "updates")
 CODECS = ("raw", "ebgc", "ebgc-stateless", "sz3", "ebgc-budget")
@@ -55,9 +54,12 @@ def free_port() -> int:
 
 
 def child_env() -> Dict[str, str]:
-    """The environment of the processes: the in-tree ebgc first on PYTHONPATH, one thread each."""
+    """The environment of the processes: the ebgc this process imports first on PYTHONPATH (an
+    installed one, or a build in place), one thread each."""
+    import ebgc
+
     env = dict(os.environ)
-    parts = [str(REPO_PYTHON)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    parts = [str(Path(ebgc.__file__).resolve().parents[1])] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
     env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(parts))
     env.setdefault("OMP_NUM_THREADS", "1")
     env["PYTHONWARNINGS"] = "ignore"  # APPFL's deprecation chatter stays out of the logs

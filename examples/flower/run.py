@@ -1,6 +1,6 @@
 """Run the example as a real Flower deployment on this machine and print the comparison.
 
-    PYTHONPATH=/path/to/ebgc/python python3 run.py            # raw run, then ebgc run
+    python3 examples/flower/run.py            # raw run, then ebgc run
     python3 run.py --rounds 3 --json results.json
 
 Processes (all over loopback, each its own OS process): one ``flower-superlink --insecure``
