@@ -70,7 +70,7 @@ def compress_with(data: Any, s: Settings, *, stream: Any = None, previous: Optio
                   previous2: Optional[np.ndarray] = None, reconstruction: Optional[np.ndarray] = None) -> bytes:
     """One array through the native front door with checked settings; previous / previous2 /
     reconstruction are host arrays of the stream codec (stream.py) and need a host array."""
-    if arrays.is_device(data):
+    if not isinstance(data, np.ndarray) and arrays.is_device(data):
         if cuda.available() and previous is None and reconstruction is None:
             return cuda.compress(data, s, stream)
         data = arrays.to_host(data)

@@ -2,6 +2,7 @@
 copied by hand: modes, coders, dtypes and limits, and the conversion of a user's names to them."""
 from __future__ import annotations
 
+import functools
 from typing import Any, Dict, Mapping
 
 import ml_dtypes
@@ -36,16 +37,20 @@ def dtype_from_name(name: str) -> np.dtype:
     return DTYPES[name]
 
 
-def dtype_name(dtype: Any) -> str:
-    """The format's name of a numpy dtype ("" if it is not one of the format's), whatever byte
-    order numpy spells for a little-endian one."""
-    dt = np.dtype(dtype)
+@functools.lru_cache(maxsize=64)
+def _dtype_name(dt: np.dtype) -> str:
     if dt.byteorder not in ("=", "|") and not dt.isnative:
         return ""
     for name, d in DTYPES.items():
         if dt == d or dt.newbyteorder("=") == d:
             return name
     return ""
+
+
+def dtype_name(dtype: Any) -> str:
+    """The format's name of a numpy dtype ("" if it is not one of the format's), whatever byte
+    order numpy spells for a little-endian one."""
+    return _dtype_name(np.dtype(dtype))
 
 
 def choice(value: Any, table: Mapping[str, int], what: str) -> int:
