@@ -1,8 +1,7 @@
 #!/usr/bin/env python3
 """DDP communication hooks on CPU, same run: time per training step, bytes each rank puts into
-collectives, and final loss, for plain allreduce, torch's fp16_compress_hook and powerSGD_hook
-(rank 1 and rank 4), and the ebgc hook (one-shot and stateful, error feedback on); 2 gloo processes
-on this machine.
+collectives, and final loss, for plain allreduce, torch's fp16_compress_hook and the ebgc hook
+(one-shot and stateful, error feedback on); 2 gloo processes on this machine.
 
     python bench/ddp_overhead.py --out bench/results/ddp-hooks-2026-12-05.json
 
@@ -17,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -36,7 +36,10 @@ def _model() -> torch.nn.Module:
         torch.nn.Flatten(), torch.nn.Linear(64 * 8 * 8, 128), torch.nn.ReLU(), torch.nn.Linear(128, 10))
 
 
-VARIANTS = ("plain", "fp16", "powersgd-r1", "powersgd-r4", "ebgc", "ebgc-stateful")
+# torch's powerSGD_hook is not here: with torch 2.13 on CPU/gloo it failed in every setting tried
+# (a collective size mismatch between the ranks with warm start, a KeyError in its callbacks
+# without, an assertion in _orthogonalize for batched_powerSGD_hook).
+VARIANTS = ("plain", "fp16", "ebgc", "ebgc-stateful")
 
 
 class _ByteCounter:
@@ -57,16 +60,12 @@ class _ByteCounter:
 
 
 def _register(ddp, kind, bound):
-    from torch.distributed.algorithms.ddp_comm_hooks import default_hooks, powerSGD_hook
+    from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
 
     import ebgc.torch as et
 
     if kind == "fp16":
         ddp.register_comm_hook(None, default_hooks.fp16_compress_hook)
-    elif kind.startswith("powersgd"):
-        state = powerSGD_hook.PowerSGDState(process_group=None, matrix_approximation_rank=int(kind[-1]),
-                                            start_powerSGD_iter=2, use_error_feedback=True, warm_start=True)
-        ddp.register_comm_hook(state, powerSGD_hook.powerSGD_hook)
     elif kind.startswith("ebgc"):
         ddp.register_comm_hook(et.HookState(error_bound=bound, error_feedback=True, stateful=kind == "ebgc-stateful"),
                                et.allreduce_hook)
@@ -104,6 +103,9 @@ def _run(rank, world, init, kind, steps, warmup, bound, out):
                    bytes_per_step=counter.bytes / steps if kind != "plain" else 4 * sum(p.numel() for p in ddp.parameters()))
         Path(out).write_text(json.dumps(res))
     dist.destroy_process_group()
+    # Skip interpreter finalization: gloo's worker threads can still release tensors while it runs,
+    # which aborts the process now and then (as in tests/test_torch.py). The result is written.
+    os._exit(0)
 
 
 def main() -> None:
@@ -111,11 +113,12 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=60)
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--error-bound", type=float, default=1e-2)
+    ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for kind in VARIANTS:
+        for kind in args.variants:
             out = Path(tmp) / f"{kind}.json"
             mp.spawn(_run, args=(2, f"file://{tmp}/{kind}.store", kind, args.steps, args.warmup,
                                  args.error_bound, str(out)), nprocs=2, join=True)

@@ -88,7 +88,9 @@ DDP_SCRIPT = textwrap.dedent("""
         dist.init_process_group(backend, init_method=init, rank=rank, world_size=world)
         torch.manual_seed(0)
         model = torch.nn.Sequential(torch.nn.Linear(32, 64), torch.nn.ReLU(), torch.nn.Linear(64, 4)).to(device)
-        ddp = torch.nn.parallel.DistributedDataParallel(model, device_ids=[0] if device == "cuda" else None)
+        # small buckets: several per step, so the hook overlaps itself as in a real model
+        ddp = torch.nn.parallel.DistributedDataParallel(model, device_ids=[0] if device == "cuda" else None,
+                                                        bucket_cap_mb=0.004)
         state = None
         if hook:
             state = et.HookState(error_bound=1e-2, error_feedback=True, stateful=kind == "stateful")

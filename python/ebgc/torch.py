@@ -195,28 +195,27 @@ def allreduce_hook(state: HookState, bucket: dist.GradBucket) -> torch.futures.F
 
     comm = buf.device if dist.get_backend(group) == "nccl" else torch.device("cpu")
     me = dist.get_rank(group)
-    # Two all-gathers, sizes then payloads, neither waited for here: the hook returns a future that
-    # DDP waits on after the backward pass, so communication overlaps the rest of backward.
+    # Two all-gathers, sizes then payloads, both issued here, in the order DDP calls the hook, so
+    # every rank issues its collectives in the same order (a collective issued from a callback can
+    # overtake another bucket's on one rank and not on the other). Only the small one is waited
+    # for; the payloads' exchange and their decoding run while the rest of backward does.
     size = torch.tensor([len(payload)], dtype=torch.int64, device=comm)
     sizes = [torch.zeros(1, dtype=torch.int64, device=comm) for _ in range(world)]
-    sizes_done = dist.all_gather(sizes, size, group=group, async_op=True).get_future()
+    dist.all_gather(sizes, size, group=group)
+    lengths = [int(n.item()) for n in sizes]
+    mine = torch.zeros(max(lengths), dtype=torch.uint8)
+    mine[: len(payload)] = torch.frombuffer(bytearray(payload), dtype=torch.uint8)
+    gathered = [torch.empty(max(lengths), dtype=torch.uint8, device=comm) for _ in range(world)]
+    exchanged = dist.all_gather(gathered, mine.to(comm), group=group, async_op=True).get_future()
 
-    def gather_payloads(_: torch.futures.Future) -> list:
-        lengths = [int(n.item()) for n in sizes]
-        mine = torch.zeros(max(lengths), dtype=torch.uint8)
-        mine[: len(payload)] = torch.frombuffer(bytearray(payload), dtype=torch.uint8)
-        gathered = [torch.empty(max(lengths), dtype=torch.uint8, device=comm) for _ in range(world)]
-        dist.all_gather(gathered, mine.to(comm), group=group, async_op=True).get_future().wait()
-        return [g[:n] for n, g in zip(lengths, gathered)]
-
-    def average(payloads: torch.futures.Future) -> torch.Tensor:
+    def average(_: torch.futures.Future) -> torch.Tensor:
         total = torch.zeros_like(work)
-        for rank, blob in enumerate(payloads.value()):
-            rec = state._decode(blob.cpu().numpy(), work.device).to(work.dtype)  # every stream keeps its order
+        for rank, (n, g) in enumerate(zip(lengths, gathered)):
+            rec = state._decode(g[:n].cpu().numpy(), work.device).to(work.dtype)  # every stream keeps its order
             if rank == me and state.error_feedback:
                 state.residuals[bucket.index()] = work - rec
             total += rec
         buf.copy_((total / world).to(buf.dtype))
         return buf
 
-    return sizes_done.then(gather_payloads).then(average)
+    return exchanged.then(average)
