@@ -303,3 +303,22 @@ def test_gpu_torch_helpers_stay_on_device():
     t = torch.randn(1000, 9, device="cuda", dtype=torch.bfloat16)
     back = et.decompress(et.compress(t, 1e-2), device="cuda")
     assert back.device.type == "cuda" and back.dtype == torch.bfloat16 and back.shape == t.shape
+
+
+def test_the_plan_decides_what_runs_on_the_device():
+    """The one planning point (csrc/include/ebgc/plan.hpp) the CUDA backend asks, checked without a
+    GPU: bit-packing with zero prediction runs on the device ("auto" means bit-packing there); the
+    ratio coders and stream prediction are staged through the host; a device output decodes raw and
+    bit-packed blobs on the device, the others on the host."""
+    from ebgc import _core
+    from ebgc.vocabulary import CODERS
+
+    assert _core._compress_where_device(CODERS["auto"]) == "device"
+    assert _core._compress_where_device(CODERS["bitpack"]) == "device"
+    for name in ("raw", "huffman", "context"):
+        assert _core._compress_where_device(CODERS[name]) == "host", name
+    assert _core._compress_where_device(CODERS["auto"], stream_prediction=True) == "host"
+    x = np.random.default_rng(3).standard_normal((64, 96)).astype(np.float32)
+    expect = {"bitpack": "device", "raw": "device", "huffman": "host", "context": "host"}
+    for coder, where in expect.items():
+        assert _core._decompress_where_device(_core.inspect(ebgc.compress(x, 1e-2, coder=coder))) == where, coder

@@ -4,32 +4,45 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import numpy.typing as npt
 
+VOCABULARY: dict[str, Any]
 FORMAT_VERSION: int
 DEFAULT_CHUNK_LOG2: int
 
+class Blob:
+    """A blob parsed and validated by inspect(); decoders take it instead of bytes."""
+
+    shape: tuple[int, ...]
+    dtype: str
+    size: int
+    output_nbytes: int
+    predictor_terms: int
+    def info(self) -> dict[str, Any]: ...
+
 def default_threads() -> int: ...
+def validate_params(error_bound: float, mode: int, coder: int, low_rank: bool = True,
+                    chunk_log2: int = ...) -> None: ...
 def compress(
     data: Any,
-    shape: Sequence[int],
+    dtype: str,
     error_bound: float,
     mode: int,
     coder: int,
     threads: int,
     chunk_log2: int = ...,
-    previous: Any = None,
-    reconstruction: Any = None,
-    previous2: Any = None,
-    as_dtype: str = "",
     low_rank: bool = True,
+    previous: Any = None,
+    previous2: Any = None,
+    reconstruction: Any = None,
 ) -> bytes:
-    """Compress a C-contiguous float32/float64 buffer; mode 0=abs 1=rel; coder -1=auto,
-    0=raw, 1=bitpack, 2=huffman, 3=context."""
-def decompress_into(blob: Any, out: Any, threads: int, previous: Any = None, previous2: Any = None,
-                    as_dtype: str = "", verify_checksum: bool = True) -> None:
-    """Decode a blob into a C-contiguous writable float buffer of the right size and dtype."""
+    """Compress a float buffer of dtype `dtype` (any strides); mode and coder are ids of VOCABULARY."""
+def inspect(blob: Any, verify_checksum: bool = True, max_output: int = 0, for_decoding: bool = True,
+            threads: int = 1) -> Blob: ...
+def decompress_into(blob: Blob, out: Any, threads: int, previous: Any = None, previous2: Any = None,
+                    dtype: str = "") -> None:
+    """Decode an inspected Blob into a C-contiguous writable buffer of its dtype and size."""
 def crc32c(data: Any, seed: int = 0) -> int: ...
-def header(blob: Any) -> dict[str, Any]:
-    """Validate a blob (checksum and payload structure) and return its header."""
+def _compress_where_device(coder: int, stream_prediction: bool = False) -> str: ...
+def _decompress_where_device(blob: Blob) -> str: ...
 def huffman_encode(symbols: npt.ArrayLike, alphabet_size: int) -> bytes: ...
 def huffman_decode(data: Any, count: int) -> npt.NDArray[np.uint16]: ...
 def bitpack_encode(values: npt.ArrayLike) -> bytes: ...
