@@ -95,9 +95,12 @@ class Writer:
 
 
 def _view(data: Any, what: str) -> memoryview:
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise ArgumentTypeError(f"{what} must be bytes-like, not {type(data).__name__}")
-    view = memoryview(data)
+    if isinstance(data, str):
+        raise ArgumentTypeError(f"{what} must be bytes-like, not str")
+    try:
+        view = memoryview(data)  # bytes, bytearray, memoryview, uint8 arrays, ...
+    except TypeError:
+        raise ArgumentTypeError(f"{what} must be bytes-like, not {type(data).__name__}") from None
     if view.ndim != 1 or view.itemsize != 1:
         view = view.cast("B") if view.c_contiguous else memoryview(view.tobytes())
     return view
