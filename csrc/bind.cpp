@@ -4,6 +4,7 @@
 #include <pybind11/stl.h>
 
 #include "ebgc/ebgc.hpp"
+#include "ebgc/grid/host_runner.hpp"
 #include "python/arrays.hpp"
 #include "python/blob.hpp"
 #include "python/errors.hpp"
@@ -63,6 +64,49 @@ void decompress_buffer(const py_blob::Blob& blob, py::buffer out, unsigned threa
   ebgc::decompress(blob.parsed, view, e, prev);
 }
 
+// The host runner of the device codec (grid/host_runner.hpp), for the tests that compare its bytes
+// with the CPU codec's. C-contiguous host buffers only.
+py::bytes grid_compress_buffer(py::buffer data, const std::string& dtype, double error_bound, int mode, int coder,
+                               py::object previous, py::object previous2, py::object reconstruction) {
+  const py::buffer_info info = data.request();
+  const TensorView x = py_arrays::view_of(info, py_arrays::buffer_dtype(info, dtype));
+  if (!x.contiguous()) throw InvalidArgument("the grid runner takes C-contiguous arrays");
+  Params p = params_of(error_bound, mode, coder, false, kGridChunkLog2);
+  validate(x, p, Execution());
+  py::buffer_info keep[3];
+  const void* prev[2] = {py_arrays::companion(previous, x, dtype, false, "previous", keep[0]),
+                         py_arrays::companion(previous2, x, dtype, false, "previous2", keep[1])};
+  void* rec = py_arrays::companion(reconstruction, x, dtype, true, "reconstruction", keep[2]);
+  py_arrays::BytesResult result;
+  {
+    py::gil_scoped_release nogil;
+    with_storage_type(x.dtype, [&](auto tag) {
+      using T = typename decltype(tag)::type;
+      const T* previous_t[2] = {static_cast<const T*>(prev[0]), static_cast<const T*>(prev[1])};
+      grid_compress(static_cast<const T*>(x.data), x.shape, p, previous_t, static_cast<T*>(rec),
+                    [&](size_t size) { return result.allocate(size); });
+    });
+  }
+  return result.release();
+}
+
+void grid_decompress_buffer(const py_blob::Blob& blob, py::buffer out, py::object previous, py::object previous2,
+                            const std::string& dtype) {
+  const py::buffer_info o = out.request(true);
+  const TensorView view = py_arrays::view_of(o, py_arrays::buffer_dtype(o, dtype));
+  if (!view.contiguous() || view.dtype != blob.parsed.header.dtype || view.elements() != blob.parsed.header.elements())
+    throw InvalidArgument("out must be C-contiguous, of the blob's dtype and size");
+  py::buffer_info keep[2];
+  const void* prev[2] = {py_arrays::companion(previous, view, dtype, false, "previous", keep[0]),
+                         py_arrays::companion(previous2, view, dtype, false, "previous2", keep[1])};
+  py::gil_scoped_release nogil;
+  with_storage_type(view.dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    const T* previous_t[2] = {static_cast<const T*>(prev[0]), static_cast<const T*>(prev[1])};
+    grid_decode(blob.parsed, static_cast<T*>(view.data), previous_t);
+  });
+}
+
 // Where the plan runs a device tensor's work (tests of the planning seam; the CUDA backend asks
 // the same functions itself).
 std::string compress_where_device(int coder, bool stream_prediction) {
@@ -110,5 +154,14 @@ PYBIND11_MODULE(_core, m) {
         "Test hook: 'device' or 'host', where the plan runs the compression of a device array.");
   m.def("_decompress_where_device", &decompress_where_device, py::arg("blob"),
         "Test hook: 'device' or 'host', where the plan decodes an inspected blob for a device output.");
+  m.def("_grid_compress", &grid_compress_buffer, py::arg("data"), py::arg("dtype"), py::arg("error_bound"),
+        py::arg("mode"), py::arg("coder"), py::arg("previous") = py::none(), py::arg("previous2") = py::none(),
+        py::arg("reconstruction") = py::none(),
+        "Test hook: the device codec's encoder run on the host, lane by lane (its blob equals the CPU\n"
+        "codec's with chunk_log2=GRID_CHUNK_LOG2 and low_rank=False).");
+  m.def("_grid_decompress_into", &grid_decompress_buffer, py::arg("blob"), py::arg("out"),
+        py::arg("previous") = py::none(), py::arg("previous2") = py::none(), py::arg("dtype") = "",
+        "Test hook: the device codec's decoder run on the host, lane by lane (context-coded blobs).");
+  m.attr("GRID_CHUNK_LOG2") = kGridChunkLog2;
   py_stages::define(m);
 }

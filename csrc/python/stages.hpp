@@ -181,7 +181,7 @@ py::array_t<uint32_t> rans_encode_step(py::array_t<uint32_t, py::array::c_style 
     if (uint64_t(x.data()[i]) >= uint64_t(f) << (32 - kRansScaleBits)) throw InvalidArgument("state not renormalized");
     uint32_t state = x.data()[i];
     uint16_t* w = word + 2;
-    RansLaneEncoder::put(state, RansLaneEncoder::make(f, s), w);
+    RansEncodeView::put(state, RansLaneEncoder::make(f, s), w);
     out[i] = state;
   }
   return vector_to_array(std::move(out));

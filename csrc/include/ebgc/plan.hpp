@@ -61,6 +61,12 @@ inline void validate(const TensorView& x, const Params& p, const Execution& e) {
 
 enum class Where { Host, Device };
 
+// The ratio coder on a device codes chunks of 2^14 values (8 lanes of 2048, one thread each): a
+// 1 GiB float32 tensor is then 131,072 threads, enough to fill an H100; the CPU's 2^16 would give
+// a quarter of that. Its blobs are what the CPU codec writes with chunk_log2=14 (smaller chunks
+// cost 36 bytes each in lane states and directory: 0.3-1% of a gradient's blob).
+constexpr unsigned kGridChunkLog2 = 14;
+
 // The device runs the fast coder with zero prediction: "auto" on a device means bit-packing (the
 // ratio coders and their tables, the low-rank fit and stream prediction run on the host, after
 // one copy each way).

@@ -21,6 +21,7 @@
 #include "../common/bytes.hpp"
 #include "../coders/context_model.hpp"
 #include "../common/errors.hpp"
+#include "../common/hd.hpp"
 #include "../coders/context_lanes_avx2.hpp"
 #include "../coders/symbolize.hpp"
 
@@ -50,10 +51,44 @@ struct RansEncodeEntry {
   uint32_t bias;        // start (start + kRansScale - 1 for freq 1)
 };
 
+// The encoder's tables as plain pointers: the CPU's loop keeps them in registers, a kernel reads
+// them from device memory (grid/context_lane_steps.hpp).
+struct RansEncodeView {
+  const RansEncodeEntry* entry;  // magnitude tables (one per group), then 2 entries per sign context
+  const uint32_t* magnitude_base;  // [128], by event context byte
+  const uint32_t* sign_base;       // [128]
+
+  // rANS step with the renormalization first (the decoder reads the word right after the event):
+  // x' = (x / freq) * scale + x % freq + start = x + (x / freq) * (scale - freq) + start. The
+  // quotient is the high half of x * reciprocal, exact for every 32-bit state: the reciprocal
+  // exceeds 2^64 / freq by less than 1, which moves x * reciprocal / 2^64 by less than
+  // 2^32 / 2^64, below the 1 / freq a fractional part can be from the next integer. One multiply
+  // and no correction step (the floor(2^32 / freq) reciprocal this replaced was one short at
+  // times, and fixing that took five more operations on the state's chain). Whether a word is
+  // emitted is data the branch predictor cannot learn, so it is a shift by 0 or 16 (GCC compiled
+  // the select it replaced into a branch).
+  static EBGC_HD inline void put(uint32_t& x, const RansEncodeEntry& e, uint16_t*& w) {
+    const uint32_t emit = uint32_t(x > e.renorm_max);
+    w[-1] = uint16_t(x);  // harmless when not emitted: the next word overwrites it
+    w -= emit;
+    x >>= emit << 4;
+    const uint32_t q = uint32_t(mul_hi64(x, e.reciprocal));
+    x += q * e.complement + e.bias;
+  }
+
+  // One value of a lane: the encoder runs backwards, so its sign event goes before its magnitude.
+  EBGC_HD inline void put_value(uint32_t& x, uint8_t sym, uint8_t ctx, uint16_t*& w) const {
+    const uint32_t s = sym & 127u;
+    // A zero's sign event is the identity (state unchanged, no word), so the encoder skips it:
+    // cheaper than running it even where the branch is mispredicted (bytes unchanged).
+    if (s) put(x, entry[sign_base[ctx] + (sym >> 7)], w);
+    put(x, entry[magnitude_base[ctx] + s], w);
+  }
+};
+
 struct RansLaneEncoder {
-  // Magnitude tables (one per group), then 2 entries per sign context.
-  std::vector<RansEncodeEntry> entry;
-  std::array<uint32_t, 128> magnitude_base{}, sign_base{};  // by event context byte
+  std::vector<RansEncodeEntry> entry;  // as RansEncodeView
+  std::array<uint32_t, 128> magnitude_base{}, sign_base{};
 
   static RansEncodeEntry make(uint32_t freq, uint32_t start) {
     RansEncodeEntry e;
@@ -90,38 +125,13 @@ struct RansLaneEncoder {
       sign_base[e] = signs + 2 * std::min(e >> 4, kSignContexts - 1);
     }
   }
-
-  // rANS step with the renormalization first (the decoder reads the word right after the event):
-  // x' = (x / freq) * scale + x % freq + start = x + (x / freq) * (scale - freq) + start. The
-  // quotient is the high half of x * reciprocal, exact for every 32-bit state: the reciprocal
-  // exceeds 2^64 / freq by less than 1, which moves x * reciprocal / 2^64 by less than
-  // 2^32 / 2^64, below the 1 / freq a fractional part can be from the next integer. One multiply
-  // and no correction step (the floor(2^32 / freq) reciprocal this replaced was one short at
-  // times, and fixing that took five more operations on the state's chain). Whether a word is
-  // emitted is data the branch predictor cannot learn, so it is a shift by 0 or 16 (GCC compiled
-  // the select it replaced into a branch).
-  static inline void put(uint32_t& x, const RansEncodeEntry& e, uint16_t*& w) {
-    const uint32_t emit = uint32_t(x > e.renorm_max);
-    w[-1] = uint16_t(x);  // harmless when not emitted: the next word overwrites it
-    w -= emit;
-    x >>= emit << 4;
-    const uint32_t q = uint32_t((static_cast<unsigned __int128>(x) * e.reciprocal) >> 64);
-    x += q * e.complement + e.bias;
-  }
-
-  // One value of a lane: the encoder runs backwards, so its sign event goes before its magnitude.
-  inline void put_value(uint32_t& x, uint8_t sym, uint8_t ctx, uint16_t*& w) const {
-    const uint32_t s = sym & 127u;
-    // A zero's sign event is the identity (state unchanged, no word), so the encoder skips it:
-    // cheaper than running it even where the branch is mispredicted (bytes unchanged).
-    if (s) put(x, entry[sign_base[ctx] + (sym >> 7)], w);
-    put(x, entry[magnitude_base[ctx] + s], w);
-  }
+  RansEncodeView view() const { return {entry.data(), magnitude_base.data(), sign_base.data()}; }
 
   // Encodes one chunk (n values: sym = symbol | negative << 7, ctx = event_context) and appends
   // its stream to out. words: scratch.
   void encode_chunk(const uint8_t* sym, const uint8_t* ctx, uint64_t n, std::vector<uint16_t>& words,
                     std::vector<uint8_t>& out) const {
+    const RansEncodeView v = view();
     const LaneSplit lanes(n);
     // Lane k writes downwards from the end of its region: at most one word per event, plus the
     // scratch slot of put().
@@ -133,7 +143,7 @@ struct RansLaneEncoder {
     // The reverse of the decoder's order: positions downwards (lanes interleaved for parallelism).
     for (uint64_t j = lanes.len; j-- > lanes.common();)
       for (unsigned k = kLanes; k-- > 0;)
-        if (j < lanes.count[k]) put_value(x[k], sym[lanes.begin(k) + j], ctx[lanes.begin(k) + j], w[k]);
+        if (j < lanes.count[k]) v.put_value(x[k], sym[lanes.begin(k) + j], ctx[lanes.begin(k) + j], w[k]);
     // Lanes are independent: two passes of 4 keep each pass's states and pointers in registers.
     for (unsigned half = 0; half < kLanes; half += kLanes / 2) {
       uint32_t xs[4];
@@ -142,10 +152,10 @@ struct RansLaneEncoder {
       for (unsigned k = 0; k < 4; ++k)
         xs[k] = x[half + k], ws[k] = w[half + k], s[k] = sym + lanes.begin(half + k), c[k] = ctx + lanes.begin(half + k);
       for (uint64_t j = lanes.common(); j-- > 0;) {
-        put_value(xs[0], s[0][j], c[0][j], ws[0]);
-        put_value(xs[1], s[1][j], c[1][j], ws[1]);
-        put_value(xs[2], s[2][j], c[2][j], ws[2]);
-        put_value(xs[3], s[3][j], c[3][j], ws[3]);
+        v.put_value(xs[0], s[0][j], c[0][j], ws[0]);
+        v.put_value(xs[1], s[1][j], c[1][j], ws[1]);
+        v.put_value(xs[2], s[2][j], c[2][j], ws[2]);
+        v.put_value(xs[3], s[3][j], c[3][j], ws[3]);
       }
       for (unsigned k = 0; k < 4; ++k) x[half + k] = xs[k], w[half + k] = ws[k];
     }
@@ -180,7 +190,7 @@ struct RansLaneTables {
 // data decide the refills): the caller guarantees the word is there; checked: past the end it
 // records an overrun instead.
 template <bool kChecked>
-inline void rans_renormalize(uint32_t& x, const uint8_t*& p, const uint8_t* end, bool& overrun) {
+EBGC_HD inline void rans_renormalize(uint32_t& x, const uint8_t*& p, const uint8_t* end, bool& overrun) {
   if (kChecked) {
     if (x < kRansLow) {
       if (end - p >= 2) {
@@ -194,7 +204,7 @@ inline void rans_renormalize(uint32_t& x, const uint8_t*& p, const uint8_t* end,
     return;
   }
   uint16_t word;
-  std::memcpy(&word, p, 2);
+  memcpy(&word, p, 2);
   const uint32_t refill = x < kRansLow;  // 0 or 1
   x = pick(refill, (x << 16) | word, x);
   p += 2 * refill;
@@ -202,7 +212,7 @@ inline void rans_renormalize(uint32_t& x, const uint8_t*& p, const uint8_t* end,
 
 // Decodes one value of a lane: symbol | negative << 7.
 template <bool kChecked>
-inline uint8_t rans_lane_value(const RansLaneTables& t, RansLane& lane, const uint8_t*& p, const uint8_t* end,
+EBGC_HD inline uint8_t rans_lane_value(const RansLaneTables& t, RansLane& lane, const uint8_t*& p, const uint8_t* end,
                                bool& overrun) {
   uint32_t x = lane.x;
   const uint32_t s = t.magnitude.decode(lane.window.sum, x);

@@ -13,6 +13,7 @@
 #include "../common/bitio.hpp"
 #include "../common/bytes.hpp"
 #include "../common/errors.hpp"
+#include "../common/hd.hpp"
 #include "../coders/symbolize.hpp"
 
 namespace ebgc {
@@ -43,7 +44,7 @@ struct ContextWindow {
   static_assert(kCtxHistory == 4, "the window is one 32-bit word");
   uint32_t last = 0, sum = 0;
   inline unsigned bucket() const { return kCtxBucketLut.bucket[sum]; }
-  inline void push(uint32_t s) {
+  EBGC_HD inline void push(uint32_t s) {
     sum += s - (last >> 24);
     last = last << 8 | s;
   }
@@ -64,10 +65,10 @@ struct SignContext {
   uint32_t period = 1, left = 1;  // period <= kMaxSignPeriod
   int sum = 0;
   SignContext() = default;
-  SignContext(uint64_t p, uint64_t begin) : period(uint32_t(p)), left(uint32_t(p - begin % p)) {}
+  EBGC_HD SignContext(uint64_t p, uint64_t begin) : period(uint32_t(p)), left(uint32_t(p - begin % p)) {}
   // The sum clamped to [-3, 3], plus 3, with shifts: GCC had compiled the clamp into jumps, which
   // mispredict where a kernel's sum wanders around +-3.
-  inline unsigned ctx() const {
+  EBGC_HD inline unsigned ctx() const {
     int c = sum + 3;
     c &= ~(c >> 31);                      // max(c, 0)
     c = 6 + ((c - 6) & ((c - 6) >> 31));  // min(c, 6)
@@ -76,7 +77,7 @@ struct SignContext {
   // After every value, zeros included. The sum's step (+1, -1, 0 for a zero) without a branch:
   // whether a code is zero, and its sign, are data no predictor learns (GCC had made a jump of the
   // ternary this replaced). The kernel's end is regular, and a branch on it predicts well.
-  inline void push(uint32_t symbol, uint32_t negative) {
+  EBGC_HD inline void push(uint32_t symbol, uint32_t negative) {
     const int nonzero = symbol != 0;
     sum += nonzero - 2 * (nonzero & int(negative));
     const bool kernel_end = --left == 0;
@@ -100,7 +101,7 @@ struct ContextDecodeView {
 
   // The magnitude symbol in context `sum` whose slot range holds x's low bits; x steps past it:
   // x' = freq * (x >> 12) + slot - start.
-  inline uint32_t decode(uint32_t sum, uint32_t& x) const {
+  EBGC_HD inline uint32_t decode(uint32_t sum, uint32_t& x) const {
     const uint32_t e = slot_entry[table_for_sum[sum] + (x & (kRansScale - 1))];
     x = ((e >> 7) & 0x1fffu) * (x >> kRansScaleBits) + (e >> 20);
     return e & 127u;

@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "../common/cpu_features.hpp"
+#include "../common/hd.hpp"
 
 namespace ebgc {
 
@@ -38,7 +39,7 @@ struct SymbolTable {
 inline constexpr SymbolTable kSymbolTable{};
 
 // kSymbolTable's nextra by arithmetic, for loops the compiler vectorizes.
-constexpr uint32_t extra_bits_of(uint32_t symbol) {
+EBGC_HD constexpr uint32_t extra_bits_of(uint32_t symbol) {
   const int32_t k = int32_t(symbol) - int32_t(kExactSymbols);
   return uint32_t((k >> kClassBits) + 4 - int32_t(kClassBits)) & (0u - uint32_t(k >= 0));
 }
@@ -48,6 +49,19 @@ constexpr bool extra_bits_agree() {
   return true;
 }
 static_assert(extra_bits_agree(), "extra_bits_of() must match the symbol table");
+
+// kSymbolTable's base by arithmetic: device code cannot read the host's table.
+EBGC_HD constexpr uint32_t symbol_base(uint32_t symbol) {
+  if (symbol < kExactSymbols) return symbol;
+  const uint32_t k = symbol - kExactSymbols, e = 4 + (k >> kClassBits), hi = k & ((1u << kClassBits) - 1);
+  return (1u << e) | (hi << (e - kClassBits));
+}
+constexpr bool symbol_base_agrees() {
+  for (uint32_t s = 0; s < kSymbols; ++s)
+    if (symbol_base(s) != kSymbolTable.info[s].base) return false;
+  return true;
+}
+static_assert(symbol_base_agrees(), "symbol_base() must match the symbol table");
 
 // The codes of a run (at most kSymbolRun) as symbols, raw bits (sign in bit 0, then the extra
 // bits) and extra-bit counts. Written for the vectorizer (the encoder's pass 1 and the low-rank
@@ -115,10 +129,24 @@ inline Symbolized SymbolizedRun::at(unsigned k) const {
   return {symbol[k], raw[k], nextra[k] + (symbol[k] != 0), nextra[k]};
 }
 
+// One code at a time, for a thread that owns a lane (grid/context_lane_steps.hpp): the same
+// symbol and raw bits as symbolize_run, the exponent from the bit width.
+EBGC_HD inline Symbolized symbolize_one(int32_t q) {
+  const uint32_t sign = uint32_t(q) >> 31, mag = (uint32_t(q) ^ (0u - sign)) + sign;
+  if (mag < kExactSymbols) return {mag, sign, uint32_t(mag != 0), 0};
+  const uint32_t e = bit_width(mag) - 1, nextra = e - kClassBits;
+  const uint32_t hi = (mag >> nextra) & ((1u << kClassBits) - 1);
+  return {kExactSymbols + (e - 4) * (1u << kClassBits) + hi, sign | (mag & ((1u << nextra) - 1u)) << 1, nextra + 1,
+          nextra};
+}
+
 // Inverse: given the symbol and its raw bits (nraw of them, LSB first), rebuild the code.
-inline int32_t desymbolize(uint32_t symbol, uint32_t raw) {
-  const SymbolInfo& si = kSymbolTable.info[symbol];
-  uint32_t m = si.base + (raw >> 1);
+EBGC_HD inline int32_t desymbolize(uint32_t symbol, uint32_t raw) {
+#if defined(__CUDA_ARCH__)
+  const uint32_t m = symbol_base(symbol) + (raw >> 1);
+#else
+  const uint32_t m = kSymbolTable.info[symbol].base + (raw >> 1);  // a load: the CPU decoder's hot loop
+#endif
   return (raw & 1u) ? -int32_t(m) : int32_t(m);
 }
 

@@ -68,12 +68,29 @@ EBGC_HD inline U from_order_key_bits(U k) {
 // data-dependent conditions that no predictor can learn (zero or not, sign, small or large).
 EBGC_HD inline uint32_t pick(uint32_t c, uint32_t a, uint32_t b) { return b ^ ((a ^ b) & (0u - c)); }
 
+// The high 64 bits of a * b (the rANS encoder's division by a reciprocal).
+EBGC_HD inline uint64_t mul_hi64(uint64_t a, uint64_t b) {
+#if defined(__CUDA_ARCH__)
+  return __umul64hi(a, b);
+#else
+  return uint64_t((static_cast<unsigned __int128>(a) * b) >> 64);
+#endif
+}
+
 // Number of significant bits of v (0 for 0).
 EBGC_HD inline unsigned bit_width(uint32_t v) {
 #if defined(__CUDA_ARCH__)
   return 32u - unsigned(__clz(v));
 #else
   return v ? 32u - unsigned(__builtin_clz(v)) : 0u;
+#endif
+}
+
+EBGC_HD inline unsigned popcount32(uint32_t v) {
+#if defined(__CUDA_ARCH__)
+  return unsigned(__popc(v));
+#else
+  return unsigned(__builtin_popcount(v));
 #endif
 }
 

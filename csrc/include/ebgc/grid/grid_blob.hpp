@@ -1,0 +1,63 @@
+// The host's part of a grid encode, shared by the CUDA backend and the host runner: the totals of
+// the analysis step become the CPU's SymbolStats, the plan picks the coder from them, the CPU's
+// ContextModel::fit makes the tables, and the container writer wraps the chunk streams (which
+// arrive as one contiguous buffer in chunk order) into the blob.
+#pragma once
+#include <cstdint>
+#include <limits>
+#include <vector>
+
+#include "../coders/bitpack_coder.hpp"
+#include "../coders/context_coder.hpp"
+#include "../format/container.hpp"
+#include "../plan.hpp"
+#include "context_lane_steps.hpp"
+
+namespace ebgc {
+
+// What the analysis step counted over the whole tensor.
+struct GridTotals {
+  ContextCounts counts{};
+  SignCounts signs{};
+  uint64_t raw_bytes = 0, bitpack_bytes = 0, outliers = 0;
+};
+
+inline SymbolStats grid_stats(const GridTotals& g, uint64_t n, uint64_t chunks, uint64_t sign_period, size_t elem) {
+  SymbolStats st;
+  st.values = n;
+  st.chunks = chunks;
+  st.sign_period = sign_period;
+  st.counts = g.counts;
+  st.signs = g.signs;
+  for (unsigned b = 0; b < kCtxBuckets; ++b)
+    for (unsigned s = 0; s < kSymbols; ++s) st.total[s] += g.counts[b][s];
+  st.raw_bytes = double(g.raw_bytes);
+  st.bitpack_bytes = double(g.bitpack_bytes);
+  st.outliers = double(g.outliers);
+  st.outlier_cost = st.outliers * double(elem + 2);
+  return st;
+}
+
+// The coder of a grid-coded tensor: "auto" is the smallest of the coders the grid has (context,
+// bit-packing, raw), by the CPU's estimates (plan.hpp's pick_coder, Huffman left out).
+inline Coder pick_grid_coder(int requested, const SymbolStats& st, const ContextCoder::Model& context, size_t elem) {
+  const CoderCosts costs{context.cost(st), std::numeric_limits<double>::infinity(), BitpackCoder::Model(st).cost(st),
+                         double(st.values * elem)};
+  return pick_coder(requested, costs);
+}
+
+// The blob of coded chunk streams: outliers (count, strictly increasing indices, values), the
+// coder's tables, the directory (len_a, len_b per chunk) and `streams`, their concatenation.
+template <class Index>
+void write_coded_blob(const Header& h, uint64_t outliers, const Index* index, const void* values, size_t elem,
+                      const ByteWriter& tables, const std::vector<uint64_t>& len_a, const std::vector<uint64_t>& len_b,
+                      const uint8_t* streams, const BlobAllocator& allocate) {
+  ContainerWriter w(h);
+  w.outliers(outliers, index, values, elem);
+  w.tables(tables);
+  uint64_t bytes = 0;
+  for (size_t c = 0; c < len_a.size(); ++c) w.chunk(len_a[c], len_b[c]), bytes += len_a[c] + len_b[c];
+  w.write(allocate, [&](uint8_t* dst) { std::memcpy(dst, streams, size_t(bytes)); });
+}
+
+}  // namespace ebgc

@@ -1,0 +1,157 @@
+// The host runner: the device codec's steps executed on the CPU over the same grid, lane by lane,
+// with the same per-lane bodies (grid/context_lane_steps.hpp) the CUDA kernels run one lane a
+// thread. Launches become loops, atomics plain ORs, scans running sums; everything a thread
+// computes is the kernels' own code. Its blobs must equal the CPU codec's (coder 4, chunk_log2 =
+// kGridChunkLog2) byte for byte, and it must decode any coder-4 blob as the CPU does: the test
+// suite checks both on every run (tests/test_grid.py). Single-threaded: a proof, not a codec.
+#pragma once
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+#include <vector>
+
+#include "../encode/compress.hpp"
+#include "../predictors/dispatch.hpp"
+#include "grid_blob.hpp"
+
+namespace ebgc {
+
+// The analysis step's sink on the host: counts and ORs in place.
+struct HostGridSink {
+  GridTotals& totals;
+  void count(unsigned bucket, unsigned symbol) { ++totals.counts[bucket][symbol]; }
+  void sign(unsigned sign_ctx, unsigned negative) { ++totals.signs[sign_ctx][negative]; }
+  void or_word(uint32_t* array, uint64_t index, uint32_t bits) { array[index] |= bits; }
+};
+
+template <class T, class Predictor>
+void grid_encode(const T* x, const std::vector<uint64_t>& shape, const Params& p, const Predictor& predict,
+                 const FiniteRange* known_range, T* reconstruction, const BlobAllocator& allocate) {
+  const uint64_t n = checked_elements(shape);
+  Header h;
+  h.dtype = dtype_of<T>();
+  h.mode = p.mode;
+  h.shape = shape;
+  h.chunk_log2 = uint8_t(kGridChunkLog2);
+  h.error_bound = p.error_bound;
+  predict.save(h);
+  const FiniteRange range = known_range ? *known_range : p.mode == BoundMode::Rel ? finite_range(x, size_t(n)) : FiniteRange();
+  h.abs_bound = absolute_bound(p.mode, p.error_bound, range);
+  const LinearQuantizer qz(h.abs_bound);
+  auto write_raw = [&]() {
+    ZeroPredictor().save(h);
+    if (reconstruction && n) std::memcpy(reconstruction, x, n * sizeof(T));
+    ContainerWriter(h).write_raw(x, n * sizeof(T), allocate);
+  };
+  if (p.coder == int(Coder::Raw)) return write_raw();
+
+  // Step 1: every lane analysed; then per chunk its tally (the device's reduction kernel).
+  const LaneGrid g(n, kGridChunkLog2);
+  const uint64_t sign_period = kernel_size(shape);
+  std::vector<uint8_t> sym(n), ctx(n);
+  std::vector<uint32_t> lane_raw(g.lanes() * g.raw_words_per_lane()), lane_raw_bits(g.lanes());
+  std::vector<uint32_t> block_or(g.blocks()), outlier_bits(g.blocks());
+  const AnalyzeOut<T> a{sym.data(), ctx.data(), reconstruction, lane_raw.data(), lane_raw_bits.data(), block_or.data(),
+                        outlier_bits.data()};
+  GridTotals totals;
+  HostGridSink sink{totals};
+  for (uint64_t t = 0; t < g.lanes(); ++t)
+    analyze_lane(g, t, x, qz, predict, sign_period, kCtxBucketLut.bucket.data(), a, sink);
+  std::vector<uint64_t> len_a(g.chunks), len_b(g.chunks), first_outlier(g.chunks);
+  for (uint64_t c = 0; c < g.chunks; ++c) {
+    const ChunkTally tally = tally_chunk(g, c, lane_raw_bits.data(), block_or.data(), outlier_bits.data());
+    len_b[c] = tally.len_b;
+    first_outlier[c] = totals.outliers;
+    totals.raw_bytes += tally.len_b, totals.bitpack_bytes += tally.bitpack_bytes, totals.outliers += tally.outliers;
+  }
+
+  // The host's part: statistics, the coder, the tables.
+  const SymbolStats st = grid_stats(totals, n, g.chunks, sign_period, sizeof(T));
+  const ContextCoder::Model model(st);
+  h.coder = pick_grid_coder(p.coder, st, model, sizeof(T));
+  if (h.coder == Coder::Raw) return write_raw();
+  if (h.coder == Coder::Bitpack) {  // the device's bit-packing kernels, whose blob is the CPU codec's
+    EncodeSettings s;
+    s.mode = p.mode;
+    s.error_bound = p.error_bound;
+    s.coder = int(Coder::Bitpack);
+    s.chunk_log2 = kDefaultChunkLog2;
+    s.range = &range;
+    return encode(x, shape, s, predict, reconstruction, allocate);
+  }
+  ByteWriter tables;
+  model.save(tables);
+  const RansLaneEncoder encoder(model.model);
+
+  // Step 2: rANS words and raw bits, lane by lane.
+  std::vector<uint32_t> state(g.lanes()), words(g.lanes()), chunk_b(g.chunks * g.b_words_per_chunk());
+  std::vector<uint16_t> region(g.lanes() * g.word_region());
+  const LaneCode code{state.data(), words.data(), region.data()};
+  for (uint64_t t = 0; t < g.lanes(); ++t) {
+    encode_lane(g, t, encoder.view(), sym.data(), ctx.data(), code);
+    place_lane_raw_bits(g, t, lane_raw.data(), lane_raw_bits.data(), chunk_b.data(), sink);
+  }
+
+  // Step 3: chunk sizes, their running sum, every lane's share of the streams; outliers gathered.
+  std::vector<uint64_t> offset(g.chunks + 1, 0);
+  for (uint64_t c = 0; c < g.chunks; ++c) {
+    len_a[c] = chunk_a_bytes(words.data() + c * kLanes);
+    offset[c + 1] = offset[c] + len_a[c] + len_b[c];
+  }
+  std::vector<uint8_t> streams(offset[g.chunks]);
+  for (uint64_t t = 0; t < g.lanes(); ++t) {
+    const uint64_t c = t / kLanes;
+    write_lane_streams(g, t, code, chunk_b.data(), len_b[c], streams.data() + offset[c]);
+  }
+  std::vector<uint64_t> index(totals.outliers);
+  std::vector<T> value(totals.outliers);
+  for (uint64_t c = 0; c < g.chunks; ++c) gather_chunk_outliers(g, c, x, outlier_bits.data(), first_outlier[c], index.data(), value.data());
+  write_coded_blob(h, totals.outliers, index.data(), value.data(), sizeof(T), tables, len_a, len_b, streams.data(), allocate);
+}
+
+// A host tensor through the grid encoder, its predictor chosen by the plan among those the device
+// has (zero, or the stream's blend: no low rank).
+template <class T>
+void grid_compress(const T* x, const std::vector<uint64_t>& shape, const Params& p, const T* const* previous,
+                   T* reconstruction, const BlobAllocator& allocate) {
+  Params no_low_rank = p;
+  no_low_rank.low_rank = false;
+  const PredictorChoice<T> choice = choose_predictor(x, shape, no_low_rank, Execution(), previous);
+  const FiniteRange* range = choice.range_known ? &choice.range : nullptr;
+  if (choice.kind == PredictorKind::Blend) return grid_encode(x, shape, p, choice.blend, range, reconstruction, allocate);
+  grid_encode(x, shape, p, ZeroPredictor(), range, reconstruction, allocate);
+}
+
+// The device decoder's steps for a coder-4 blob of any chunk size (raw and bit-packed blobs have
+// their own device paths). previous: the stream's reconstructions, for blend-predicted blobs.
+template <class T>
+void grid_decode(const ParsedBlob& pb, T* out, const T* const* previous) {
+  const Header& h = pb.header;
+  if (h.coder != Coder::Context) throw InvalidArgument("the grid decoder reads context-coded (coder 4) blobs");
+  if (is_low_rank(h.predictor)) throw InvalidArgument("low-rank blobs are decoded on the host");
+  const ContextModel& m = pb.tables.context;
+  uint32_t sign_freq[kSignContexts + 1];
+  for (unsigned c = 0; c < kSignContexts; ++c) sign_freq[c] = m.sign_positive[c];
+  sign_freq[kSignContexts] = kRansScale;
+  const LaneDecodeTables tables{{m.view(), sign_freq}, m.sign_period};
+  const LaneGrid g(h.elements(), h.chunk_log2);
+  std::vector<ChunkStreamRef> chunks(g.chunks);
+  for (uint64_t c = 0; c < g.chunks; ++c) chunks[c] = {pb.offset[c], pb.len_a[c], pb.offset[c] + pb.len_a[c], pb.len_b[c]};
+  std::vector<uint8_t> sym(g.n);
+  std::vector<uint32_t> lane_raw_bits(g.lanes());
+  bool ok = true;
+  for (uint64_t t = 0; t < g.lanes(); ++t)
+    ok &= decode_lane_symbols(g, t, tables, pb.streams, chunks.data(), sym.data(), lane_raw_bits.data());
+  require_format(ok, "rANS chunk is corrupt");
+  const LinearQuantizer qz(h.abs_bound);
+  with_predictor(h, previous, [&](const auto& predict) {
+    if constexpr (!std::is_same_v<std::decay_t<decltype(predict)>, LowRankPredictor>)  // refused above
+      for (uint64_t t = 0; t < g.lanes(); ++t)
+      ok &= reconstruct_lane(g, t, pb.streams, chunks.data(), sym.data(), lane_raw_bits.data(), qz, predict, out);
+  });
+  require_format(ok, "raw bits truncated");
+  for (size_t k = 0; k < pb.outlier_index.size(); ++k)
+    std::memcpy(out + pb.outlier_index[k], pb.outlier_values + k * sizeof(T), sizeof(T));
+}
+
+}  // namespace ebgc

@@ -1,0 +1,196 @@
+"""The device codec's algorithm, proven on the CPU: the host runner executes the per-lane bodies
+that the CUDA kernels run (one lane a thread) over the same grid, lane by lane, and its blobs must
+be the CPU codec's byte for byte (context coder, chunk_log2=GRID_CHUNK_LOG2, no low rank), its
+reconstructions the CPU's bit for bit, and its decoder must read every context-coded blob the CPU
+writes (any chunk size) to the same bits. Runs without a GPU; only launch, synchronisation and
+speed are left for tests/test_cuda.py."""
+
+from __future__ import annotations
+
+from importlib.resources import files
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import ebgc
+from ebgc import _core
+from ebgc.errors import EbgcError, FormatError, InvalidArgumentError
+
+from strategies import error_bounds, float_arrays, special_values
+
+MODES = _core.VOCABULARY["modes"]
+CODERS = _core.VOCABULARY["coders"]
+GRID = _core.GRID_CHUNK_LOG2
+DTYPES = [np.float32, np.float64, np.float16]
+
+
+def dtype_name(x: np.ndarray) -> str:
+    return "bfloat16" if x.dtype.name == "bfloat16" else x.dtype.name
+
+
+def buf(a):
+    """What _core takes: bfloat16 as its 16-bit integer view."""
+    return a if a is None or a.dtype.name != "bfloat16" else a.view(np.uint16)
+
+
+def cpu_blob(x, eb, mode, coder="context", previous=None, previous2=None, reconstruction=None, chunk_log2=GRID):
+    return _core.compress(buf(x), dtype_name(x), eb, MODES[mode], CODERS[coder], 1, chunk_log2=chunk_log2,
+                          low_rank=False, previous=buf(previous), previous2=buf(previous2),
+                          reconstruction=buf(reconstruction))
+
+
+def grid_blob(x, eb, mode, coder="context", previous=None, previous2=None, reconstruction=None):
+    return _core._grid_compress(buf(x), dtype_name(x), eb, MODES[mode], CODERS[coder], previous=buf(previous),
+                                previous2=buf(previous2), reconstruction=buf(reconstruction))
+
+
+def grid_decode(blob, like, previous=None, previous2=None):
+    out = np.empty_like(like)
+    _core._grid_decompress_into(_core.inspect(blob), buf(out), previous=buf(previous), previous2=buf(previous2),
+                                dtype=dtype_name(like))
+    return out
+
+
+def assert_same_codec(x, eb, mode, coder="context", previous=None, previous2=None):
+    """Blob, reconstruction and decode of the host runner equal the CPU codec's."""
+    rec_cpu, rec_grid = np.empty_like(x), np.empty_like(x)
+    a = cpu_blob(x, eb, mode, coder, previous, previous2, rec_cpu)
+    b = grid_blob(x, eb, mode, coder, previous, previous2, rec_grid)
+    assert a == b, f"grid blob differs: {len(b)} vs CPU {len(a)} bytes"
+    assert rec_cpu.tobytes() == rec_grid.tobytes()
+    if ebgc.info(a)["coder"] == "context":
+        assert grid_decode(a, x, previous, previous2).tobytes() == rec_cpu.tobytes()
+    return a
+
+
+def gradient_like(rng, n, dtype=np.float32):
+    return (rng.standard_normal(n) * rng.exponential(1.0, n)).astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", [0, 1, 7, 8, 9, 31, 33, 1000, 2**GRID - 1, 2**GRID, 2**GRID + 1, 100_003])
+@pytest.mark.parametrize("mode,eb", [("rel", 1e-2), ("rel", 1e-4), ("abs", 1e-3), ("abs", 1e-300)])
+def test_grid_blob_is_the_cpu_blob(dtype, n, mode, eb):
+    x = gradient_like(np.random.default_rng(n), n, dtype)
+    if n > 16:
+        x[[2, 5, 11]] = [np.nan, np.inf, np.finfo(dtype).max]
+    assert_same_codec(x, eb, mode)
+
+
+def test_bfloat16_grid_blob():
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    x = gradient_like(np.random.default_rng(3), 40_000).astype(ml_dtypes.bfloat16)
+    assert_same_codec(x, 1e-2, "rel")
+
+
+def test_large_codes_use_every_symbol_class():
+    # codes up to 2^29 in magnitude: every symbol class and its raw bits
+    rng = np.random.default_rng(4)
+    x = (np.sign(rng.standard_normal(50_000)) * 2.0 ** rng.uniform(0, 29, 50_000)).astype(np.float64)
+    assert_same_codec(x, 0.5, "abs")
+
+
+@pytest.mark.parametrize("shape", [(64, 32, 3, 3), (300, 257), (40_000,)])
+def test_sign_contexts_of_kernels_and_rows(shape):
+    rng = np.random.default_rng(5)
+    x = (rng.standard_normal(shape) + np.sign(rng.standard_normal(shape[:1] + (1,) * (len(shape) - 1)))).astype(np.float32)
+    assert_same_codec(x, 1e-2, "rel")
+
+
+def test_stream_blends_match():
+    rng = np.random.default_rng(6)
+    p1 = rng.standard_normal(70_000).astype(np.float32)
+    p2 = (0.9 * p1 + 0.1 * rng.standard_normal(p1.size)).astype(np.float32)
+    x = (1.1 * p1 - 0.2 * p2 + 0.01 * rng.standard_normal(p1.size)).astype(np.float32)
+    blob = assert_same_codec(x, 1e-3, "rel", previous=p1, previous2=p2)
+    assert ebgc.info(blob)["predictor"] == "blend-two-previous"
+    blob = assert_same_codec(x, 1e-3, "rel", previous=p1)
+    assert ebgc.info(blob)["predictor"] == "scaled-previous"
+
+
+def test_sample_trace_tensors_and_stream():
+    z = np.load(files("ebgc") / "data" / "sample.npz")
+    names = sorted(z.keys())
+    rounds = sorted({k.split("/")[0] for k in names})
+    previous: dict = {}
+    for r in rounds[:3]:
+        for key in [k for k in names if k.startswith(r + "/")]:
+            x = np.ascontiguousarray(z[key])
+            tensor = key.split("/", 1)[1]
+            for mode, eb in (("rel", 1e-2), ("rel", 1e-3)):
+                assert_same_codec(x, eb, mode, previous=previous.get(tensor))
+            previous[tensor] = x
+
+
+@pytest.mark.parametrize("coder", ["auto", "raw", "bitpack"])
+def test_grid_auto_picks_among_device_coders(coder):
+    rng = np.random.default_rng(7)
+    for x in (gradient_like(rng, 50_000), rng.uniform(-1, 1, 5000).astype(np.float32), np.zeros(3000, np.float32)):
+        b = grid_blob(x, 1e-2, "rel", coder)
+        assert ebgc.info(b)["coder"] in ("context", "bitpack", "raw")
+        assert np.array_equal(ebgc.decompress(b), grid_decode(b, x) if ebgc.info(b)["coder"] == "context" else ebgc.decompress(b), equal_nan=True)
+        if coder != "auto" or ebgc.info(b)["coder"] == "context":
+            chunk_log2 = _core.DEFAULT_CHUNK_LOG2 if ebgc.info(b)["coder"] == "bitpack" else GRID
+            assert b == cpu_blob(x, 1e-2, "rel", ebgc.info(b)["coder"], chunk_log2=chunk_log2)
+
+
+@pytest.mark.parametrize("chunk_log2", [10, 12, 16, 20])
+def test_grid_decoder_reads_cpu_blobs_of_any_chunk_size(chunk_log2):
+    x = gradient_like(np.random.default_rng(chunk_log2), 150_001, np.float32)
+    blob = cpu_blob(x, 1e-3, "rel", chunk_log2=chunk_log2)
+    assert grid_decode(blob, x).tobytes() == ebgc.decompress(blob).tobytes()
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.sampled_from([np.float32, np.float64]).flatmap(lambda d: float_arrays(d, max_dims=3, max_side=40)),
+       error_bounds(), st.sampled_from(["abs", "rel"]))
+def test_grid_property_adversarial(x, eb, mode):
+    x = np.ascontiguousarray(x)
+    assert_same_codec(x, eb, mode)
+
+
+def test_grid_special_values():
+    for dtype in (np.float32, np.float64):
+        x = np.array(special_values(dtype) * 50, dtype=dtype)
+        for mode, eb in (("abs", 1e-3), ("rel", 1e-2), ("abs", 1e-300)):
+            assert_same_codec(x, eb, mode)
+
+
+def _resealed(blob: bytes, at: int, value: int) -> bytes:
+    b = bytearray(blob)
+    b[at] = value
+    crc = _core.crc32c(bytes(b[:-4]))
+    b[-4:] = crc.to_bytes(4, "little")
+    return bytes(b)
+
+
+def test_grid_decoder_refuses_corrupt_streams_like_the_cpu():
+    """Mutations past the checksum (CRC recomputed): the grid decoder refuses exactly the blobs the
+    CPU decoder refuses, with a typed error, and decodes the others to the CPU's bits."""
+    rng = np.random.default_rng(8)
+    x = gradient_like(rng, 40_000)
+    blob = cpu_blob(x, 1e-5, "rel")  # many raw bits: mutations there decode (to the CPU's values)
+    tail = len(blob) - 4
+    agree = refused = 0
+    for at in rng.integers(tail - 9000, tail, 300):
+        bad = _resealed(blob, int(at), int(rng.integers(0, 256)))
+        try:
+            parsed = _core.inspect(bad)
+            want = np.empty_like(x)
+            _core.decompress_into(parsed, want, 1)
+        except EbgcError:
+            with pytest.raises(EbgcError):
+                grid_decode(bad, x)
+            refused += 1
+            continue
+        assert grid_decode(bad, x).tobytes() == want.tobytes()
+        agree += 1
+    assert refused > 0 and agree > 0
+
+
+def test_grid_decoder_refuses_other_coders():
+    x = gradient_like(np.random.default_rng(9), 5000)
+    with pytest.raises(InvalidArgumentError):
+        grid_decode(cpu_blob(x, 1e-2, "rel", "huffman"), x)
