@@ -8,6 +8,7 @@
 #include "python/arrays.hpp"
 #include "python/blob.hpp"
 #include "python/errors.hpp"
+#include "python/grid_bitpack.hpp"
 #include "python/stages.hpp"
 
 namespace py = pybind11;
@@ -109,12 +110,12 @@ void grid_decompress_buffer(const py_blob::Blob& blob, py::buffer out, py::objec
 
 // Where the plan runs a device tensor's work (tests of the planning seam; the CUDA backend asks
 // the same functions itself).
-std::string compress_where_device(int coder, bool stream_prediction) {
+std::string compress_where_device(int coder) {
   TensorView x;
   x.device = Device::Cuda;
   Params p;
   p.coder = coder;
-  return compress_where(x, p, stream_prediction) == Where::Device ? "device" : "host";
+  return compress_where(x, p) == Where::Device ? "device" : "host";
 }
 std::string decompress_where_device(const py_blob::Blob& blob) {
   return decompress_where(blob.parsed.header, true) == Where::Device ? "device" : "host";
@@ -150,7 +151,7 @@ PYBIND11_MODULE(_core, m) {
           const auto v = py_blob::byte_view(data, keep);
           return crc32c(v.first, v.second, seed);
         }, py::arg("data"), py::arg("seed") = 0, "CRC-32C (Castagnoli) of a bytes-like object.");
-  m.def("_compress_where_device", &compress_where_device, py::arg("coder"), py::arg("stream_prediction") = false,
+  m.def("_compress_where_device", &compress_where_device, py::arg("coder"),
         "Test hook: 'device' or 'host', where the plan runs the compression of a device array.");
   m.def("_decompress_where_device", &decompress_where_device, py::arg("blob"),
         "Test hook: 'device' or 'host', where the plan decodes an inspected blob for a device output.");
@@ -163,5 +164,6 @@ PYBIND11_MODULE(_core, m) {
         py::arg("previous") = py::none(), py::arg("previous2") = py::none(), py::arg("dtype") = "",
         "Test hook: the device codec's decoder run on the host, lane by lane (context-coded blobs).");
   m.attr("GRID_CHUNK_LOG2") = kGridChunkLog2;
+  py_grid_bitpack::define(m);
   py_stages::define(m);
 }

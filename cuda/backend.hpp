@@ -19,14 +19,19 @@ std::string device_name(int device);
 int device_of(const void* device_pointer);  // throws InvalidArgument for host memory
 
 // Compresses a C-contiguous device tensor (x.device == Device::Cuda). The result equals, byte for
-// byte, what the CPU codec makes of the same values with the same coder. Waits for its own
-// stream only (the size of the blob is needed on the host).
-void compress(const TensorView& x, const Params& p, const Execution& e, const BlobAllocator& allocate);
+// byte, what the CPU codec makes of the same values with the same coder and the device's chunk
+// size (the host runner, grid/host_runner.hpp, writes it on the CPU). stream: the stream's last
+// reconstructions and where the new one goes, all device arrays of x's dtype and size; the values
+// never leave the device (only the blob does). Waits for its own stream only (the size of the
+// blob is needed on the host).
+void compress(const TensorView& x, const Params& p, const Execution& e, const StreamTerms& stream,
+              const BlobAllocator& allocate);
 
-// Decodes an inspected blob into a C-contiguous device array of its dtype and size, asynchronously
-// on the execution's stream. Raw and bit-packed blobs decode on the device; the others on the host
-// (then one copy), as the plan says.
-void decompress(const ParsedBlob& blob, const TensorView& out, const Execution& e);
+// Decodes an inspected blob into a C-contiguous device array of its dtype and size on the
+// execution's stream. Raw, bit-packed and lane-coded context blobs decode on the device (context:
+// the host waits for the device's corruption check before returning); the others on the host,
+// then one copy. previous: the stream's reconstructions on the device, for blend-predicted blobs.
+void decompress(const ParsedBlob& blob, const TensorView& out, const Execution& e, const void* const* previous = nullptr);
 
 // ---- measurements (bench/): device time of each stage, by CUDA events ----------------------
 struct Timings {

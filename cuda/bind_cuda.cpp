@@ -31,7 +31,8 @@ TensorView device_view(uintptr_t ptr, DType dtype, std::vector<uint64_t> shape) 
 }
 
 py::bytes compress_device(uintptr_t x, std::vector<uint64_t> shape, const std::string& dtype, double error_bound, int mode,
-                   int coder, unsigned threads, uintptr_t stream, bool low_rank) {
+                   int coder, unsigned threads, uintptr_t stream, bool low_rank, uintptr_t previous,
+                   uintptr_t previous2, uintptr_t reconstruction) {
   const TensorView view = device_view(x, dtype_named(dtype), std::move(shape));
   if (mode != int(BoundMode::Abs) && mode != int(BoundMode::Rel)) throw InvalidArgument("mode must be abs or rel");
   Params p;
@@ -42,22 +43,28 @@ py::bytes compress_device(uintptr_t x, std::vector<uint64_t> shape, const std::s
   Execution e;
   e.threads = threads;
   e.cuda_stream = stream;
+  StreamTerms terms;
+  terms.previous[0] = reinterpret_cast<const void*>(previous);
+  terms.previous[1] = reinterpret_cast<const void*>(previous2);
+  terms.reconstruction = reinterpret_cast<void*>(reconstruction);
   py_arrays::BytesResult result;  // the blob is written straight into the bytes object returned
   {
     py::gil_scoped_release nogil;
-    gpu::compress(view, p, e, [&](size_t size) { return result.allocate(size); });
+    gpu::compress(view, p, e, terms, [&](size_t size) { return result.allocate(size); });
   }
   return result.release();
 }
 
-void decompress_device(const py_blob::Blob& blob, uintptr_t out, unsigned threads, uintptr_t stream) {
+void decompress_device(const py_blob::Blob& blob, uintptr_t out, unsigned threads, uintptr_t stream, uintptr_t previous,
+                       uintptr_t previous2) {
   const Header& h = blob.parsed.header;
   const TensorView view = device_view(out, h.dtype, h.shape);
   Execution e;
   e.threads = threads;
   e.cuda_stream = stream;
+  const void* prev[2] = {reinterpret_cast<const void*>(previous), reinterpret_cast<const void*>(previous2)};
   py::gil_scoped_release nogil;
-  gpu::decompress(blob.parsed, view, e);
+  gpu::decompress(blob.parsed, view, e, prev);
 }
 
 py::dict benchmark(uintptr_t x, const std::string& dtype, uint64_t n, int mode, double error_bound, uintptr_t scratch,
@@ -87,11 +94,16 @@ PYBIND11_MODULE(_cuda, m) {
         "The device that owns a device pointer (InvalidArgumentError for host memory).");
   m.def("compress", &compress_device, py::arg("data"), py::arg("shape"), py::arg("dtype"), py::arg("error_bound"),
         py::arg("mode"), py::arg("coder"), py::arg("threads"), py::arg("stream") = 0, py::arg("low_rank") = true,
+        py::arg("previous") = 0, py::arg("previous2") = 0, py::arg("reconstruction") = 0,
         "Compress a C-contiguous device array (pointer) into a blob; where each stage runs is the plan's\n"
-        "(bit-packing on the GPU; the other coders and the low-rank fit on the host after one copy).");
+        "(context lanes, bit-packing and raw on the GPU, with zero or stream prediction; Huffman on the\n"
+        "host after one copy). previous, previous2, reconstruction: device pointers (0: none) of the\n"
+        "stream's last reconstructions and of where the new one goes.");
   py_blob::define(m);
   m.def("decompress_into", &decompress_device, py::arg("blob"), py::arg("out"), py::arg("threads"), py::arg("stream") = 0,
-        "Decode an inspected Blob into a C-contiguous device array (pointer), asynchronously on `stream`.");
+        py::arg("previous") = 0, py::arg("previous2") = 0,
+        "Decode an inspected Blob into a C-contiguous device array (pointer) on `stream`; previous,\n"
+        "previous2: device pointers of the stream's reconstructions (blend-predicted blobs).");
   m.def("benchmark_bitpack", &benchmark, py::arg("data"), py::arg("dtype"), py::arg("n"), py::arg("mode"),
         py::arg("error_bound"), py::arg("scratch"), py::arg("repeats"), py::arg("stream") = 0,
         "Device time (ms, CUDA events) of compress, decompress and a device-to-device copy.");

@@ -6,17 +6,16 @@
 // One thread owns one block of 32 values (the layout cuSZp-style compressors use): it quantizes
 // them, finds their width and packs them into its own words with no cross-lane work, so a warp
 // instruction advances 32 blocks at once. A warp's 32 blocks (1024 values) form a segment, the unit
-// of the look-back.
-//
-// Layout arithmetic. With P(k) the packed bytes (4 w) of all blocks before block k, and chunk c
-// holding blocks [c B, (c+1) B): chunk c's streams start at P(cB) + cB, its width bytes come first
-// (block k's at P(cB) + k), then its packed data (block k's at P(k) + min(blocks, (c+1) B)).
-// Segments never straddle a chunk (chunks are >= 2^10 values on the GPU).
+// of the look-back. What a thread does for its block is grid/bitpack_block_steps.hpp's (the layout
+// arithmetic is BitpackGrid's), which the host runner (grid/bitpack_host_runner.hpp) runs block by
+// block in the normal test suite; here are the launch and the synchronisation: the warp scan, the
+// look-back, the shuffles and the atomics.
 #pragma once
 #include <cstdint>
 
 #include "device_common.cuh"
 #include "ebgc/coders/bitpack.hpp"
+#include "ebgc/grid/bitpack_block_steps.hpp"
 #include "ebgc/quantize/quantizer.hpp"
 #include "lookback.cuh"
 #include "range_kernel.cuh"
@@ -24,11 +23,12 @@
 namespace ebgc {
 namespace gpu {
 
-constexpr unsigned kEncodeWarps = 8;
+constexpr unsigned kEncodeWarps = kBitpackTileSegments;
 constexpr unsigned kEncodeThreads = kEncodeWarps * kWarp;
 constexpr unsigned kSegmentValues = kWarp * kPackBlock;           // 1024: one warp's share, the look-back's unit
 constexpr unsigned kTileBlocks = kEncodeThreads;                  // 256: one thread block's share
 constexpr unsigned kTileValues = kTileBlocks * kPackBlock;        // 8192: the outlier gather's unit
+static_assert(kBitpackSegmentBlocks == kWarp && kBitpackTileBlocks == kTileBlocks, "the host runner's grid is this one");
 constexpr unsigned kMinGpuChunkLog2 = 10;
 
 // The encoder's small results, in one array of 64-bit words that a single device-to-host copy
@@ -64,17 +64,8 @@ __device__ inline void load_block(const T* __restrict__ x, uint64_t first, uint6
       memcpy(&v[g * kPerVector], &u, sizeof(u));
     }
   } else {
-#pragma unroll
-    for (unsigned j = 0; j < kPackBlock; ++j) v[j] = first + j < n ? x[first + j] : T(0);
+    load_block_values(x, first, n, v);
   }
-}
-
-// A 32-bit word of the packed data at any byte address.
-__device__ inline void store_word(uint8_t* p, uint32_t v, bool aligned) {
-  if (aligned)
-    *reinterpret_cast<uint32_t*>(p) = v;
-  else
-    store_u32_bytes(p, v);
 }
 
 template <class T, class Predictor>
@@ -90,30 +81,15 @@ __global__ void __launch_bounds__(kEncodeThreads) bitpack_encode_kernel(EncodeAr
   if (segment >= a.segments) return;  // the whole warp
   const LinearQuantizer qz = a.bound->qz;
   const uint64_t block = segment * kWarp + lane, first = block * kPackBlock;
+  const BitpackGrid g{a.n, a.blocks, a.segments, a.segments_per_chunk, a.blocks_per_chunk};
 
   // Quantize this thread's block; codes stay in registers.
   T v[kPackBlock];
   load_block(a.x, first, a.n, (reinterpret_cast<uintptr_t>(a.x) & 15u) == 0, v);
   uint32_t code[kPackBlock];
-  uint32_t any = 0, outliers = 0;
-#pragma unroll
-  for (unsigned j = 0; j < kPackBlock; ++j) {
-    const uint64_t i = first + j;
-    int32_t q = 0;
-    if (i < a.n) {
-      const double p = a.predict(i);
-      if (qz.quantize(v[j], p, q)) {
-        if (a.reconstruction) a.reconstruction[i] = qz.reconstruct<T>(q, p);
-      } else {
-        q = 0;
-        outliers |= 1u << j;
-        if (a.reconstruction) a.reconstruction[i] = v[j];
-      }
-    }
-    code[j] = zigzag(q);
-    any |= code[j];
-  }
-  const unsigned w = bit_width(any);
+  const BlockCodes bc = quantize_block(v, first, a.n, qz, a.predict, a.reconstruction, code);
+  const unsigned w = bc.width;
+  const uint32_t outliers = bc.outliers;
   const uint32_t bytes = uint32_t(packed_block_bytes(w));
 
   // The block's place in the segment (a warp scan of packed sizes), then the segment's place.
@@ -130,34 +106,16 @@ __global__ void __launch_bounds__(kEncodeThreads) bitpack_encode_kernel(EncodeAr
   if (real) a.outlier_bits[block] = outliers;
 
   const uint64_t prefix = lookback_exclusive_prefix(a.status, segment, aggregate);
-  const uint64_t chunk = segment / a.segments_per_chunk, chunk_first = chunk * a.segments_per_chunk;
+  const uint64_t chunk = g.chunk_of(segment), chunk_first = g.chunk_first_segment(chunk);
   const uint64_t chunk_prefix =
       segment == chunk_first ? prefix : chunk_first ? wait_inclusive_prefix(a.status, chunk_first - 1) : 0;
   if (lane == 0) {
-    if (segment + 1 == a.segments || segment + 1 == chunk_first + a.segments_per_chunk)
-      a.result[kResultChunkB + chunk] = prefix + aggregate - chunk_prefix;
-    if (segment + 1 == a.segments) a.result[kResultStreamBytes] = prefix + aggregate + a.blocks;
+    if (g.closes_chunk(segment)) a.result[kResultChunkB + chunk] = prefix + aggregate - chunk_prefix;
+    if (segment + 1 == a.segments) a.result[kResultStreamBytes] = g.stream_bytes(prefix + aggregate);
   }
 
   // Width byte, then the packed words: value j's field at bit j w of the block's data.
-  if (real) a.streams[chunk_prefix + block] = uint8_t(w);
-  if (!w) return;
-  const uint64_t chunk_end_block = min(a.blocks, (chunk + 1) * a.blocks_per_chunk);
-  uint8_t* out = a.streams + prefix + (inclusive - bytes) + chunk_end_block;
-  const bool aligned = (reinterpret_cast<uintptr_t>(out) & 3u) == 0;  // all chunks but maybe a short last one
-  uint64_t pending = 0;  // bits not yet stored, `fill` of them
-  unsigned fill = 0;
-#pragma unroll
-  for (unsigned j = 0; j < kPackBlock; ++j) {
-    pending |= uint64_t(code[j]) << fill;
-    fill += w;
-    if (fill >= 32) {
-      store_word(out, uint32_t(pending), aligned);
-      out += 4;
-      pending >>= 32;
-      fill -= 32;
-    }
-  }
+  write_block(g, block, chunk, w, code, chunk_prefix, prefix + (inclusive - bytes), a.streams);
 }
 
 // One warp per tile: the tile's outliers, in index order, at the tile's place in the exclusive
@@ -174,20 +132,7 @@ __global__ void outlier_gather_kernel(const T* __restrict__ x, const uint32_t* _
   }
   const uint64_t tile = (uint64_t(blockIdx.x) * blockDim.x + threadIdx.x) / kWarp;
   if (tile >= tiles || tile_outliers[tile] == 0) return;  // the same for the whole warp
-  const unsigned lane = threadIdx.x % kWarp;
-  uint64_t at = tile_offset[tile];
-  const uint64_t end = min(blocks, (tile + 1) * kTileBlocks);
-  for (uint64_t k = tile * kTileBlocks; k < end; ++k) {
-    const uint32_t m = outlier_bits[k];
-    if ((m >> lane) & 1u) {
-      const uint64_t r = at + unsigned(__popc(m & lanemask_lt()));
-      if (r < capacity) {
-        index[r] = k * kPackBlock + lane;
-        value[r] = x[k * kPackBlock + lane];
-      }
-    }
-    at += unsigned(__popc(m));
-  }
+  gather_tile_lane(tile, threadIdx.x % kWarp, tile_offset[tile], blocks, outlier_bits, x, capacity, index, value);
 }
 
 }  // namespace gpu

@@ -2,8 +2,10 @@
 elsewhere they are skipped, and the tests without the mark check what needs no GPU: recognising
 device arrays, streams, and clear errors where the backend or device is missing.
 
-On the GPU the contract is strict: a blob made on the device is byte-for-byte the CPU's
-``coder="bitpack"`` blob of the same values, and decoding on the device gives the CPU's bits."""
+On the GPU the contract is strict: a blob made on the device is byte-for-byte what the host runner
+(the device's per-lane code run on the CPU, tests/test_grid.py) writes, which is the CPU codec's
+blob with the device's chunk size; ``coder="bitpack"`` blobs are the CPU's; decoding on the device
+gives the CPU's bits, and streams cross between devices in both directions."""
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -139,14 +141,34 @@ def synchronize():
         cupy.cuda.Device().synchronize()
 
 
+def host_reference(x: np.ndarray, eb: float, mode: str, coder: str = "auto", previous=None, previous2=None) -> bytes:
+    """What the device must write: the host runner's blob (coder auto/context/raw) or the CPU's
+    bit-packed blob."""
+    from ebgc import _core
+    from ebgc.vocabulary import CODERS, MODES
+
+    def buf(a):
+        return a if a is None or a.dtype != BFLOAT16 else a.view(np.uint16)
+
+    name = "bfloat16" if x.dtype == BFLOAT16 else x.dtype.name
+    if coder == "bitpack":
+        return _core.compress(buf(np.ascontiguousarray(x)), name, eb, MODES[mode], CODERS[coder], 1, low_rank=False,
+                              previous=buf(previous), previous2=buf(previous2))
+    return _core._grid_compress(buf(np.ascontiguousarray(x)), name, eb, MODES[mode], CODERS[coder],
+                                previous=buf(previous), previous2=buf(previous2))
+
+
 def assert_gpu_matches_cpu(x: np.ndarray, eb: float, mode: str) -> None:
-    """The GPU blob is the CPU's bitpack blob, and decoding it on the GPU stays within the bound."""
-    blob = ebgc.compress(to_device(x), eb, mode=mode)
-    assert blob == ebgc.compress(x, eb, mode=mode, coder="bitpack")
-    out = to_device(np.zeros_like(x))
-    ebgc.decompress(blob, out=out)
-    synchronize()
-    assert_within_bound(x, to_host(out), blob)
+    """The GPU blob is the host runner's (auto) and the CPU's (bitpack), and decoding it on the GPU
+    gives the CPU's bits, within the bound."""
+    for coder in ("auto", "bitpack"):
+        blob = ebgc.compress(to_device(x), eb, mode=mode, coder=coder)
+        assert blob == host_reference(x, eb, mode, coder), coder
+        out = to_device(np.zeros_like(x))
+        ebgc.decompress(blob, out=out)
+        synchronize()
+        assert_within_bound(x, to_host(out), blob)
+        np.testing.assert_array_equal(bits(to_host(out)), bits(ebgc.decompress(blob)))
 
 
 SIZES = (1, 31, 32, 33, 2047, 2048, 2049, 65535, 65536, 65537, 300_001)
@@ -156,15 +178,16 @@ SIZES = (1, 31, 32, 33, 2047, 2048, 2049, 65535, 65536, 65537, 300_001)
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("n", SIZES)
 @pytest.mark.parametrize("mode,eb", [("rel", 1e-2), ("rel", 1e-4), ("abs", 1e-3)])
-def test_gpu_blob_is_the_cpu_bitpack_blob(dtype, n, mode, eb):
+@pytest.mark.parametrize("coder", ["auto", "context", "bitpack"])
+def test_gpu_blob_is_the_host_runners_blob(dtype, n, mode, eb, coder):
     x = (np.random.default_rng(n).laplace(size=n) * 1e-3).astype(dtype)
-    cpu = ebgc.compress(x, eb, mode=mode, coder="bitpack")
-    gpu = ebgc.compress(to_device(x), eb, mode=mode)
-    assert gpu == cpu
+    ref = host_reference(x, eb, mode, coder)
+    gpu = ebgc.compress(to_device(x), eb, mode=mode, coder=coder)
+    assert gpu == ref
     y = ebgc.decompress(gpu, device="cuda")
     synchronize()
     np.testing.assert_array_equal(bits(to_host(y) if not isinstance(y, np.ndarray) else y),
-                                  bits(ebgc.decompress(cpu)))
+                                  bits(ebgc.decompress(ref)))
 
 
 @pytest.mark.cuda
@@ -180,7 +203,8 @@ def test_gpu_adversarial_inputs(kind, dtype):
 def test_gpu_too_many_outliers_falls_back_to_the_same_blob():
     x = np.full(100_000, np.nan, np.float32)  # every value is an outlier: over the GPU's capacity
     x[::7] = 1.0
-    assert ebgc.compress(to_device(x), 1e-2) == ebgc.compress(x, 1e-2, coder="bitpack")
+    assert ebgc.compress(to_device(x), 1e-2, coder="bitpack") == ebgc.compress(x, 1e-2, coder="bitpack")
+    assert ebgc.compress(to_device(x), 1e-2, coder="context") == host_reference(x, 1e-2, "rel", "context")
 
 
 @pytest.mark.cuda
@@ -191,7 +215,10 @@ def test_gpu_decodes_cpu_blobs_of_every_coder(coder):
     y = ebgc.decompress(blob, device="cuda")
     synchronize()
     np.testing.assert_array_equal(bits(to_host(y)), bits(ebgc.decompress(blob)))
-    assert ebgc.compress(to_device(x), 1e-3, coder=coder) == blob  # host-coded where not bitpack
+    if coder == "huffman":  # host-coded
+        assert ebgc.compress(to_device(x), 1e-3, coder=coder) == blob
+    else:
+        assert ebgc.compress(to_device(x), 1e-3, coder=coder) == host_reference(x, 1e-3, "rel", coder)
 
 
 @pytest.mark.cuda
@@ -205,9 +232,9 @@ def test_gpu_decodes_low_rank_blobs_and_host_codes_them_alike(coder):
     y = ebgc.decompress(blob, device="cuda")  # no GPU kernel for it: decoded by the CPU codec
     synchronize()
     np.testing.assert_array_equal(bits(to_host(y)), bits(ebgc.decompress(blob)))
-    if coder != "auto":  # host-coded coders choose the predictor as the CPU does
+    if coder == "huffman":  # host-coded: the predictor chosen as the CPU does
         assert ebgc.compress(to_device(x), 1e-3, coder=coder) == blob
-    assert ebgc.info(ebgc.compress(to_device(x), 1e-3))["predictor"] == "zero"  # bitpack on the GPU
+    assert ebgc.info(ebgc.compress(to_device(x), 1e-3))["predictor"] == "zero"  # no low-rank fit on the GPU
 
 
 @pytest.mark.cuda
@@ -226,7 +253,7 @@ def test_gpu_non_contiguous_input_and_out_checks():
     x = torch.randn(64, 50, device="cuda")
     view = x[:, ::2]
     blob = ebgc.compress(view, 1e-2)
-    assert blob == ebgc.compress(view.cpu().numpy(), 1e-2, coder="bitpack")
+    assert blob == host_reference(view.cpu().numpy(), 1e-2, "rel")
     with pytest.raises(ebgc.InvalidArgumentError, match="C-contiguous"):
         ebgc.decompress(blob, out=torch.empty(50, 64, device="cuda").t())
     with pytest.raises(ebgc.InvalidArgumentError, match="dtype"):
@@ -291,7 +318,8 @@ def test_gpu_workspace_reuse_across_sizes():
     rng = np.random.default_rng(9)
     for n in (1 << 20, 100, 1 << 22, 5000, 1 << 20):
         x = rng.standard_normal(n).astype(np.float32)
-        assert ebgc.compress(to_device(x), 1e-3) == ebgc.compress(x, 1e-3, coder="bitpack")
+        assert ebgc.compress(to_device(x), 1e-3) == host_reference(x, 1e-3, "rel")
+        assert ebgc.compress(to_device(x), 1e-3, coder="bitpack") == ebgc.compress(x, 1e-3, coder="bitpack")
 
 
 @pytest.mark.cuda
@@ -307,18 +335,22 @@ def test_gpu_torch_helpers_stay_on_device():
 
 def test_the_plan_decides_what_runs_on_the_device():
     """The one planning point (csrc/include/ebgc/plan.hpp) the CUDA backend asks, checked without a
-    GPU: bit-packing with zero prediction runs on the device ("auto" means bit-packing there); the
-    ratio coders and stream prediction are staged through the host; a device output decodes raw and
-    bit-packed blobs on the device, the others on the host."""
+    GPU: a device tensor is coded on the device (context lanes, bit-packing, raw; "auto" picks among
+    them), Huffman is staged through the host; a device output decodes raw, bit-packed and context
+    blobs on the device, Huffman and low-rank blobs on the host."""
     from ebgc import _core
     from ebgc.vocabulary import CODERS
 
-    assert _core._compress_where_device(CODERS["auto"]) == "device"
-    assert _core._compress_where_device(CODERS["bitpack"]) == "device"
-    for name in ("raw", "huffman", "context"):
-        assert _core._compress_where_device(CODERS[name]) == "host", name
-    assert _core._compress_where_device(CODERS["auto"], stream_prediction=True) == "host"
+    for name in ("auto", "bitpack", "context", "raw"):
+        assert _core._compress_where_device(CODERS[name]) == "device", name
+    assert _core._compress_where_device(CODERS["huffman"]) == "host"
     x = np.random.default_rng(3).standard_normal((64, 96)).astype(np.float32)
-    expect = {"bitpack": "device", "raw": "device", "huffman": "host", "context": "host"}
+    expect = {"bitpack": "device", "raw": "device", "huffman": "host", "context": "device"}
     for coder, where in expect.items():
-        assert _core._decompress_where_device(_core.inspect(ebgc.compress(x, 1e-2, coder=coder))) == where, coder
+        blob = ebgc.compress(x, 1e-2, coder=coder, low_rank=False)
+        assert _core._decompress_where_device(_core.inspect(blob)) == where, coder
+    rng = np.random.default_rng(2)
+    low = (rng.standard_normal((200, 3)) @ rng.standard_normal((3, 300))).astype(np.float32)
+    blob = ebgc.compress(low, 1e-3, coder="context")
+    assert ebgc.info(blob)["predictor"] == "low-rank"
+    assert _core._decompress_where_device(_core.inspect(blob)) == "host"

@@ -5,7 +5,8 @@
 //                            scored by the estimated bits of its residual plus what it sends;
 //   - pick_coder():          which coder writes it ("auto": the smallest estimate);
 //   - compress_where(), decompress_where(): whether a device tensor's work runs on the GPU or is
-//                            staged through host memory and done by the CPU codec;
+//                            staged through host memory and done by the CPU codec (and
+//                            kGridChunkLog2, the device ratio coder's chunk size);
 //   - check_streams_first(): whether a blob's streams are validated before its output is allocated.
 #pragma once
 #include <algorithm>
@@ -67,19 +68,22 @@ enum class Where { Host, Device };
 // cost 36 bytes each in lane states and directory: 0.3-1% of a gradient's blob).
 constexpr unsigned kGridChunkLog2 = 14;
 
-// The device runs the fast coder with zero prediction: "auto" on a device means bit-packing (the
-// ratio coders and their tables, the low-rank fit and stream prediction run on the host, after
-// one copy each way).
-inline int device_coder(int requested) { return requested == kCoderAuto ? int(Coder::Bitpack) : requested; }
-inline Where compress_where(const TensorView& x, const Params& p, bool stream_prediction) {
+// A device tensor is coded on the device by the context coder's lanes, bit-packing or raw, with
+// zero or stream (blend) prediction: "auto" there picks among those three from the device's own
+// statistics (grid/grid_blob.hpp). Huffman is the host's: asking for it stages the tensor through
+// host memory. The low-rank fit is a CPU stage and not run for device tensors (docs/DESIGN.md:
+// what it costs and saves).
+inline Where compress_where(const TensorView& x, const Params& p) {
   if (x.device != Device::Cuda) return Where::Host;
-  return device_coder(p.coder) == int(Coder::Bitpack) && !stream_prediction ? Where::Device : Where::Host;
+  return p.coder == int(Coder::Huffman) ? Where::Host : Where::Device;
 }
-// Raw and bit-packed blobs decode on the device (zero or stream prediction); the others on the host.
+// Raw, bit-packed and lane-coded context blobs decode on the device (zero or stream prediction);
+// Huffman, the serial context layout and low-rank predictions on the host.
 inline Where decompress_where(const Header& h, bool out_on_device) {
   if (!out_on_device) return Where::Host;
   if (h.coder == Coder::Raw) return Where::Device;  // a copy
-  return h.coder == Coder::Bitpack && !is_low_rank(h.predictor) ? Where::Device : Where::Host;
+  const bool device_coder = h.coder == Coder::Bitpack || h.coder == Coder::Context;
+  return device_coder && !is_low_rank(h.predictor) ? Where::Device : Where::Host;
 }
 
 // ---- which coder --------------------------------------------------------------------------------
@@ -115,6 +119,23 @@ struct PredictorChoice {
   FiniteRange range;
 };
 
+// The sample that scores the stream blends: blocks of kScoreBlock values, every `stride`-th one.
+inline uint64_t blend_sample_stride(uint64_t n) { return n < kScoreAllBelow ? 1 : kScoreStride; }
+
+// From the sampled bits of zero, one-term and two-term prediction (scale: values per sampled
+// value): the blend that saves the most bits, with what it costs to send, or none. Returns the
+// bits saved. The CUDA backend decides from its device sums with this same function.
+template <class T>
+double choose_blend(const std::array<double, 3>& bits, double scale, const PreviousBlendPredictor<T>& one,
+                    const PreviousBlendPredictor<T>& two, PredictorChoice<T>& choice) {
+  const double one_bits = bits[1] * scale + 64, two_bits = two.terms == 2 ? bits[2] * scale + 128 : one_bits;  // + coefficients
+  const double saved = bits[0] * scale - std::min(one_bits, two_bits);
+  if (!(saved > 0)) return 0;
+  choice.kind = PredictorKind::Blend;
+  choice.blend = two_bits < one_bits ? two : one;
+  return saved;
+}
+
 // previous[0], previous[1]: the stream's last and second-last reconstructions of this tensor
 // (null if none). Estimated bits saved against zero prediction decide: the blends are scored by
 // log2(1 + |r|) over a sample, low rank by the order-0 entropy of sampled residual symbols (the log
@@ -140,7 +161,7 @@ PredictorChoice<T> choose_predictor(const T* x, const std::vector<uint64_t>& sha
   if (p1) {
     // Fitted and scored on a sample: every kScoreStride-th block (all of a small tensor), so a
     // stream whose rounds do not correlate pays little for asking.
-    const uint64_t stride = n < kScoreAllBelow ? 1 : kScoreStride;
+    const uint64_t stride = blend_sample_stride(n);
     auto for_sample = [&](auto&& f) {
       for (uint64_t b = 0; b * kScoreBlock < n; b += stride) f(b * kScoreBlock, std::min(n, (b + 1) * kScoreBlock));
     };
@@ -151,14 +172,7 @@ PredictorChoice<T> choose_predictor(const T* x, const std::vector<uint64_t>& sha
     const PreviousBlendPredictor<T> two = p2 ? fit_two_previous(sums, p1, p2) : one;
     std::array<double, 3> bits{};
     for_sample([&](uint64_t b, uint64_t end) { add_residual_bits(x, b, end, step, bits, ZeroPredictor(), one, two); });
-    const double scale = double(n) / double(sampled);
-    const double one_bits = bits[1] * scale + 64, two_bits = two.terms == 2 ? bits[2] * scale + 128 : one_bits;  // + coefficients
-    const double saved = bits[0] * scale - std::min(one_bits, two_bits);
-    if (saved > best_saved) {
-      best_saved = saved;
-      choice.kind = PredictorKind::Blend;
-      choice.blend = two_bits < one_bits ? two : one;
-    }
+    best_saved = choose_blend(bits, double(n) / double(sampled), one, two, choice);
   }
   if (try_low_rank && abs_bound > 0 && std::isfinite(abs_bound)) {
     LowRankFit fit = fit_low_rank(x, shape[0], shape[1], step, e.threads);

@@ -9,6 +9,7 @@
 
 #include "../coders/bitpack_coder.hpp"
 #include "../coders/context_coder.hpp"
+#include "../encode/chunk_passes.hpp"
 #include "../format/container.hpp"
 #include "../plan.hpp"
 #include "context_lane_steps.hpp"

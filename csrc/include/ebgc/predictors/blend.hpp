@@ -53,17 +53,25 @@ struct BlendSums {
   double t11 = 0, t12 = 0, t22 = 0, tx1 = 0, tx2 = 0;      // two terms
 };
 
+// One value's terms: a of x, b of the last reconstruction, c of the one before (if `two`). The
+// GPU's partial sums add the same terms (cuda/blend_kernels.cuh).
+EBGC_HD inline void add_blend_terms(double a, double b, double c, bool two, BlendSums& s) {
+  if (!(is_finite(a) && is_finite(b))) return;
+  const double ab = mul_rn(a, b), bb = mul_rn(b, b);
+  s.x1 = add_rn(s.x1, ab), s.s11 = add_rn(s.s11, bb);
+  if (!two || !is_finite(c)) return;
+  s.t11 = add_rn(s.t11, bb), s.t12 = add_rn(s.t12, mul_rn(b, c)), s.t22 = add_rn(s.t22, mul_rn(c, c));
+  s.tx1 = add_rn(s.tx1, ab), s.tx2 = add_rn(s.tx2, mul_rn(a, c));
+}
+EBGC_HD inline void add_blend_sums(BlendSums& s, const BlendSums& o) {
+  s.x1 = add_rn(s.x1, o.x1), s.s11 = add_rn(s.s11, o.s11), s.t11 = add_rn(s.t11, o.t11), s.t12 = add_rn(s.t12, o.t12);
+  s.t22 = add_rn(s.t22, o.t22), s.tx1 = add_rn(s.tx1, o.tx1), s.tx2 = add_rn(s.tx2, o.tx2);
+}
+
 // Over values [begin, end).
 template <class T>
 void add_blend_sums(const T* x, const T* p1, const T* p2, uint64_t begin, uint64_t end, BlendSums& s) {
-  for (uint64_t i = begin; i < end; ++i) {
-    const double a = double(x[i]), b = double(p1[i]);
-    if (!(std::isfinite(a) && std::isfinite(b))) continue;
-    s.x1 += a * b, s.s11 += b * b;
-    if (!p2) continue;
-    const double c = double(p2[i]);
-    if (std::isfinite(c)) s.t11 += b * b, s.t12 += b * c, s.t22 += c * c, s.tx1 += a * b, s.tx2 += a * c;
-  }
+  for (uint64_t i = begin; i < end; ++i) add_blend_terms(double(x[i]), double(p1[i]), p2 ? double(p2[i]) : 0.0, p2 != nullptr, s);
 }
 
 // argmin_a sum (x - a p1)^2 (a = 0 where undefined).
@@ -88,11 +96,16 @@ PreviousBlendPredictor<T> fit_two_previous(const BlendSums& s, const T* p1, cons
 
 // log2(1 + r) for r >= 0 by Mitchell's approximation (the float's bits read as a fixed-point
 // number); 0 for r that is NaN or huge (outliers either way). Branch-free, so loops vectorize.
-inline double approx_log2_1p(double r) {
+EBGC_HD inline double approx_log2_1p(double r) {
   const float f = float(1.0 + (r < 1e30 ? r : 0.0));
   uint32_t u;
-  std::memcpy(&u, &f, 4);
+  memcpy(&u, &f, 4);
   return double(u) * (1.0 / (1 << 23)) - 127.0;
+}
+
+// One value's term of those estimates (inv: 1 / the quantizer's step).
+EBGC_HD inline double residual_bits(double x, double prediction, double inv) {
+  return approx_log2_1p(mul_rn(abs_of(x - prediction), inv));
 }
 
 // Estimated bits of the quantized residual under each predictor, sum of log2(1 + |x -
@@ -105,7 +118,7 @@ void add_residual_bits(const T* x, uint64_t begin, uint64_t end, double step,
   for (uint64_t i = begin; i < end; ++i) {
     const double xi = double(x[i]);
     size_t k = 0;
-    ((sum[k++] += approx_log2_1p(std::fabs(xi - predict(i)) * inv)), ...);
+    ((sum[k++] += residual_bits(xi, predict(i), inv)), ...);
   }
 }
 
