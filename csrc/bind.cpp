@@ -4,6 +4,7 @@
 #include <pybind11/stl.h>
 
 #include "ebgc/ebgc.hpp"
+#include "ebgc/grid/crc32c_parts.hpp"
 #include "ebgc/grid/host_runner.hpp"
 #include "python/arrays.hpp"
 #include "python/blob.hpp"
@@ -164,6 +165,13 @@ PYBIND11_MODULE(_core, m) {
         py::arg("previous") = py::none(), py::arg("previous2") = py::none(), py::arg("dtype") = "",
         "Test hook: the device codec's decoder run on the host, lane by lane (context-coded blobs).");
   m.attr("GRID_CHUNK_LOG2") = kGridChunkLog2;
+  m.def("_crc32c_by_parts", [](py::buffer data, uint32_t seed, uint64_t part_bytes) {
+          if (part_bytes < 1) throw InvalidArgument("part_bytes must be >= 1");
+          py::buffer_info keep;
+          const auto v = py_blob::byte_view(data, keep);
+          return crc32c_by_parts(v.first, v.second, seed, part_bytes);
+        }, py::arg("data"), py::arg("seed") = 0, py::arg("part_bytes") = 1 << 14,
+        "Test hook: crc32c computed as the GPU does (raw CRCs of parts, chained on the host).");
   py_grid_bitpack::define(m);
   py_stages::define(m);
 }

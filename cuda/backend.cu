@@ -12,6 +12,7 @@
 #include "bitpack_launch.cuh"
 #include "blend_launch.cuh"
 #include "context_launch.cuh"
+#include "crc32c_kernel.cuh"
 #include "ebgc/ebgc.hpp"
 #include "workspace.cuh"
 
@@ -234,6 +235,27 @@ void decompress(const ParsedBlob& pb, const TensorView& out, const Execution& e,
     check_aligned(prev[1], h.dtype, "previous2");
     decompress_typed<T>(pb, static_cast<T*>(out.data), e, prev, ws, s);
   });
+}
+
+uint32_t crc32c(const void* data, uint64_t bytes, uint32_t seed, uintptr_t stream) {
+  if (!bytes) return seed;
+  uint32_t result = seed;
+  on_device_of(data, DType::Float32, Execution(), [&](auto, Workspace& ws, cudaStream_t) {
+    const cudaStream_t s = reinterpret_cast<cudaStream_t>(stream);
+    const uint64_t parts = ceil_div(bytes, kCrcPartBytes);
+    uint32_t* raw = reinterpret_cast<uint32_t*>(ws.device_bytes(4 * parts));
+    Enqueued work(ws, s);
+    crc32c_parts_kernel<<<unsigned(ceil_div(parts, kCrcThreads)), kCrcThreads, 0, s>>>(
+        static_cast<const uint8_t*>(data), bytes, raw);
+    EBGC_CUDA(cudaGetLastError());
+    ws.wait_host();
+    uint32_t* host = reinterpret_cast<uint32_t*>(ws.host_bytes(4 * parts));
+    EBGC_CUDA(cudaMemcpyAsync(host, raw, 4 * parts, cudaMemcpyDeviceToHost, s));
+    work.end();
+    ws.wait_host();
+    result = crc32c_from_parts(seed, host, bytes, kCrcPartBytes);
+  });
+  return result;
 }
 
 Timings benchmark_bitpack(const void* x, DType dtype, uint64_t n, BoundMode mode, double error_bound,

@@ -33,6 +33,10 @@ void compress(const TensorView& x, const Params& p, const Execution& e, const St
 // then one copy. previous: the stream's reconstructions on the device, for blend-predicted blobs.
 void decompress(const ParsedBlob& blob, const TensorView& out, const Execution& e, const void* const* previous = nullptr);
 
+// crc32c(bytes of device memory, seed), as common/checksum.hpp computes it on the host (the stream
+// digest of reconstructions that live on the device). Waits for the result.
+uint32_t crc32c(const void* data, uint64_t bytes, uint32_t seed, uintptr_t stream);
+
 // ---- measurements (bench/): device time of each stage, by CUDA events ----------------------
 struct Timings {
   std::vector<double> compress_ms, decompress_ms, copy_ms;

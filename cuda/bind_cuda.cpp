@@ -104,6 +104,11 @@ PYBIND11_MODULE(_cuda, m) {
         py::arg("previous") = 0, py::arg("previous2") = 0,
         "Decode an inspected Blob into a C-contiguous device array (pointer) on `stream`; previous,\n"
         "previous2: device pointers of the stream's reconstructions (blend-predicted blobs).");
+  m.def("crc32c", [](uintptr_t data, uint64_t bytes, uint32_t seed, uintptr_t stream) {
+          py::gil_scoped_release nogil;
+          return gpu::crc32c(reinterpret_cast<const void*>(data), bytes, seed, stream);
+        }, py::arg("data"), py::arg("nbytes"), py::arg("seed") = 0, py::arg("stream") = 0,
+        "CRC-32C of device memory (pointer, bytes), the value ebgc._core.crc32c gives for the same bytes.");
   m.def("benchmark_bitpack", &benchmark, py::arg("data"), py::arg("dtype"), py::arg("n"), py::arg("mode"),
         py::arg("error_bound"), py::arg("scratch"), py::arg("repeats"), py::arg("stream") = 0,
         "Device time (ms, CUDA events) of compress, decompress and a device-to-device copy.");

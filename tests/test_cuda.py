@@ -354,3 +354,100 @@ def test_the_plan_decides_what_runs_on_the_device():
     blob = ebgc.compress(low, 1e-3, coder="context")
     assert ebgc.info(blob)["predictor"] == "low-rank"
     assert _core._decompress_where_device(_core.inspect(blob)) == "host"
+
+
+# ---- streams on the device ----------------------------------------------------------------------
+
+def _rounds(n_rounds=4, shapes=((64, 32, 3, 3), (512, 300), (1000,)), seed=11):
+    rng = np.random.default_rng(seed)
+    w = {f"t{k}": rng.standard_normal(s).astype(np.float32) for k, s in enumerate(shapes)}
+    out = []
+    for _ in range(n_rounds):
+        w = {k: (v + 0.01 * rng.standard_normal(v.shape)).astype(np.float32) for k, v in w.items()}
+        out.append(dict(w))
+    return out
+
+
+def _host_tree(d):
+    return {k: to_host(v) if not isinstance(v, np.ndarray) else v for k, v in d.items()}
+
+
+@pytest.mark.cuda
+def test_gpu_digest_is_the_host_digest():
+    from ebgc import _core
+
+    for n in (1, 7, 4096, 4097, 1 << 20):
+        x = np.random.default_rng(n).standard_normal(n).astype(np.float32)
+        for seed in (0, 0xDEADBEEF):
+            assert cuda.crc32c(to_device(x), seed) == _core.crc32c(x.view(np.uint8), seed)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("history", [1, 2])
+def test_gpu_stream_encodes_on_the_device_and_decodes_anywhere(history):
+    rounds = _rounds()
+    enc = ebgc.GradientEncoder(1e-2, stream_id="gpu", history=history)
+    host_dec, gpu_dec = ebgc.GradientDecoder(), ebgc.GradientDecoder(device="cuda")
+    cpu_enc = ebgc.GradientEncoder(1e-2, stream_id="cpu", history=history)
+    gpu_bytes = cpu_bytes = 0
+    for r, w in enumerate(rounds):
+        msg = enc.encode({k: to_device(v) for k, v in w.items()})
+        gpu_bytes += len(msg)
+        cpu_bytes += len(cpu_enc.encode(w))
+        on_host = host_dec.decode(msg)
+        on_gpu = _host_tree(gpu_dec.decode(msg))
+        for k in w:
+            np.testing.assert_array_equal(bits(on_host[k]), bits(on_gpu[k]))
+            assert_within_bound(w[k], on_host[k], ebgc.info(msg)["tensors"][k])
+        if r:
+            assert any(t["predictor"].startswith(("scaled", "blend")) for t in ebgc.info(msg)["tensors"].values())
+    # the device codes without low rank and with smaller chunks: close to the CPU stream, not above 1.15x
+    assert gpu_bytes <= 1.15 * cpu_bytes
+
+
+@pytest.mark.cuda
+def test_gpu_stream_switches_sides_mid_way():
+    rounds = _rounds(6)
+    enc = ebgc.GradientEncoder(1e-3, stream_id="switch")
+    host_dec, gpu_dec = ebgc.GradientDecoder(), ebgc.GradientDecoder(device="cuda")
+    for r, w in enumerate(rounds):
+        on_gpu = r in (2, 3, 5)
+        msg = enc.encode({k: to_device(v) for k, v in w.items()} if on_gpu else w)
+        a = host_dec.decode(msg)
+        b = _host_tree(gpu_dec.decode(msg, device="cpu" if r == 4 else None))  # the decoder switches too
+        for k in w:
+            np.testing.assert_array_equal(bits(a[k]), bits(b[k]))
+            assert_within_bound(w[k], a[k], ebgc.info(msg)["tensors"][k])
+
+
+@pytest.mark.cuda
+def test_gpu_stream_error_feedback_and_budget():
+    rounds = _rounds(4)
+    enc = ebgc.GradientEncoder(1e-2, stream_id="ef", error_feedback=True, budget_bytes=20_000)
+    dec = ebgc.GradientDecoder(device="cuda")
+    for w in rounds:
+        msg = enc.encode({k: to_device(v) for k, v in w.items()})
+        assert len(msg) <= 20_000 or not enc.last_report.within_budget
+        dec.decode(msg)
+
+
+@pytest.mark.cuda
+def test_gpu_decodes_corrupt_context_blobs_as_errors():
+    from ebgc import _core
+
+    x = np.random.default_rng(12).standard_normal(100_000).astype(np.float32)
+    blob = ebgc.compress(to_device(x), 1e-3, coder="context")
+    rng = np.random.default_rng(13)
+    for at in rng.integers(len(blob) // 2, len(blob) - 4, 60):
+        bad = bytearray(blob)
+        bad[int(at)] ^= int(rng.integers(1, 256))
+        bad[-4:] = _core.crc32c(bytes(bad[:-4])).to_bytes(4, "little")
+        try:
+            want = ebgc.decompress(bytes(bad))
+        except ebgc.EbgcError:
+            with pytest.raises(ebgc.EbgcError):
+                ebgc.decompress(bytes(bad), device="cuda")
+            continue
+        got = ebgc.decompress(bytes(bad), device="cuda")
+        synchronize()
+        np.testing.assert_array_equal(bits(to_host(got)), bits(want))

@@ -66,13 +66,16 @@ def compress(
     return budget.fit(attempt, limit, max_scale).payload
 
 
-def compress_with(data: Any, s: Settings, *, stream: Any = None, previous: Optional[np.ndarray] = None,
-                  previous2: Optional[np.ndarray] = None, reconstruction: Optional[np.ndarray] = None) -> bytes:
+def compress_with(data: Any, s: Settings, *, stream: Any = None, previous: Any = None, previous2: Any = None,
+                  reconstruction: Any = None) -> bytes:
     """One array through the native front door with checked settings; previous / previous2 /
-    reconstruction are host arrays of the stream codec (stream.py) and need a host array."""
+    reconstruction: the stream codec's terms (stream.py), on the same side as the data (device
+    arrays for a device array, which is then coded on its GPU)."""
     if not isinstance(data, np.ndarray) and arrays.is_device(data):
-        if cuda.available() and previous is None and reconstruction is None:
-            return cuda.compress(data, s, stream)
+        if cuda.available():
+            return cuda.compress(data, s, stream, previous, previous2, reconstruction)
+        if previous is not None or reconstruction is not None:
+            raise InvalidArgumentError("a device array in a stream needs the CUDA backend (ebgc.HAS_CUDA is False)")
         data = arrays.to_host(data)
     arr = arrays.host_array(data)
     name = dtype_name(arr.dtype)

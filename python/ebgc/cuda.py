@@ -1,9 +1,10 @@
 """Device arrays through the CUDA backend (``ebgc._cuda``), without a copy to the host.
 
-Where the work runs is the native plan's decision (csrc/include/ebgc/plan.hpp): bit-packing with
-zero prediction runs on the GPU ("auto" means bit-packing there); the other coders, the low-rank
-fit and stream prediction are staged through pinned host memory and done by the CPU codec. Blobs
-are the same bytes wherever they were made.
+Where the work runs is the native plan's decision (csrc/include/ebgc/plan.hpp): the context
+coder's lanes, bit-packing and raw run on the GPU, with zero or stream (blend) prediction ("auto"
+picks among those three there); Huffman is staged through pinned host memory and done by the CPU
+codec, and the low-rank fit is not run for device arrays. A device blob is the CPU codec's blob
+with the device's chunk size, and decodes anywhere.
 
 Streams: ``stream=None`` uses the producer's current stream (torch's or cupy's), else an integer
 ``cudaStream_t``, a ``torch.cuda.Stream`` or a ``cupy.cuda.Stream``. Decompression is asynchronous on
@@ -16,6 +17,7 @@ from typing import Any
 from .arrays import DeviceArray, device_array, stream_handle
 from .errors import CudaError, InvalidArgumentError
 from .settings import Settings
+from .vocabulary import DTYPES
 
 try:
     from . import _cuda  # type: ignore[attr-defined]
@@ -45,12 +47,37 @@ def _stream_for(stream: Any, arr: DeviceArray) -> int:
     return stream_handle(stream, arr.framework, arr.device)
 
 
-def compress(data: Any, settings: Settings, stream: Any) -> bytes:
-    """ebgc.compress for a device array."""
+def _ptr(obj: Any, like: DeviceArray, what: str, writable: bool = False) -> int:
+    """The pointer of a stream term, which must match x in dtype, size and device."""
+    if obj is None:
+        return 0
+    arr = _device_array(obj, writable=writable)
+    if arr.framework == "torch" and not obj.is_contiguous():
+        raise InvalidArgumentError(f"{what} must be C-contiguous")
+    if (arr.dtype, arr.size, arr.device) != (like.dtype, like.size, like.device):
+        raise InvalidArgumentError(f"{what} must have x's dtype, size and device")
+    return arr.ptr
+
+
+def compress(data: Any, settings: Settings, stream: Any, previous: Any = None, previous2: Any = None,
+             reconstruction: Any = None) -> bytes:
+    """ebgc.compress for a device array; previous, previous2: the stream's last reconstructions
+    (device arrays of x's dtype and size); reconstruction: a device array that receives what the
+    decoder will return."""
     backend = _backend()
     arr = _device_array(data)
+    terms = (_ptr(previous, arr, "previous"), _ptr(previous2, arr, "previous2"),
+             _ptr(reconstruction, arr, "reconstruction", writable=True))
     return backend.compress(arr.ptr, list(arr.shape), arr.dtype, settings.error_bound, settings.mode_id,
-                            settings.coder_id, settings.threads, _stream_for(stream, arr), low_rank=settings.low_rank)
+                            settings.coder_id, settings.threads, _stream_for(stream, arr), low_rank=settings.low_rank,
+                            previous=terms[0], previous2=terms[1], reconstruction=terms[2])
+
+
+def crc32c(data: Any, seed: int = 0) -> int:
+    """crc32c of a device array's bytes (the value ebgc._core.crc32c gives for the same bytes)."""
+    arr = _device_array(data)
+    nbytes = arr.size * DTYPES[arr.dtype].itemsize
+    return _backend().crc32c(arr.ptr, nbytes, seed, _stream_for(None, arr)) if nbytes else seed
 
 
 def inspect(buf: Any, max_output: int, threads: int) -> Any:
@@ -58,13 +85,15 @@ def inspect(buf: Any, max_output: int, threads: int) -> Any:
     return _backend().inspect(buf, max_output=max_output, threads=threads)
 
 
-def decompress_into(blob: Any, out: Any, threads: int, stream: Any) -> Any:
-    """Decode an inspected blob into the device array `out` (asynchronously on the stream)."""
+def decompress_into(blob: Any, out: Any, threads: int, stream: Any, previous: Any = None, previous2: Any = None) -> Any:
+    """Decode an inspected blob into the device array `out` on the stream; previous, previous2:
+    the stream's reconstructions on the device (blend-predicted blobs)."""
     arr = _device_array(out, writable=True)
     if arr.dtype != blob.dtype:
         raise InvalidArgumentError(f"out has dtype {arr.dtype}, the blob holds {blob.dtype}")
     if arr.size != blob.size:
         raise InvalidArgumentError(f"out has {arr.size} elements, the blob holds {blob.size}")
-    _backend().decompress_into(blob, arr.ptr, threads, _stream_for(stream, arr))
+    _backend().decompress_into(blob, arr.ptr, threads, _stream_for(stream, arr), previous=_ptr(previous, arr, "previous"),
+                               previous2=_ptr(previous2, arr, "previous2"))
     return out
 

@@ -22,10 +22,10 @@ from typing import Any, Dict, Iterator, Mapping, Optional, Tuple
 
 import numpy as np
 
-from . import _core, api, arrays, budget
-from .errors import ArgumentTypeError, FormatError, InvalidArgumentError, OutputLimitError, StreamError
+from . import _core, api, arrays, budget, cuda, placement
+from .errors import ArgumentTypeError, CudaError, FormatError, InvalidArgumentError, OutputLimitError, StreamError
 from .settings import Settings, max_output_of, threads_of
-from .vocabulary import CODER_NAMES, CODERS, DTYPE_BY_CODE, DTYPE_CODES, MODES, dtype_from_name, dtype_name
+from .vocabulary import CODER_NAMES, CODERS, DTYPE_BY_CODE, DTYPE_CODES, DTYPES, MODES, dtype_from_name, dtype_name
 from .wire import MAX_NAME, Reader, Writer, varint
 from ._legacy import saved_coder_id
 
@@ -60,15 +60,16 @@ class _StreamState:
     tensors: Dict[str, np.ndarray] = field(default_factory=dict)  # last reconstruction per name
     older: Dict[str, np.ndarray] = field(default_factory=dict)    # the one before, if any
 
-    def history(self, name: str, x: np.ndarray):
-        """(last, second-last) reconstructions of `name` usable to predict x, or Nones."""
+    def history(self, name: str, x: Any):
+        """(last, second-last) reconstructions of `name` usable to predict x, or Nones, on x's side
+        (host or device: the state follows a tensor that changes sides)."""
         last = self.tensors.get(name)
-        if last is None or last.dtype != x.dtype or last.shape != x.shape:
+        if last is None or placement.meta(last) != placement.meta(x):
             return None, None  # new tensor, shape or dtype: it starts over
         older = self.older.get(name)
-        if older is not None and (older.dtype != x.dtype or older.shape != x.shape):
+        if older is not None and placement.meta(older) != placement.meta(x):
             older = None
-        return last, older
+        return placement.moved(last, x), placement.moved(older, x)
 
     def advance(self, seq: int, updates: Dict[str, np.ndarray], keyframe: bool) -> "_StreamState":
         """The state after a message: `updates` become the last reconstructions."""
@@ -91,9 +92,10 @@ class _StreamState:
         for tag, table in ((b"L", self.tensors), (b"O", self.older)):
             for name in sorted(table):
                 t = table[name]
+                dtype, shape = placement.meta(t)
                 crc = _core.crc32c(tag + name.encode(), crc)
-                crc = _core.crc32c(struct.pack("<B", DTYPE_CODES[dtype_name(t.dtype)]) + b"".join(varint(d) for d in t.shape), crc)
-                crc = _core.crc32c(t.reshape(-1).view(np.uint8), crc)
+                crc = _core.crc32c(struct.pack("<B", DTYPE_CODES[dtype]) + b"".join(varint(d) for d in shape), crc)
+                crc = placement.crc32c(t, crc)  # where the values live
         return crc
 
     def seal(self, settings: bytes) -> int:
@@ -125,6 +127,7 @@ def _write_tensors(w: Writer, table: Mapping[str, np.ndarray]) -> None:
     """A table of named arrays: varint count, then per array its name, u8 dtype, shape, values."""
     w.varint(len(table))
     for name, t in table.items():
+        t = placement.to_host(t)
         w.name(name).u8(DTYPE_CODES[dtype_name(t.dtype)]).shape(t.shape).array(arrays.core_buffer(t))
 
 
@@ -137,6 +140,16 @@ def _read_tensors(r: Reader, what: str) -> Dict[str, np.ndarray]:
             raise FormatError("unknown dtype in saved state")
         table[name] = r.array(dtype, r.shape(), f"{what} data")
     return table
+
+
+def _decode_device(device: Any) -> Any:
+    """None for the host, else the device as arrays.empty_device takes it (checked)."""
+    if device is None or str(device) == "cpu":
+        return None
+    arrays.parse_device(device)
+    if not cuda.available():
+        raise CudaError(f"decoding to {device} needs the CUDA backend and a CUDA device (ebgc.HAS_CUDA is False)")
+    return device
 
 
 def _stream_id_bytes(stream_id: Any) -> bytes:
@@ -168,8 +181,10 @@ class GradientEncoder:
     streams of updates that the receiver sums (a looser bound's error would otherwise accumulate
     in the model), not for streams of weights.
 
-    The stream's state (the last reconstructions) lives in host memory: device arrays are copied
-    to the host to be encoded.
+    Tensors given as CUDA arrays (torch, cupy) are coded on their GPU when ebgc.HAS_CUDA: the
+    prediction, quantization and coding run there and their reconstructions stay there; only the
+    message comes back to the host. The messages decode on either side (:class:`GradientDecoder`),
+    and a tensor may change sides between messages.
     """
 
     def __init__(
@@ -232,7 +247,7 @@ class GradientEncoder:
             for name, data in tensors.items():
                 if not isinstance(name, str) or not 0 < len(name.encode()) <= MAX_NAME:
                     raise InvalidArgumentError(f"tensor names must be non-empty str of <= {MAX_NAME} bytes")
-                x = self._with_feedback(name, arrays.any_to_host(data))
+                x = self._with_feedback(name, self._placed(data))
                 last, older = (None, None) if key or not self.history else st.history(name, x)
                 inputs.append((name, x, last, older if self.history == 2 else None))
 
@@ -242,7 +257,7 @@ class GradientEncoder:
                 w.varint(seq).u32(0 if key else st.digest).varint(len(inputs))
                 updates: Dict[str, np.ndarray] = {}
                 for name, x, last, older in inputs:
-                    rec = np.empty(x.shape, x.dtype)  # receives exactly what the decoder will hold
+                    rec = placement.empty_like(x)  # receives exactly what the decoder will hold
                     blob = api.compress_with(x, settings, previous=last, previous2=older, reconstruction=rec)
                     updates[name] = rec
                     w.name(name).blob(blob)
@@ -254,18 +269,23 @@ class GradientEncoder:
             self._state = st.advance(seq, updates, key)
             if self.error_feedback:
                 for name, x, _, _ in inputs:
-                    self._residuals[name] = _feedback_dtype(x)(x) - updates[name]
-            self.last_report = MessageReport(seq, result.nbytes, sum(x.nbytes for _, x, _, _ in inputs),
+                    self._residuals[name] = placement.coding_error(x, updates[name])
+            self.last_report = MessageReport(seq, result.nbytes, sum(_nbytes(x) for _, x, _, _ in inputs),
                                              self._settings.error_bound * result.scale, result.scale,
                                              result.within_budget, result.attempts)
             return message
 
-    def _with_feedback(self, name: str, x: np.ndarray) -> np.ndarray:
+    @staticmethod
+    def _placed(data: Any) -> Any:
+        """A tensor where it will be coded: on its GPU (torch or cupy) with the CUDA backend, else
+        on the host."""
+        if arrays.is_device(data) and cuda.available():
+            return placement.framework_array(data)
+        return arrays.any_to_host(data)
+
+    def _with_feedback(self, name: str, x: Any) -> Any:
         """x plus the error the last message made of `name` (error feedback), in x's dtype."""
-        r = self._residuals.get(name) if self.error_feedback else None
-        if r is None or r.shape != x.shape:
-            return x
-        return (_feedback_dtype(x)(x) + r).astype(x.dtype)
+        return placement.plus_feedback(x, self._residuals.get(name) if self.error_feedback else None)
 
     def _settings_bytes(self) -> bytes:
         s = self._settings
@@ -314,13 +334,13 @@ class GradientEncoder:
         return enc
 
 
+def _nbytes(x: Any) -> int:
+    dtype, shape = placement.meta(x)
+    return int(np.prod(shape, dtype=np.int64)) * DTYPES[dtype].itemsize
+
+
 def _name(table: Mapping[str, int], value: int, mask: int = -1) -> str:
     return next(k for k, v in table.items() if v & mask == value)
-
-
-def _feedback_dtype(x: np.ndarray):
-    """The dtype error feedback is kept in: float32 for 16-bit data (whose rounding it also carries)."""
-    return np.float64 if x.dtype == np.float64 else np.float32
 
 
 @dataclass(frozen=True)
@@ -383,11 +403,16 @@ class GradientDecoder:
 
     max_output: refuse (OutputLimitError) a message whose tensors decode to more than this many
     bytes, before decoding any of them: for services that take messages from strangers.
+    device: where tensors are decoded and returned, and their reconstructions kept: None or "cpu"
+    (numpy arrays), or "cuda" / "cuda:N" / a torch CUDA device (device arrays: cupy, or torch where
+    cupy is missing or for bfloat16; needs ebgc.HAS_CUDA). :meth:`decode` may name another device
+    for one message: the state follows.
     """
 
-    def __init__(self, *, threads: Optional[int] = None, max_output: Optional[int] = None):
+    def __init__(self, *, threads: Optional[int] = None, max_output: Optional[int] = None, device: Any = None):
         self._threads = threads_of(threads)
         self._max_output = max_output_of(max_output)
+        self._device = _decode_device(device)
         self._streams: Dict[bytes, _StreamState] = {}
         self._lock = threading.Lock()
 
@@ -418,13 +443,18 @@ class GradientDecoder:
         elif st is not None and m.sequence <= st.seq:
             raise StreamError(f"stream {sid}: keyframe {m.sequence} arrived after message {st.seq} (reordered or repeated)")
 
-    def decode(self, message: Any) -> Dict[str, np.ndarray]:
+    def decode(self, message: Any, *, device: Any = None) -> Dict[str, Any]:
         """The tensors of one message. Raises StreamError, with the reason, if the message does
-        not follow the last one applied for its stream; the decoder's state is then unchanged."""
+        not follow the last one applied for its stream; the decoder's state is then unchanged.
+        device: for this message, in place of the decoder's device."""
+        target = self._device if device is None else _decode_device(device)
         m, parts = _read_message(message)
         # Every blob parsed and checked once, and the message's size limited, before any decoding.
-        blobs = [(name, api.inspect(blob, max_output=self._max_output or None, threads=self._threads))
-                 for name, blob in parts]
+        limit = self._max_output or None
+        if target is None:
+            blobs = [(name, api.inspect(blob, max_output=limit, threads=self._threads)) for name, blob in parts]
+        else:
+            blobs = [(name, cuda.inspect(api.blob_bytes(blob), max_output_of(limit), self._threads)) for name, blob in parts]
         total = sum(b.output_nbytes for _, b in blobs)
         if self._max_output and total > self._max_output:
             raise OutputLimitError(f"the message decodes to {total} bytes, over max_output={self._max_output}")
@@ -432,21 +462,28 @@ class GradientDecoder:
             st = self._streams.get(m.stream_id)
             self._check_order(m, st)
             base = _StreamState() if m.keyframe else st
-            out: Dict[str, np.ndarray] = {}
+            out: Dict[str, Any] = {}
             for name, blob in blobs:
-                rec = api.empty_host(tuple(blob.shape), dtype_from_name(blob.dtype))
+                if target is None:
+                    rec = api.empty_host(tuple(blob.shape), dtype_from_name(blob.dtype))
+                else:
+                    rec = arrays.empty_device(tuple(blob.shape), blob.dtype, target)
                 last, older = base.history(name, rec)
                 terms = blob.predictor_terms
                 if terms > (last is not None) + (older is not None):
                     raise StreamError(f"stream {stream_id_text(m.stream_id)}: tensor {name!r} is predicted from "
                                       "earlier reconstructions this decoder does not hold")
-                _core.decompress_into(blob, arrays.core_buffer(rec), self._threads,
-                                      arrays.core_buffer(last) if terms else None,
-                                      arrays.core_buffer(older) if terms == 2 else None, dtype=blob.dtype)
+                if target is None:
+                    _core.decompress_into(blob, arrays.core_buffer(rec), self._threads,
+                                          arrays.core_buffer(last) if terms else None,
+                                          arrays.core_buffer(older) if terms == 2 else None, dtype=blob.dtype)
+                else:
+                    cuda.decompress_into(blob, rec, self._threads, None, last if terms else None,
+                                         older if terms == 2 else None)
                 out[name] = rec
             # only now: a message that fails anywhere above changes nothing
             self._streams[m.stream_id] = base.advance(m.sequence, out, m.keyframe)
-        return {k: v.copy() for k, v in out.items()}
+        return {k: placement.copy(v) for k, v in out.items()}
 
     def save(self) -> bytes:
         """Every stream's state as bytes."""
@@ -458,11 +495,12 @@ class GradientDecoder:
             return w.seal()
 
     @classmethod
-    def load(cls, data: Any, *, threads: Optional[int] = None, max_output: Optional[int] = None) -> "GradientDecoder":
+    def load(cls, data: Any, *, threads: Optional[int] = None, max_output: Optional[int] = None,
+             device: Any = None) -> "GradientDecoder":
         r = Reader.open(data, STATE_MAGIC, (1, STATE_VERSION), "decoder state")
         if r.u8("kind") != _DECODER:
             raise FormatError("these bytes are not a saved decoder state")
-        dec = cls(threads=threads, max_output=max_output)
+        dec = cls(threads=threads, max_output=max_output, device=device)
         for _ in range(r.count("stream count", 7)):
             sid = r.short_bytes("stream id", MAX_STREAM_ID)
             dec._streams[sid] = _StreamState.read(r, sid)
