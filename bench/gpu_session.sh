@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
-# One batched GPU session (the lent GPU machine has no internet and a short lease): build ebgc with
-# its CUDA backend, run the CUDA tests, then `ebgc bench --gpu`, then the rest of the suite.
+# One batched GPU session (the lent GPU machine has no internet and a short lease; keep the default
+# steps under 8 minutes): build ebgc with its CUDA backend, run the CUDA tests (device blobs equal
+# to the host runner's, device streams decoded on both sides), the torch tests with their CUDA DDP
+# cases, then `ebgc bench --gpu` (fast mode, ratio mode, a stream on the device, whole messages).
 # Usage: bench/gpu_session.sh TRACE.npz... ; results and logs go to $OUT (default ./bench/out/gpu).
-# Steps can be chosen with EBGC_GPU_STEPS (default "build cuda bench suite"; "torch" runs the torch
-# tests, with their CUDA DDP cases; "profile" adds an
+# Steps can be chosen with EBGC_GPU_STEPS (default "build cuda torch bench"; "suite" runs the rest
+# of the suite (xdist); "profile" adds an
 # Nsight Compute per-kernel table of one compress + decompress of the first trace, "detail" the
 # stall reasons of the fused encode kernel, "sass" its per-instruction counts; build with
 # CMAKE_ARGS=-DCMAKE_CUDA_FLAGS=-lineinfo).
 set -uo pipefail
 OUT=${OUT:-bench/out/gpu}
 mkdir -p "$OUT"
-STEPS=${EBGC_GPU_STEPS:-build cuda bench suite}
+STEPS=${EBGC_GPU_STEPS:-build cuda torch bench}
 # "sanitize": compute-sanitizer over the CUDA tests selected by SANITIZE_TESTS (a pytest -k expression)
 SANITIZE_TESTS=${SANITIZE_TESTS:-not bound_property}
 export PYTHONUNBUFFERED=1 CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-16}

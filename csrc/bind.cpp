@@ -111,11 +111,13 @@ void grid_decompress_buffer(const py_blob::Blob& blob, py::buffer out, py::objec
 
 // Where the plan runs a device tensor's work (tests of the planning seam; the CUDA backend asks
 // the same functions itself).
-std::string compress_where_device(int coder) {
+std::string compress_where_device(int coder, std::vector<uint64_t> shape, bool low_rank) {
   TensorView x;
   x.device = Device::Cuda;
+  x.shape = std::move(shape);
   Params p;
   p.coder = coder;
+  p.low_rank = low_rank;
   return compress_where(x, p) == Where::Device ? "device" : "host";
 }
 std::string decompress_where_device(const py_blob::Blob& blob) {
@@ -152,7 +154,8 @@ PYBIND11_MODULE(_core, m) {
           const auto v = py_blob::byte_view(data, keep);
           return crc32c(v.first, v.second, seed);
         }, py::arg("data"), py::arg("seed") = 0, "CRC-32C (Castagnoli) of a bytes-like object.");
-  m.def("_compress_where_device", &compress_where_device, py::arg("coder"),
+  m.def("_compress_where_device", &compress_where_device, py::arg("coder"), py::arg("shape") = std::vector<uint64_t>{1000},
+        py::arg("low_rank") = true,
         "Test hook: 'device' or 'host', where the plan runs the compression of a device array.");
   m.def("_decompress_where_device", &decompress_where_device, py::arg("blob"),
         "Test hook: 'device' or 'host', where the plan decodes an inspected blob for a device output.");

@@ -215,7 +215,7 @@ def test_gpu_decodes_cpu_blobs_of_every_coder(coder):
     y = ebgc.decompress(blob, device="cuda")
     synchronize()
     np.testing.assert_array_equal(bits(to_host(y)), bits(ebgc.decompress(blob)))
-    if coder == "huffman":  # host-coded
+    if coder in ("huffman", "context"):  # host-coded (Huffman; a matrix the low-rank fit may predict)
         assert ebgc.compress(to_device(x), 1e-3, coder=coder) == blob
     else:
         assert ebgc.compress(to_device(x), 1e-3, coder=coder) == host_reference(x, 1e-3, "rel", coder)
@@ -232,9 +232,11 @@ def test_gpu_decodes_low_rank_blobs_and_host_codes_them_alike(coder):
     y = ebgc.decompress(blob, device="cuda")  # no GPU kernel for it: decoded by the CPU codec
     synchronize()
     np.testing.assert_array_equal(bits(to_host(y)), bits(ebgc.decompress(blob)))
-    if coder == "huffman":  # host-coded: the predictor chosen as the CPU does
-        assert ebgc.compress(to_device(x), 1e-3, coder=coder) == blob
-    assert ebgc.info(ebgc.compress(to_device(x), 1e-3))["predictor"] == "zero"  # no low-rank fit on the GPU
+    # host-coded (the low-rank fit is a CPU stage): the CPU's blob
+    assert ebgc.compress(to_device(x), 1e-3, coder=coder if coder != "auto" else "context") == blob
+    assert ebgc.compress(to_device(x), 1e-3) == ebgc.compress(x, 1e-3)
+    # low_rank=False keeps the matrix on the device
+    assert ebgc.compress(to_device(x), 1e-3, low_rank=False) == host_reference(x, 1e-3, "rel")
 
 
 @pytest.mark.cuda
@@ -252,7 +254,7 @@ def test_gpu_non_contiguous_input_and_out_checks():
 
     x = torch.randn(64, 50, device="cuda")
     view = x[:, ::2]
-    blob = ebgc.compress(view, 1e-2)
+    blob = ebgc.compress(view, 1e-2, low_rank=False)
     assert blob == host_reference(view.cpu().numpy(), 1e-2, "rel")
     with pytest.raises(ebgc.InvalidArgumentError, match="C-contiguous"):
         ebgc.decompress(blob, out=torch.empty(50, 64, device="cuda").t())
@@ -344,6 +346,10 @@ def test_the_plan_decides_what_runs_on_the_device():
     for name in ("auto", "bitpack", "context", "raw"):
         assert _core._compress_where_device(CODERS[name]) == "device", name
     assert _core._compress_where_device(CODERS["huffman"]) == "host"
+    # matrices the low-rank fit may predict go to the CPU codec, unless low_rank is off
+    for name, where in (("auto", "host"), ("context", "host"), ("bitpack", "device"), ("raw", "device")):
+        assert _core._compress_where_device(CODERS[name], shape=[512, 512]) == where, name
+        assert _core._compress_where_device(CODERS[name], shape=[512, 512], low_rank=False) == "device", name
     x = np.random.default_rng(3).standard_normal((64, 96)).astype(np.float32)
     expect = {"bitpack": "device", "raw": "device", "huffman": "host", "context": "device"}
     for coder, where in expect.items():

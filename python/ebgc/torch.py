@@ -166,6 +166,8 @@ class HookState:
     def _decode(self, payload: Any, device: torch.device) -> torch.Tensor:
         if not self.stateful:
             return decompress(payload, device=device)  # decoded on the GPU for a CUDA device
+        if device.type == "cuda" and cuda.available():  # the streams' state stays on the GPU
+            return torch.as_tensor(self.decoder.decode(bytes(payload), device=device)["grad"], device=device)
         return to_torch(self.decoder.decode(bytes(payload))["grad"]).to(device)
 
 
@@ -175,9 +177,10 @@ def allreduce_hook(state: HookState, bucket: dist.GradBucket) -> torch.futures.F
     The bucket is compressed in the hook; the exchange and the decoding run asynchronously, so they
     overlap the rest of the backward pass (DDP waits for the returned future).
 
-    CUDA buckets are compressed where the codec's plan runs them (one-shot bit-packing on the GPU
-    with the CUDA backend; stream encoders keep their state in host memory). Payloads travel as CPU
-    tensors, or as CUDA tensors with the NCCL backend."""
+    CUDA buckets are compressed and decoded on their GPU with the CUDA backend, one-shot and
+    stateful (the streams' reconstructions stay on the device). Payloads travel as CPU tensors, or
+    as CUDA tensors with the NCCL backend; each rank's payload bytes cross to the host once to be
+    parsed (the blob's header and tables are read there)."""
     group = state.process_group
     world = dist.get_world_size(group)
     buf = bucket.buffer()

@@ -70,12 +70,16 @@ constexpr unsigned kGridChunkLog2 = 14;
 
 // A device tensor is coded on the device by the context coder's lanes, bit-packing or raw, with
 // zero or stream (blend) prediction: "auto" there picks among those three from the device's own
-// statistics (grid/grid_blob.hpp). Huffman is the host's: asking for it stages the tensor through
-// host memory. The low-rank fit is a CPU stage and not run for device tensors (docs/DESIGN.md:
-// what it costs and saves).
+// statistics (grid/grid_blob.hpp). Staged through host memory and coded by the CPU codec: Huffman,
+// and matrices that may be predicted by a low-rank approximation (low_rank on, a ratio coder): the
+// fit is a CPU stage, and it pays (the vgg trace's messages are 1.16-1.30x larger without it) at
+// a host cost of 0.1-0.2 s for a 4096 x 4096 matrix (docs/DESIGN.md). low_rank=False keeps them
+// on the device.
 inline Where compress_where(const TensorView& x, const Params& p) {
   if (x.device != Device::Cuda) return Where::Host;
-  return p.coder == int(Coder::Huffman) ? Where::Host : Where::Device;
+  if (p.coder == int(Coder::Huffman)) return Where::Host;
+  const bool ratio_coder = p.coder != int(Coder::Bitpack) && p.coder != int(Coder::Raw);
+  return p.low_rank && ratio_coder && low_rank_eligible(x.shape) ? Where::Host : Where::Device;
 }
 // Raw, bit-packed and lane-coded context blobs decode on the device (zero or stream prediction);
 // Huffman, the serial context layout and low-rank predictions on the host.

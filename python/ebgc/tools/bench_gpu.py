@@ -1,13 +1,18 @@
 """``ebgc bench --gpu``: the CUDA backend's throughput, by CUDA events, beside a device-to-device
 copy of the same bytes (what the GPU's memory can do at best).
 
-Two workloads (../shared/bench/PROTOCOL.md):
-- 1 GiB of float32 gradient values (a trace's tensors, tiled): device time of compress (range,
-  fused quantize + pack, outlier gather; the blob's streams stay in device memory) and decompress
-  (from a blob already in device memory), median of ``repeats`` runs each.
+Workloads (../shared/bench/PROTOCOL.md):
+- 1 GiB of float32 gradient values (a trace's tensors, tiled), fast mode: device time of compress
+  (range, fused quantize + pack, outlier gather; the blob's streams stay in device memory) and
+  decompress (from a blob already in device memory), median of ``repeats`` runs each.
+- the same 1 GiB in ratio mode (the context coder's lanes): wall time of the public API, blob on
+  the host (``ebgc.compress`` of the CUDA tensor) and back (``ebgc.decompress`` into a CUDA
+  tensor), and its ratio beside the CPU codec's ``auto`` blob of the same values.
 - the trace's real tensors, one message: the same device times per tensor, and the wall time of
   the whole message through the public API (``ebgc.compress`` of each CUDA tensor, blob bytes on
   the host) beside one pinned device-to-host copy of the raw message.
+- the trace's rounds as a stream: ``GradientEncoder.encode`` of CUDA tensors (state on the
+  device) beside the CPU stream codec: bytes and wall time per message.
 Needs torch with CUDA (the GPU machine's stack).
 """
 from __future__ import annotations
@@ -71,6 +76,72 @@ def _message_row(name: str, tensors: list, bound: float, mode: str, repeats: int
             "pinned_d2h_copy_ms": _median(copy_ms), "runs": repeats}
 
 
+def _wall_ms(f, repeats: int) -> float:
+    import torch
+
+    times = []
+    for _ in range(repeats):
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        f()
+        torch.cuda.synchronize()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return _median(times)
+
+
+def _ratio_row(name: str, x: Any, bound: float, mode: str, repeats: int) -> dict:
+    """Ratio mode through the public API, beside the CPU's auto blob of the same values."""
+    import torch
+
+    blob = api.compress(x, bound, mode=mode, coder="auto")
+    out = torch.empty_like(x)
+    c = _wall_ms(lambda: api.compress(x, bound, mode=mode, coder="auto"), repeats)
+    d = _wall_ms(lambda: api.decompress(blob, out=out), repeats)
+    host = x.cpu().numpy()
+    cpu_blob = api.compress(host, bound, mode=mode)
+    back = out.cpu().numpy()
+    err = float(np.max(np.abs(back.astype(np.float64) - host))) if host.size else 0.0
+    abs_bound = api.info(blob)["abs_bound"]
+    nbytes = x.numel() * 4
+    return {"workload": name, "values": int(x.numel()), "bound": bound, "bound_mode": mode,
+            "coder": api.info(blob)["coder"], "ratio": nbytes / len(blob), "cpu_auto_ratio": nbytes / len(cpu_blob),
+            "ratio_vs_cpu": len(cpu_blob) / len(blob), "max_error_over_bound": err / abs_bound if abs_bound else 0.0,
+            "api_compress_ms": c, "api_decompress_ms": d, "compress_GBps": _gbps(nbytes, c),
+            "decompress_GBps": _gbps(nbytes, d), "runs": repeats}
+
+
+def _stream_row(trace: Any, bound: float, mode: str) -> dict:
+    """The trace's messages as a stream coded on the device, beside the CPU stream codec."""
+    import torch
+
+    from ..stream import GradientDecoder, GradientEncoder
+
+    gpu, cpu, dec = GradientEncoder(bound, mode=mode), GradientEncoder(bound, mode=mode), GradientDecoder()
+    gpu_bytes = cpu_bytes = raw = 0
+    ms = []
+    worst = 0.0
+    for _, tensors in trace.messages:
+        host = {n: np.ascontiguousarray(a, dtype=np.float32) for n, a in tensors}
+        dev = {n: torch.from_numpy(a).cuda() for n, a in host.items()}
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        msg = gpu.encode(dev)
+        torch.cuda.synchronize()
+        ms.append((time.perf_counter() - t0) * 1e3)
+        gpu_bytes += len(msg)
+        cpu_bytes += len(cpu.encode(host))
+        raw += sum(a.nbytes for a in host.values())
+        got, info = dec.decode(msg), api.info(msg)["tensors"]
+        for n, a in host.items():
+            b = info[n]["abs_bound"]
+            if b:
+                worst = max(worst, float(np.max(np.abs(got[n].astype(np.float64) - a))) / b)
+    return {"workload": f"{trace.name} stream ({len(trace.messages)} messages)", "bound": bound, "bound_mode": mode,
+            "ratio": raw / gpu_bytes, "cpu_stream_ratio": raw / cpu_bytes, "ratio_vs_cpu": cpu_bytes / gpu_bytes,
+            "max_error_over_bound": worst, "encode_ms_per_message": _median(ms),
+            "encode_GBps": _gbps(raw // len(trace.messages), _median(ms))}
+
+
 def run_gpu_bench(traces: list, bounds: list[float], mode: str, repeats: int = 20, gib: float = 1.0) -> dict:
     if not cuda.available():
         raise CudaError("ebgc bench --gpu needs the CUDA backend and a GPU (ebgc.HAS_CUDA is False)")
@@ -85,6 +156,8 @@ def run_gpu_bench(traces: list, bounds: list[float], mode: str, repeats: int = 2
         big = pool.repeat(-(-n_big // pool.numel()))[:n_big].contiguous()
         for bound in bounds:
             rows.append(_device_row(f"{trace.name} tiled to {gib:g} GiB", big, bound, mode, repeats))
+            rows.append(_ratio_row(f"{trace.name} tiled to {gib:g} GiB, ratio mode", big, bound, mode, repeats))
+            rows.append(_stream_row(trace, bound, mode))
             for (tname, _), t in zip(first, tensors):
                 row = _device_row(f"{trace.name}/{tname}", t.reshape(-1), bound, mode, repeats)
                 rows.append(row)

@@ -59,7 +59,13 @@ def _bench_gpu(args: argparse.Namespace, traces, out_console) -> int:
     for col in ("workload", "bound", "ratio", "compress GB/s", "decompress GB/s", "d2d copy GB/s"):
         table.add_column(col)
     for r in result["rows"]:
-        if "compress_GBps" in r:
+        if "cpu_stream_ratio" in r:  # a stream coded on the device
+            table.add_row(r["workload"], f"{r['bound']:g}", f"{r['ratio']:.2f} ({r['ratio_vs_cpu']:.3f}x CPU stream)",
+                          f"{r['encode_GBps']:.1f} (encode, wall)", "", "")
+        elif "cpu_auto_ratio" in r:  # ratio mode through the public API
+            table.add_row(r["workload"], f"{r['bound']:g}", f"{r['ratio']:.2f} ({r['ratio_vs_cpu']:.3f}x CPU auto)",
+                          f"{r['compress_GBps']:.0f} (wall)", f"{r['decompress_GBps']:.0f} (wall)", "")
+        elif "compress_GBps" in r:
             table.add_row(r["workload"], f"{r['bound']:g}", f"{r['ratio']:.2f}", f"{r['compress_GBps']:.0f}",
                           f"{r['decompress_GBps']:.0f}", f"{r['copy_GBps']:.0f}")
         else:
