@@ -58,7 +58,7 @@ void compress_raw_from_device(const TensorView& x, const Params& p, const Stream
     EBGC_CUDA(cudaMemcpyAsync(stream.reconstruction, x.data, bytes, cudaMemcpyDeviceToDevice, s));
   download.end();
   ws.wait_host();
-  Header hd = device_header<T>(x.shape, p, ZeroPredictor(), p.chunk_log2, 0.0, Coder::Raw);
+  Header hd = device_header<T>(x.shape, p, ZeroPredictor(), kGridChunkLog2, 0.0, Coder::Raw);  // as the grid writes it
   if (p.mode == BoundMode::Rel) hd.abs_bound = absolute_bound(p.mode, p.error_bound, finite_range(reinterpret_cast<const T*>(h), n));
   else hd.abs_bound = absolute_bound(p.mode, p.error_bound, FiniteRange());
   ContainerWriter(hd).write_raw(h, bytes, allocate);
@@ -77,10 +77,19 @@ void compress_typed(const TensorView& x, const Params& p, const Execution& e, co
   T* rec = static_cast<T*>(stream.reconstruction);
   PredictorChoice<T> choice;
   if (p1 && p.coder != int(Coder::Raw)) choice = choose_blend_on_device(xd, n, p1, p2, p, ws, s);
+  // The CPU codec in place of a device path that cannot hold the outliers: the coder the device
+  // chose, with the device's chunk size, so the blob is the one the device would have written.
+  auto on_host_as = [&](Coder coder, unsigned chunk_log2) {
+    Params q = p;
+    q.coder = int(coder);
+    q.chunk_log2 = chunk_log2;
+    q.low_rank = false;
+    compress_on_host<T>(x, q, e, stream, n, ws, s, allocate);
+  };
   auto run = [&](const auto& predict) {
     auto bitpack = [&]() {
       if (!compress_bitpack_on_device(xd, x.shape, p, predict, rec, ws, s, allocate))
-        compress_on_host<T>(x, p, e, stream, n, ws, s, allocate);
+        on_host_as(Coder::Bitpack, kGpuChunkLog2);
     };
     if (p.coder == int(Coder::Raw)) return compress_raw_from_device<T>(x, p, stream, n, ws, s, allocate);
     if (p.coder == int(Coder::Bitpack)) return bitpack();
@@ -88,7 +97,7 @@ void compress_typed(const TensorView& x, const Params& p, const Execution& e, co
       case GridOutcome::Written: return;
       case GridOutcome::Raw: return compress_raw_from_device<T>(x, p, stream, n, ws, s, allocate);
       case GridOutcome::Bitpack: return bitpack();
-      case GridOutcome::TooManyOutliers: return compress_on_host<T>(x, p, e, stream, n, ws, s, allocate);
+      case GridOutcome::TooManyOutliers: return on_host_as(Coder::Context, kGridChunkLog2);
     }
   };
   if (choice.kind == PredictorKind::Blend) return run(choice.blend);

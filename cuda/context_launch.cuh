@@ -5,6 +5,7 @@
 #pragma once
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
@@ -123,8 +124,10 @@ GridOutcome compress_context_on_device(const T* x, const std::vector<uint64_t>& 
   ByteWriter tables;
   model.save(tables);
   const RansLaneEncoder encoder(model.model);
-  const size_t entry_bytes = sizeof(RansEncodeEntry) * encoder.entry.size();
-  uint8_t* h = ws.host_bytes(entry_bytes + 2 * 128 * 4);
+  const size_t entry_bytes = sizeof(RansEncodeEntry) * encoder.entry.size(), dir_bytes = 8 * (3 * g.chunks + 1);
+  // One pinned buffer for the tables going and the directory coming back: growing it later would
+  // free memory the tables' copy may still read.
+  uint8_t* h = ws.host_bytes(std::max(entry_bytes + 2 * 128 * 4, dir_bytes));
   std::memcpy(h, encoder.entry.data(), entry_bytes);
   std::memcpy(h + entry_bytes, encoder.magnitude_base.data(), 128 * 4);
   std::memcpy(h + entry_bytes + 128 * 4, encoder.sign_base.data(), 128 * 4);
@@ -154,9 +157,6 @@ GridOutcome compress_context_on_device(const T* x, const std::vector<uint64_t>& 
         g, x, u32(L.outlier_bits), u64(L.chunk_outliers), u64(L.first_outlier), reinterpret_cast<uint64_t*>(at(L.index)),
         reinterpret_cast<T*>(at(L.value)));
   EBGC_CUDA(cudaGetLastError());
-  ws.wait_host();
-  const size_t dir_bytes = 8 * (3 * g.chunks + 1);
-  h = ws.host_bytes(dir_bytes);
   EBGC_CUDA(cudaMemcpyAsync(h, at(L.len_a), 8 * g.chunks, cudaMemcpyDeviceToHost, s));
   EBGC_CUDA(cudaMemcpyAsync(h + 8 * g.chunks, at(L.len_b), 8 * g.chunks, cudaMemcpyDeviceToHost, s));
   EBGC_CUDA(cudaMemcpyAsync(h + 16 * g.chunks, at(L.offset), 8 * (g.chunks + 1), cudaMemcpyDeviceToHost, s));
