@@ -9,7 +9,6 @@
 #include "python/arrays.hpp"
 #include "python/blob.hpp"
 #include "python/errors.hpp"
-#include "python/grid_bitpack.hpp"
 #include "python/stages.hpp"
 
 namespace py = pybind11;
@@ -105,7 +104,7 @@ void grid_decompress_buffer(const py_blob::Blob& blob, py::buffer out, py::objec
   with_storage_type(view.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
     const T* previous_t[2] = {static_cast<const T*>(prev[0]), static_cast<const T*>(prev[1])};
-    grid_decode(blob.parsed, static_cast<T*>(view.data), previous_t);
+    grid_decode_any(blob.parsed, static_cast<T*>(view.data), previous_t);
   });
 }
 
@@ -162,11 +161,12 @@ PYBIND11_MODULE(_core, m) {
   m.def("_grid_compress", &grid_compress_buffer, py::arg("data"), py::arg("dtype"), py::arg("error_bound"),
         py::arg("mode"), py::arg("coder"), py::arg("previous") = py::none(), py::arg("previous2") = py::none(),
         py::arg("reconstruction") = py::none(),
-        "Test hook: the device codec's encoder run on the host, lane by lane (its blob equals the CPU\n"
-        "codec's with chunk_log2=GRID_CHUNK_LOG2 and low_rank=False).");
+        "Test hook: the device codec's encoder run on the host, lane by lane and block by block (its blob\n"
+        "equals the CPU codec's with low_rank=False and the device's chunk size: GRID_CHUNK_LOG2 for the\n"
+        "context coder, DEFAULT_CHUNK_LOG2 for bit-packing).");
   m.def("_grid_decompress_into", &grid_decompress_buffer, py::arg("blob"), py::arg("out"),
         py::arg("previous") = py::none(), py::arg("previous2") = py::none(), py::arg("dtype") = "",
-        "Test hook: the device codec's decoder run on the host, lane by lane (context-coded blobs).");
+        "Test hook: the device codec's decoder run on the host (context, bit-packed and raw blobs).");
   m.attr("GRID_CHUNK_LOG2") = kGridChunkLog2;
   m.def("_crc32c_by_parts", [](py::buffer data, uint32_t seed, uint64_t part_bytes) {
           if (part_bytes < 1) throw InvalidArgument("part_bytes must be >= 1");
@@ -175,6 +175,5 @@ PYBIND11_MODULE(_core, m) {
           return crc32c_by_parts(v.first, v.second, seed, part_bytes);
         }, py::arg("data"), py::arg("seed") = 0, py::arg("part_bytes") = 1 << 14,
         "Test hook: crc32c computed as the GPU does (raw CRCs of parts, chained on the host).");
-  py_grid_bitpack::define(m);
   py_stages::define(m);
 }

@@ -58,7 +58,7 @@ void compress_raw_from_device(const TensorView& x, const Params& p, const Stream
     EBGC_CUDA(cudaMemcpyAsync(stream.reconstruction, x.data, bytes, cudaMemcpyDeviceToDevice, s));
   download.end();
   ws.wait_host();
-  Header hd = device_header<T>(x.shape, p, ZeroPredictor(), kGridChunkLog2, 0.0, Coder::Raw);  // as the grid writes it
+  Header hd = grid_header<T>(x.shape, p, ZeroPredictor(), kGridChunkLog2, Coder::Raw);  // as the grid writes it
   if (p.mode == BoundMode::Rel) hd.abs_bound = absolute_bound(p.mode, p.error_bound, finite_range(reinterpret_cast<const T*>(h), n));
   else hd.abs_bound = absolute_bound(p.mode, p.error_bound, FiniteRange());
   ContainerWriter(hd).write_raw(h, bytes, allocate);

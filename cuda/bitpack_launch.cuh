@@ -32,22 +32,6 @@ void enqueue_bound(const T* x, uint64_t n, DeviceBound* bound, BoundMode mode, d
   EBGC_CUDA(cudaGetLastError());
 }
 
-// The header of a blob coded on the device: the CPU codec's fields for the same request.
-template <class T, class Predictor>
-Header device_header(const std::vector<uint64_t>& shape, const Params& p, const Predictor& predict, unsigned chunk_log2,
-                     double abs_bound, Coder coder) {
-  Header h;
-  h.dtype = dtype_of<T>();
-  h.mode = p.mode;
-  h.shape = shape;
-  h.chunk_log2 = uint8_t(chunk_log2);
-  h.error_bound = p.error_bound;
-  h.abs_bound = abs_bound;
-  h.coder = coder;
-  predict.save(h);
-  return h;
-}
-
 // ---- encoder ---------------------------------------------------------------------------------
 constexpr unsigned kGpuChunkLog2 = kDefaultChunkLog2;
 static_assert(kGpuChunkLog2 >= kMinGpuChunkLog2, "GPU segments must not straddle chunks");
@@ -169,7 +153,8 @@ bool compress_bitpack_on_device(const T* x, const std::vector<uint64_t>& shape, 
   if (reconstruction) EBGC_CUDA(cudaMemcpyAsync(reconstruction, staged, n * sizeof(T), cudaMemcpyDeviceToDevice, s));
   download.end();
   ws.wait_host();
-  const Header hd = device_header<T>(shape, p, predict, kGpuChunkLog2, abs_bound, Coder::Bitpack);
+  Header hd = grid_header<T>(shape, p, predict, kGpuChunkLog2, Coder::Bitpack);
+  hd.abs_bound = abs_bound;
   write_coded_blob(hd, outliers, reinterpret_cast<const unsigned long long*>(h + index_at), h + value_at, sizeof(T),
                    ByteWriter(), len_a, len_b, h + streams_at, allocate);
   return true;

@@ -179,7 +179,8 @@ GridOutcome compress_context_on_device(const T* x, const std::vector<uint64_t>& 
   if (reconstruction) EBGC_CUDA(cudaMemcpyAsync(reconstruction, staged, n * sizeof(T), cudaMemcpyDeviceToDevice, s));
   download.end();
   ws.wait_host();
-  const Header hd = device_header<T>(shape, p, predict, kGridChunkLog2, abs_bound, Coder::Context);
+  Header hd = grid_header<T>(shape, p, predict, kGridChunkLog2, Coder::Context);
+  hd.abs_bound = abs_bound;
   write_coded_blob(hd, outliers, reinterpret_cast<const uint64_t*>(h), h + value_at, sizeof(T), tables, len_a, len_b,
                    h + streams_at, allocate);
   return GridOutcome::Written;

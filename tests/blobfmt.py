@@ -100,6 +100,13 @@ def reseal(blob: bytes) -> bytes:
     return seal(bytes(blob[:-4]))
 
 
+def mutated(blob: bytes, at: int, value: int) -> bytes:
+    """blob with byte `at` set to `value` and its checksum recomputed, so the change reaches the parser."""
+    b = bytearray(blob)
+    b[at] = value
+    return reseal(bytes(b))
+
+
 def parse(blob: bytes) -> Blob:
     assert blob[:4] == MAGIC
     version, flags, dtype, mode, predictor, coder, chunk_log2, ndim = blob[4:12]

@@ -18,6 +18,7 @@ import ebgc
 from ebgc import _core
 from ebgc.errors import EbgcError, FormatError, InvalidArgumentError
 
+from blobfmt import mutated
 from strategies import error_bounds, float_arrays, special_values
 
 MODES = _core.VOCABULARY["modes"]
@@ -158,14 +159,6 @@ def test_grid_special_values():
             assert_same_codec(x, eb, mode)
 
 
-def _resealed(blob: bytes, at: int, value: int) -> bytes:
-    b = bytearray(blob)
-    b[at] = value
-    crc = _core.crc32c(bytes(b[:-4]))
-    b[-4:] = crc.to_bytes(4, "little")
-    return bytes(b)
-
-
 def test_grid_decoder_refuses_corrupt_streams_like_the_cpu():
     """Mutations past the checksum (CRC recomputed): the grid decoder refuses exactly the blobs the
     CPU decoder refuses, with a typed error, and decodes the others to the CPU's bits."""
@@ -175,7 +168,7 @@ def test_grid_decoder_refuses_corrupt_streams_like_the_cpu():
     tail = len(blob) - 4
     agree = refused = 0
     for at in rng.integers(tail - 9000, tail, 300):
-        bad = _resealed(blob, int(at), int(rng.integers(0, 256)))
+        bad = mutated(blob, int(at), int(rng.integers(0, 256)))
         try:
             parsed = _core.inspect(bad)
             want = np.empty_like(x)

@@ -17,6 +17,7 @@ import ebgc
 from ebgc import _core
 from ebgc.errors import EbgcError, InvalidArgumentError
 
+from blobfmt import mutated
 from strategies import error_bounds, float_arrays, special_values
 
 MODES = _core.VOCABULARY["modes"]
@@ -41,13 +42,13 @@ def cpu_blob(x, eb, mode, chunk_log2=CHUNK, previous=None, reconstruction=None):
 
 
 def runner_blob(x, eb, mode, previous=None, reconstruction=None):
-    return _core._grid_bitpack_compress(buf(x), dtype_name(x), eb, MODES[mode], previous=buf(previous),
-                                        reconstruction=buf(reconstruction))
+    return _core._grid_compress(buf(x), dtype_name(x), eb, MODES[mode], CODERS["bitpack"], previous=buf(previous),
+                                reconstruction=buf(reconstruction))
 
 
 def runner_decode(blob, like, previous=None):
     out = np.empty_like(like)
-    _core._grid_bitpack_decompress_into(_core.inspect(blob), buf(out), dtype=dtype_name(like), previous=buf(previous))
+    _core._grid_decompress_into(_core.inspect(blob), buf(out), dtype=dtype_name(like), previous=buf(previous))
     return out
 
 
@@ -154,14 +155,6 @@ def test_runner_special_values():
             assert_same_codec(x, eb, mode)
 
 
-def _resealed(blob: bytes, at: int, value: int) -> bytes:
-    b = bytearray(blob)
-    b[at] = value
-    crc = _core.crc32c(bytes(b[:-4]))
-    b[-4:] = crc.to_bytes(4, "little")
-    return bytes(b)
-
-
 @pytest.mark.parametrize("n", [40_000, 2**CHUNK + 3000])
 def test_runner_decoder_refuses_corrupt_streams_like_the_cpu(n):
     """Mutations anywhere past the header's first bytes (CRC recomputed): the runner's decoder
@@ -174,7 +167,7 @@ def test_runner_decoder_refuses_corrupt_streams_like_the_cpu(n):
     tail = len(blob) - 4
     agree = refused = 0
     for at in np.concatenate([rng.integers(8, tail, 200), rng.integers(tail - 3000, tail, 200)]):
-        bad = _resealed(blob, int(at), int(rng.integers(0, 256)))
+        bad = mutated(blob, int(at), int(rng.integers(0, 256)))
         try:
             parsed = _core.inspect(bad)
         except EbgcError:
@@ -187,11 +180,11 @@ def test_runner_decoder_refuses_corrupt_streams_like_the_cpu(n):
             _core.decompress_into(parsed, want, 1)
         except EbgcError as e:
             with pytest.raises(type(e)):
-                _core._grid_bitpack_decompress_into(parsed, np.empty(n, np.float32))
+                _core._grid_decompress_into(parsed, np.empty(n, np.float32))
             refused += 1
             continue
         got = np.empty(n, np.float32)
-        _core._grid_bitpack_decompress_into(parsed, got)
+        _core._grid_decompress_into(parsed, got)
         assert got.tobytes() == want.tobytes()
         agree += 1
     assert refused > 0 and agree > 0
@@ -207,6 +200,6 @@ def test_runner_decoder_refuses_other_coders():
 def test_runner_refuses_bad_requests():
     x = gradient_like(np.random.default_rng(10), 100)
     with pytest.raises(InvalidArgumentError):
-        _core._grid_bitpack_compress(x, "float32", 1e-2, 7)
+        _core._grid_compress(x, "float32", 1e-2, 7, CODERS["bitpack"])
     with pytest.raises(InvalidArgumentError):
-        _core._grid_bitpack_compress(x[::2], "float32", 1e-2, MODES["abs"])
+        _core._grid_compress(x[::2], "float32", 1e-2, MODES["abs"], CODERS["bitpack"])

@@ -25,17 +25,9 @@ template <class T, class Predictor>
 void grid_bitpack_encode(const T* x, const std::vector<uint64_t>& shape, const Params& p, const Predictor& predict,
                          const FiniteRange* known_range, T* reconstruction, const BlobAllocator& allocate) {
   const uint64_t n = checked_elements(shape);
-  Header h;
-  h.dtype = dtype_of<T>();
-  h.mode = p.mode;
-  h.shape = shape;
-  h.chunk_log2 = uint8_t(kDefaultChunkLog2);
-  h.error_bound = p.error_bound;
-  h.coder = Coder::Bitpack;
-  predict.save(h);
-  const FiniteRange range = known_range ? *known_range : p.mode == BoundMode::Rel ? finite_range(x, size_t(n)) : FiniteRange();
-  h.abs_bound = absolute_bound(p.mode, p.error_bound, range);
-  const LinearQuantizer qz(h.abs_bound);
+  const HostGridStart start = host_grid_start(x, shape, p, predict, kDefaultChunkLog2, Coder::Bitpack, known_range);
+  const Header& h = start.header;
+  const LinearQuantizer& qz = start.qz;
   const BitpackGrid g = BitpackGrid::of(n, kDefaultChunkLog2);
 
   // The fused kernel, segment by segment (a warp each), block by block (a thread each). `packed`
@@ -78,21 +70,6 @@ void grid_bitpack_encode(const T* x, const std::vector<uint64_t>& shape, const P
         gather_tile_lane(t, lane, tile_offset[t], g.blocks, outlier_bits.data(), x, outliers, index.data(), value.data());
   write_coded_blob(h, outliers, index.data(), value.data(), sizeof(T), ByteWriter(), len_a, len_b, streams.data(),
                    allocate);
-}
-
-// A host tensor through the grid bit-packing encoder, its predictor chosen by the plan as the CPU
-// codec chooses it for coder 1 (zero, or the stream's blend: bit-packing has no low rank).
-template <class T>
-void grid_bitpack_compress(const T* x, const std::vector<uint64_t>& shape, const Params& p, const T* const* previous,
-                           T* reconstruction, const BlobAllocator& allocate) {
-  Params q = p;
-  q.coder = int(Coder::Bitpack);
-  q.low_rank = false;
-  const PredictorChoice<T> choice = choose_predictor(x, shape, q, Execution(), previous);
-  const FiniteRange* range = choice.range_known ? &choice.range : nullptr;
-  if (choice.kind == PredictorKind::Blend)
-    return grid_bitpack_encode(x, shape, q, choice.blend, range, reconstruction, allocate);
-  grid_bitpack_encode(x, shape, q, ZeroPredictor(), range, reconstruction, allocate);
 }
 
 // The device decoder's steps for a coder-1 blob of any chunk size: the host's check of every

@@ -16,6 +16,41 @@
 
 namespace ebgc {
 
+// The header of a blob the device codes (or its host runner): the CPU codec's fields for the
+// same request, with the device's chunk size; abs_bound is set by the caller once known.
+template <class T, class Predictor>
+Header grid_header(const std::vector<uint64_t>& shape, const Params& p, const Predictor& predict, unsigned chunk_log2,
+                   Coder coder) {
+  Header h;
+  h.dtype = dtype_of<T>();
+  h.mode = p.mode;
+  h.shape = shape;
+  h.chunk_log2 = uint8_t(chunk_log2);
+  h.error_bound = p.error_bound;
+  h.coder = coder;
+  predict.save(h);
+  return h;
+}
+
+// Where a host runner starts: the header with its bound, from the range the CPU codec finds (or the
+// caller found), and the quantizer (the device computes the same on the device: range_kernel.cuh).
+struct HostGridStart {
+  Header header;
+  FiniteRange range;
+  LinearQuantizer qz;
+};
+template <class T, class Predictor>
+HostGridStart host_grid_start(const T* x, const std::vector<uint64_t>& shape, const Params& p, const Predictor& predict,
+                              unsigned chunk_log2, Coder coder, const FiniteRange* known_range) {
+  HostGridStart s;
+  s.header = grid_header<T>(shape, p, predict, chunk_log2, coder);
+  const uint64_t n = s.header.elements();
+  s.range = known_range ? *known_range : p.mode == BoundMode::Rel ? finite_range(x, size_t(n)) : FiniteRange();
+  s.header.abs_bound = absolute_bound(p.mode, p.error_bound, s.range);
+  s.qz = LinearQuantizer(s.header.abs_bound);
+  return s;
+}
+
 // What the analysis step counted over the whole tensor.
 struct GridTotals {
   ContextCounts counts{};

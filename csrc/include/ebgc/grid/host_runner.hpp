@@ -12,6 +12,7 @@
 
 #include "../encode/compress.hpp"
 #include "../predictors/dispatch.hpp"
+#include "bitpack_host_runner.hpp"
 #include "grid_blob.hpp"
 
 namespace ebgc {
@@ -28,16 +29,10 @@ template <class T, class Predictor>
 void grid_encode(const T* x, const std::vector<uint64_t>& shape, const Params& p, const Predictor& predict,
                  const FiniteRange* known_range, T* reconstruction, const BlobAllocator& allocate) {
   const uint64_t n = checked_elements(shape);
-  Header h;
-  h.dtype = dtype_of<T>();
-  h.mode = p.mode;
-  h.shape = shape;
-  h.chunk_log2 = uint8_t(kGridChunkLog2);
-  h.error_bound = p.error_bound;
-  predict.save(h);
-  const FiniteRange range = known_range ? *known_range : p.mode == BoundMode::Rel ? finite_range(x, size_t(n)) : FiniteRange();
-  h.abs_bound = absolute_bound(p.mode, p.error_bound, range);
-  const LinearQuantizer qz(h.abs_bound);
+  HostGridStart start = host_grid_start(x, shape, p, predict, kGridChunkLog2, Coder::Context, known_range);
+  Header& h = start.header;
+  const FiniteRange& range = start.range;
+  const LinearQuantizer& qz = start.qz;
   auto write_raw = [&]() {
     ZeroPredictor().save(h);
     if (reconstruction && n) std::memcpy(reconstruction, x, n * sizeof(T));
@@ -70,15 +65,7 @@ void grid_encode(const T* x, const std::vector<uint64_t>& shape, const Params& p
   const ContextCoder::Model model(st);
   h.coder = pick_grid_coder(p.coder, st, model, sizeof(T));
   if (h.coder == Coder::Raw) return write_raw();
-  if (h.coder == Coder::Bitpack) {  // the device's bit-packing kernels, whose blob is the CPU codec's
-    EncodeSettings s;
-    s.mode = p.mode;
-    s.error_bound = p.error_bound;
-    s.coder = int(Coder::Bitpack);
-    s.chunk_log2 = kDefaultChunkLog2;
-    s.range = &range;
-    return encode(x, shape, s, predict, reconstruction, allocate);
-  }
+  if (h.coder == Coder::Bitpack) return grid_bitpack_encode(x, shape, p, predict, &range, reconstruction, allocate);
   ByteWriter tables;
   model.save(tables);
   const RansLaneEncoder encoder(model.model);
@@ -109,8 +96,9 @@ void grid_encode(const T* x, const std::vector<uint64_t>& shape, const Params& p
   write_coded_blob(h, totals.outliers, index.data(), value.data(), sizeof(T), tables, len_a, len_b, streams.data(), allocate);
 }
 
-// A host tensor through the grid encoder, its predictor chosen by the plan among those the device
-// has (zero, or the stream's blend: no low rank).
+// A host tensor through the device codec's steps: the predictor chosen by the plan among those the
+// device has (zero, or the stream's blend: no low rank), then bit-packing (coder 1) or the context
+// coder's grid (the others: auto, context, raw).
 template <class T>
 void grid_compress(const T* x, const std::vector<uint64_t>& shape, const Params& p, const T* const* previous,
                    T* reconstruction, const BlobAllocator& allocate) {
@@ -118,8 +106,12 @@ void grid_compress(const T* x, const std::vector<uint64_t>& shape, const Params&
   no_low_rank.low_rank = false;
   const PredictorChoice<T> choice = choose_predictor(x, shape, no_low_rank, Execution(), previous);
   const FiniteRange* range = choice.range_known ? &choice.range : nullptr;
-  if (choice.kind == PredictorKind::Blend) return grid_encode(x, shape, p, choice.blend, range, reconstruction, allocate);
-  grid_encode(x, shape, p, ZeroPredictor(), range, reconstruction, allocate);
+  auto run = [&](const auto& predict) {
+    if (p.coder == int(Coder::Bitpack)) return grid_bitpack_encode(x, shape, p, predict, range, reconstruction, allocate);
+    grid_encode(x, shape, p, predict, range, reconstruction, allocate);
+  };
+  if (choice.kind == PredictorKind::Blend) return run(choice.blend);
+  run(ZeroPredictor());
 }
 
 // The device decoder's steps for a coder-4 blob of any chunk size (raw and bit-packed blobs have
@@ -152,6 +144,19 @@ void grid_decode(const ParsedBlob& pb, T* out, const T* const* previous) {
   require_format(ok, "raw bits truncated");
   for (size_t k = 0; k < pb.outlier_index.size(); ++k)
     std::memcpy(out + pb.outlier_index[k], pb.outlier_values + k * sizeof(T), sizeof(T));
+}
+
+// Any blob the device decodes itself: context (coder 4) and bit-packed (coder 1) by their grid
+// steps, raw by a copy.
+template <class T>
+void grid_decode_any(const ParsedBlob& pb, T* out, const T* const* previous) {
+  const Header& h = pb.header;
+  if (h.coder == Coder::Raw) {
+    if (h.elements()) std::memcpy(out, pb.raw_values, h.elements() * sizeof(T));
+    return;
+  }
+  if (h.coder == Coder::Bitpack) return grid_bitpack_decode(pb, out, previous);
+  grid_decode(pb, out, previous);
 }
 
 }  // namespace ebgc
