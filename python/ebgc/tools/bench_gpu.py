@@ -53,7 +53,7 @@ def _device_row(name: str, x: Any, bound: float, mode: str, repeats: int) -> dic
             "runs": repeats}
 
 
-def _message_row(name: str, tensors: list, bound: float, mode: str, repeats: int) -> dict:
+def _message_row(name: str, tensors: list, bound: float, mode: str, repeats: int, coder: str = "auto") -> dict:
     """Whole message through the public API vs one pinned device-to-host copy of its raw bytes."""
     import torch
 
@@ -63,7 +63,7 @@ def _message_row(name: str, tensors: list, bound: float, mode: str, repeats: int
     for _ in range(repeats):
         torch.cuda.synchronize()
         t0 = time.perf_counter()
-        sizes = sum(len(api.compress(t, bound, mode=mode)) for t in tensors)
+        sizes = sum(len(api.compress(t, bound, mode=mode, coder=coder)) for t in tensors)
         api_ms.append((time.perf_counter() - t0) * 1e3)
         torch.cuda.synchronize()
         t0 = time.perf_counter()
@@ -71,7 +71,7 @@ def _message_row(name: str, tensors: list, bound: float, mode: str, repeats: int
         torch.cuda.synchronize()
         copy_ms.append((time.perf_counter() - t0) * 1e3)
     nbytes = flat.numel() * 4
-    return {"workload": name, "tensors": len(tensors), "values": int(flat.numel()), "bound": bound,
+    return {"workload": f"{name}, {coder}", "tensors": len(tensors), "values": int(flat.numel()), "bound": bound,
             "bound_mode": mode, "ratio": nbytes / sizes, "api_compress_to_host_ms": _median(api_ms),
             "pinned_d2h_copy_ms": _median(copy_ms), "runs": repeats}
 
@@ -161,8 +161,9 @@ def run_gpu_bench(traces: list, bounds: list[float], mode: str, repeats: int = 2
             for (tname, _), t in zip(first, tensors):
                 row = _device_row(f"{trace.name}/{tname}", t.reshape(-1), bound, mode, repeats)
                 rows.append(row)
-            rows.append(_message_row(f"{trace.name} message ({len(tensors)} tensors)", tensors, bound, mode,
-                                     repeats))
+            for coder in ("auto", "bitpack"):
+                rows.append(_message_row(f"{trace.name} message ({len(tensors)} tensors)", tensors, bound, mode,
+                                         repeats, coder))
         del big
     props = torch.cuda.get_device_properties(0)
     return {"gpu": cuda._cuda.device_name(0), "gpu_memory_GiB": props.total_memory / GIB,
