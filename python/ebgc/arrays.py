@@ -102,7 +102,7 @@ def core_buffer(arr: Optional[np.ndarray]) -> Any:
 
 def to_host(data: Any) -> np.ndarray:
     """A host copy of a device array (for work the plan runs on the host without the CUDA backend,
-    or for stream encoders, whose state lives in host memory)."""
+    or for stream encoders where there is no CUDA backend)."""
     if _module_of(data) == "torch":
         return host_array(data.detach().cpu())
     if hasattr(data, "get"):  # cupy
