@@ -885,6 +885,21 @@ def _check_blob_result(y, h) -> Optional[str]:
     return None
 
 
+def _device_decode(data: bytes):
+    """The GPU decoder's steps run on the host (the host runner of csrc/include/ebgc/grid/) for a
+    blob the GPU decodes itself (plan.hpp: raw, bit-packed, context lanes; no low rank); None for
+    the others."""
+    from ebgc import _core
+
+    parsed = _core.inspect(data)
+    if _core._decompress_where_device(parsed) != "device":  # the plan's decision
+        return None
+    h = parsed.info()
+    out = np.empty(tuple(h["shape"]), dtype_from_name(h["dtype"]))
+    _core._grid_decompress_into(parsed, out.view(np.uint16) if h["dtype"] == "bfloat16" else out, dtype=h["dtype"])
+    return out
+
+
 def target_blob(data: bytes, ctx: bytes) -> Optional[str]:
     _stage("info")
     try:
@@ -892,10 +907,29 @@ def target_blob(data: bytes, ctx: bytes) -> Optional[str]:
     except allowed_errors():
         h = None
     _stage("decompress")
-    y = ebgc.decompress(data)
+    try:
+        y = ebgc.decompress(data)
+    except allowed_errors():
+        _stage("the GPU decoder's steps on a blob the CPU refused")
+        try:
+            if _device_decode(data) is not None:
+                return "the GPU decoder's steps accepted a blob the CPU decoder refused"
+        except allowed_errors():
+            pass
+        raise
     if h is None:
         return "info() refused a blob that decompress() decoded"
-    return _check_blob_result(y, h)
+    problem = _check_blob_result(y, h)
+    if problem:
+        return problem
+    _stage("the GPU decoder's steps on a blob the CPU decoded")
+    try:
+        z = _device_decode(data)
+    except allowed_errors() as e:
+        return f"the GPU decoder's steps refused a blob the CPU decoded: {type(e).__name__}: {e}"
+    if z is not None and z.tobytes() != y.tobytes():
+        return "the GPU decoder's steps decoded other bits than the CPU decoder"
+    return None
 
 
 def _decoder(ctx: bytes):
