@@ -141,7 +141,8 @@ def synchronize():
         cupy.cuda.Device().synchronize()
 
 
-def host_reference(x: np.ndarray, eb: float, mode: str, coder: str = "auto", previous=None, previous2=None) -> bytes:
+def host_reference(x: np.ndarray, eb: float, mode: str, coder: str = "auto", previous=None, previous2=None,
+                   reconstruction=None) -> bytes:
     """What the device must write: the host runner's blob (coder auto/context/raw) or the CPU's
     bit-packed blob."""
     from ebgc import _core
@@ -155,7 +156,7 @@ def host_reference(x: np.ndarray, eb: float, mode: str, coder: str = "auto", pre
         return _core.compress(buf(np.ascontiguousarray(x)), name, eb, MODES[mode], CODERS[coder], 1, low_rank=False,
                               previous=buf(previous), previous2=buf(previous2))
     return _core._grid_compress(buf(np.ascontiguousarray(x)), name, eb, MODES[mode], CODERS[coder],
-                                previous=buf(previous), previous2=buf(previous2))
+                                previous=buf(previous), previous2=buf(previous2), reconstruction=buf(reconstruction))
 
 
 def assert_gpu_matches_cpu(x: np.ndarray, eb: float, mode: str) -> None:
@@ -409,6 +410,30 @@ def test_gpu_stream_encodes_on_the_device_and_decodes_anywhere(history):
             assert any(t["predictor"].startswith(("scaled", "blend")) for t in ebgc.info(msg)["tensors"].values())
     # the device codes without low rank and with smaller chunks: close to the CPU stream, not above 1.15x
     assert gpu_bytes <= 1.15 * cpu_bytes
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("coder", ["auto", "bitpack"])
+@pytest.mark.parametrize("shape", [(300_001,), (64, 32, 3, 3), (700, 300)])
+def test_gpu_stream_blobs_are_the_host_runners(coder, shape):
+    """With the stream's terms on the device (the blend fitted from the GPU's own sums), every blob
+    and reconstruction is the host runner's to the bit."""
+    from ebgc.settings import Settings
+
+    settings = Settings.make(1e-3, "rel", coder, False)
+    rng = np.random.default_rng(14)
+    x = rng.standard_normal(shape).astype(np.float32)
+    host_state, device_state = [], []
+    for _ in range(4):
+        x = (1.02 * x + 0.01 * rng.standard_normal(shape)).astype(np.float32)
+        prev = (host_state + [None, None])[:2]
+        dprev = (device_state + [None, None])[:2]
+        rec_h, rec_d = np.empty_like(x), to_device(np.empty_like(x))
+        blob = cuda.compress(to_device(x), settings, None, dprev[0], dprev[1], rec_d)
+        assert blob == host_reference(x, 1e-3, "rel", coder, prev[0], prev[1], rec_h)
+        synchronize()
+        np.testing.assert_array_equal(bits(to_host(rec_d)), bits(rec_h))
+        host_state, device_state = [rec_h] + host_state[:1], [rec_d] + device_state[:1]
 
 
 @pytest.mark.cuda

@@ -13,6 +13,7 @@
 #include "../encode/compress.hpp"
 #include "../predictors/dispatch.hpp"
 #include "bitpack_host_runner.hpp"
+#include "blend_steps.hpp"
 #include "grid_blob.hpp"
 
 namespace ebgc {
@@ -96,15 +97,21 @@ void grid_encode(const T* x, const std::vector<uint64_t>& shape, const Params& p
   write_coded_blob(h, totals.outliers, index.data(), value.data(), sizeof(T), tables, len_a, len_b, streams.data(), allocate);
 }
 
-// A host tensor through the device codec's steps: the predictor chosen by the plan among those the
-// device has (zero, or the stream's blend: no low rank), then bit-packing (coder 1) or the context
-// coder's grid (the others: auto, context, raw).
+// A host tensor through the device codec's steps: the predictor the device chooses (zero, or the
+// stream's blend by the GPU's own sums: grid/blend_steps.hpp; no low rank), then bit-packing
+// (coder 1) or the context coder's grid (the others: auto, context, raw).
 template <class T>
 void grid_compress(const T* x, const std::vector<uint64_t>& shape, const Params& p, const T* const* previous,
                    T* reconstruction, const BlobAllocator& allocate) {
-  Params no_low_rank = p;
-  no_low_rank.low_rank = false;
-  const PredictorChoice<T> choice = choose_predictor(x, shape, no_low_rank, Execution(), previous);
+  const uint64_t n = checked_elements(shape);
+  PredictorChoice<T> choice;
+  if (previous && previous[0] && n && p.coder != int(Coder::Raw)) {
+    const FiniteRange range = p.mode == BoundMode::Rel ? finite_range(x, size_t(n)) : FiniteRange();
+    const double step = LinearQuantizer(absolute_bound(p.mode, p.error_bound, range)).step;
+    choice = grid_choose_blend(x, n, previous[0], previous[1], step);
+    choice.range = range;
+    choice.range_known = true;
+  }
   const FiniteRange* range = choice.range_known ? &choice.range : nullptr;
   auto run = [&](const auto& predict) {
     if (p.coder == int(Coder::Bitpack)) return grid_bitpack_encode(x, shape, p, predict, range, reconstruction, allocate);
