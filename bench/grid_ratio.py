@@ -280,7 +280,7 @@ def tables(results):
                      f"{ratio(raw, ref['tensor_blob_nbytes']):.2f} | {s['ratio_raw_over_bytes']['device']:.2f} | "
                      f"{ratio(n['device'], ref['tensor_blob_nbytes']):.4f} ({pct(ratio(n['device'], ref['tensor_blob_nbytes']))}) | "
                      f"{s['runner_all_over_cpu_lr0']:.4f} | {pct(s['chunk_cost_cpu_lr0_c14_over_cpu_lr0'])} | "
-                     f"{pct(s['device_encoder_rest_runner_all_over_cpu_lr0_c14'])} | {worst:.4f} | {viol} | {mism} | "
+                     f"{pct(s['device_encoder_rest_runner_all_over_cpu_lr0_c14'])} | {worst:.9f} | {viol} | {mism} | "
                      f"{ref['blobs_equal_to_cpu_emulation']}/{ref['blobs_compared']} |")
     return "\n".join(lines) + "\n"
 
