@@ -47,6 +47,13 @@ def device_index(t: Any) -> Optional[int]:
     return int(t.device.id)
 
 
+def same_kind(a: Any, b: Any) -> bool:
+    """Same dtype and shape (host arrays compared directly: this is on every stream message's path)."""
+    if type(a) is np.ndarray and type(b) is np.ndarray:
+        return a.dtype == b.dtype and a.shape == b.shape
+    return meta(a) == meta(b)
+
+
 def meta(t: Any) -> Tuple[str, Tuple[int, ...]]:
     """(dtype name, shape) of a host or device array."""
     if isinstance(t, np.ndarray):
@@ -79,8 +86,8 @@ def empty(shape: Tuple[int, ...], dtype: str, device: Optional[int]) -> Any:
 
 def moved(t: Any, like: Any) -> Any:
     """t (a reconstruction) on the side of `like`: itself if it is there, else a copy."""
-    if t is None:
-        return None
+    if t is None or (type(t) is np.ndarray and type(like) is np.ndarray):
+        return t
     target = device_index(like)
     if device_index(t) == target and (target is None or arrays._module_of(t) == arrays._module_of(like)):
         return t
@@ -100,11 +107,15 @@ def to_host(t: Any) -> np.ndarray:
 
 
 def copy(t: Any) -> Any:
+    if type(t) is np.ndarray:
+        return t.copy()
     return t.clone() if arrays._module_of(t) == "torch" else t.copy()
 
 
 def crc32c(t: Any, seed: int) -> int:
     """crc32c of the array's bytes, computed where it lives (the same value on either side)."""
+    if type(t) is np.ndarray:
+        return _core.crc32c(t.reshape(-1).view(np.uint8), seed)
     if on_device(t):
         return cuda.crc32c(t, seed)
     return _core.crc32c(np.ascontiguousarray(t).reshape(-1).view(np.uint8), seed)

@@ -64,10 +64,10 @@ class _StreamState:
         """(last, second-last) reconstructions of `name` usable to predict x, or Nones, on x's side
         (host or device: the state follows a tensor that changes sides)."""
         last = self.tensors.get(name)
-        if last is None or placement.meta(last) != placement.meta(x):
+        if last is None or not placement.same_kind(last, x):
             return None, None  # new tensor, shape or dtype: it starts over
         older = self.older.get(name)
-        if older is not None and placement.meta(older) != placement.meta(x):
+        if older is not None and not placement.same_kind(older, x):
             older = None
         return placement.moved(last, x), placement.moved(older, x)
 
@@ -92,7 +92,7 @@ class _StreamState:
         for tag, table in ((b"L", self.tensors), (b"O", self.older)):
             for name in sorted(table):
                 t = table[name]
-                dtype, shape = placement.meta(t)
+                dtype, shape = (dtype_name(t.dtype), t.shape) if type(t) is np.ndarray else placement.meta(t)
                 crc = _core.crc32c(tag + name.encode(), crc)
                 crc = _core.crc32c(struct.pack("<B", DTYPE_CODES[dtype]) + b"".join(varint(d) for d in shape), crc)
                 crc = placement.crc32c(t, crc)  # where the values live

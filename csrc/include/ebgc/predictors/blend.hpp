@@ -71,7 +71,10 @@ EBGC_HD inline void add_blend_sums(BlendSums& s, const BlendSums& o) {
 // Over values [begin, end).
 template <class T>
 void add_blend_sums(const T* x, const T* p1, const T* p2, uint64_t begin, uint64_t end, BlendSums& s) {
-  for (uint64_t i = begin; i < end; ++i) add_blend_terms(double(x[i]), double(p1[i]), p2 ? double(p2[i]) : 0.0, p2 != nullptr, s);
+  if (p2)  // two loops, so that neither tests for p2 per value
+    for (uint64_t i = begin; i < end; ++i) add_blend_terms(double(x[i]), double(p1[i]), double(p2[i]), true, s);
+  else
+    for (uint64_t i = begin; i < end; ++i) add_blend_terms(double(x[i]), double(p1[i]), 0.0, false, s);
 }
 
 // argmin_a sum (x - a p1)^2 (a = 0 where undefined).
