@@ -84,6 +84,16 @@ def test_without_gpu_errors_are_typed():
         with pytest.raises(ebgc.CudaError):
             cuda._cuda.compress(4096, [10], "float32", 1e-2, 1, 1, 1)
     ebgc.decompress(blob, device="cpu")  # "cpu" is the host path
+    # stream decoders on a device: typed errors without one, "cpu" is the host
+    with pytest.raises(ebgc.CudaError):
+        ebgc.GradientDecoder(device="cuda")
+    with pytest.raises(ebgc.InvalidArgumentError):
+        ebgc.GradientDecoder(device="gpu0")
+    msg = ebgc.GradientEncoder(1e-2).encode({"w": np.ones(10, np.float32)})
+    dec = ebgc.GradientDecoder(device="cpu")
+    with pytest.raises(ebgc.CudaError):
+        dec.decode(msg, device="cuda:0")
+    assert isinstance(dec.decode(msg)["w"], np.ndarray)  # the failed call changed nothing
 
 
 # ---- on the GPU -------------------------------------------------------------------------------
