@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from ebgc import demo
+from ebgc.tools import demo
 
 
 def main() -> None:

@@ -49,13 +49,14 @@ if has bench && (($# > 0)); then
 fi
 
 if has profile && (($# > 0)); then
-  step "ncu profile of one compress + decompress ($1)"
+  step "ncu profile of one compress + decompress ($1), ratio mode then fast mode"
   m=gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum,launch__registers_per_thread
   m=$m,sm__warps_active.avg.pct_of_peak_sustained_active,sm__throughput.avg.pct_of_peak_sustained_elapsed
   m=$m,gpu__compute_memory_throughput.avg.pct_of_peak_sustained_elapsed,launch__grid_size
-  timeout 240 ncu --profile-from-start off --print-units base --csv --page raw --metrics "$m" \
-    python3 bench/gpu_profile.py "$1" 256 > "$OUT/ncu.csv" 2> "$OUT/ncu.err"
-  python3 - "$OUT/ncu.csv" <<'PY'
+  for coder in auto bitpack; do
+  timeout 200 ncu --profile-from-start off --print-units base --csv --page raw --metrics "$m" \
+    python3 bench/gpu_profile.py "$1" 256 $coder > "$OUT/ncu-$coder.csv" 2> "$OUT/ncu-$coder.err"
+  python3 - "$OUT/ncu-$coder.csv" <<'PY'
 import csv, sys
 rows = [r for r in csv.DictReader(l for l in open(sys.argv[1]) if l.startswith('"'))][1:]
 float = lambda v: __builtins__.float(v.replace(',', ''))
@@ -67,6 +68,7 @@ for r in rows:
           f" occ% {r['sm__warps_active.avg.pct_of_peak_sustained_active']:>6s}"
           f" regs {r['launch__registers_per_thread']} grid {r['launch__grid_size']}")
 PY
+  done
 fi
 
 if has detail && (($# > 0)); then
@@ -74,14 +76,14 @@ if has detail && (($# > 0)); then
   timeout 240 ncu --profile-from-start off -k regex:bitpack_encode --import-source no \
     --section WarpStateStats --section SchedulerStats --section ComputeWorkloadAnalysis \
     --section InstructionStats --metrics "regex:sm__inst_executed_pipe_.*\.avg\.pct_of_peak_sustained_active$" \
-    python3 bench/gpu_profile.py "$1" 256 > "$OUT/ncu_detail.txt" 2>&1
+    python3 bench/gpu_profile.py "$1" 256 bitpack > "$OUT/ncu_detail.txt" 2>&1
   grep -v "^    ---\|^==PROF==" "$OUT/ncu_detail.txt" | head -n 150
 fi
 
 if has sass && (($# > 0)); then
   step "ncu per-SASS-instruction counts of the fused encode kernel"
   timeout 240 ncu --profile-from-start off -k regex:bitpack_encode --import-source no --section SourceCounters \
-    --section InstructionStats -o "$OUT/encode" python3 bench/gpu_profile.py "$1" 256 > "$OUT/sass.err" 2>&1
+    --section InstructionStats -o "$OUT/encode" python3 bench/gpu_profile.py "$1" 256 bitpack > "$OUT/sass.err" 2>&1
   ncu -i "$OUT/encode.ncu-rep" --page source --csv --print-source sass > "$OUT/sass.csv" 2>> "$OUT/sass.err"
   tail -n 3 "$OUT/sass.err"; head -c 600 "$OUT/sass.csv"; echo; wc -l "$OUT/sass.csv"
 fi
