@@ -409,8 +409,13 @@ def run_fixture_cases(rec: Recorder, ebgc, messages: Sequence[Message], cases: S
     parts, recon = [], []
     for name, x, case in chunked:
         # the knob make_fixtures.py uses (not public API): same call, same arguments
-        blob = core.compress(x, list(x.shape), case["error_bound"], ebgc.MODES[case["mode"]],
-                             ebgc.CODERS[case["coder"]], 1, case["chunk_log2"])
+        if hasattr(core, "VOCABULARY"):  # the front door's binding: buffer and dtype name
+            buf = x.view(np.uint16) if x.dtype.name == "bfloat16" else np.ascontiguousarray(x)
+            blob = core.compress(buf, x.dtype.name, case["error_bound"], ebgc.MODES[case["mode"]],
+                                 ebgc.CODERS[case["coder"]], 1, chunk_log2=case["chunk_log2"])
+        else:  # builds before it
+            blob = core.compress(x, list(x.shape), case["error_bound"], ebgc.MODES[case["mode"]],
+                                 ebgc.CODERS[case["coder"]], 1, case["chunk_log2"])
         parts.append((name, blob))
         recon.append((name, ebgc.decompress(blob, threads=1)))
     rec.message("fixtures-private", "case-chunked", msg_id, parts, recon)
