@@ -2,13 +2,14 @@
 
 Where the work runs is the native plan's decision (csrc/include/ebgc/plan.hpp): the context
 coder's lanes, bit-packing and raw run on the GPU, with zero or stream (blend) prediction ("auto"
-picks among those three there); Huffman is staged through pinned host memory and done by the CPU
-codec, and the low-rank fit is not run for device arrays. A device blob is the CPU codec's blob
-with the device's chunk size, and decodes anywhere.
+picks among those three there). Huffman, and matrices the low-rank fit may take (low_rank on, a
+ratio coder), are staged through pinned host memory and done by the CPU codec. A device blob is
+the CPU codec's blob with the device's chunk size, and decodes anywhere.
 
 Streams: ``stream=None`` uses the producer's current stream (torch's or cupy's), else an integer
-``cudaStream_t``, a ``torch.cuda.Stream`` or a ``cupy.cuda.Stream``. Decompression is asynchronous on
-that stream; compression waits for its own work there (the blob's size is needed on the host).
+``cudaStream_t``, a ``torch.cuda.Stream`` or a ``cupy.cuda.Stream``. Decompression of raw and
+bit-packed blobs is asynchronous on that stream, of context blobs it waits for the GPU's check of
+the streams; compression waits for its own work there (the blob's size is needed on the host).
 """
 from __future__ import annotations
 
