@@ -6,6 +6,7 @@
 #include "ebgc/ebgc.hpp"
 #include "ebgc/grid/crc32c_parts.hpp"
 #include "ebgc/grid/host_runner.hpp"
+#include "ebgc/grid/message_host_runner.hpp"
 #include "python/arrays.hpp"
 #include "python/blob.hpp"
 #include "python/errors.hpp"
@@ -108,6 +109,45 @@ void grid_decompress_buffer(const py_blob::Blob& blob, py::buffer out, py::objec
   });
 }
 
+// The host runner of whole-message fast mode (grid/message_host_runner.hpp): one blob per array,
+// all coded as one message grid. Arrays of one dtype, C-contiguous; reconstructions optional.
+py::list grid_compress_message(const py::list& arrays, const std::string& dtype, double error_bound, int mode,
+                               const py::object& reconstructions) {
+  const size_t count = arrays.size();
+  if (!reconstructions.is_none() && py::len(reconstructions) != count)
+    throw InvalidArgument("reconstructions must have one entry per array");
+  const Params p = params_of(error_bound, mode, int(Coder::Bitpack), false, kDefaultChunkLog2);
+  std::vector<py::buffer_info> keep(count), keep_rec(count);
+  std::vector<TensorView> views(count);
+  std::vector<void*> rec(count, nullptr);
+  for (size_t k = 0; k < count; ++k) {
+    keep[k] = py::reinterpret_borrow<py::buffer>(arrays[k]).request();
+    views[k] = py_arrays::view_of(keep[k], py_arrays::buffer_dtype(keep[k], dtype));
+    if (!views[k].contiguous()) throw InvalidArgument("the grid runner takes C-contiguous arrays");
+    if (k && views[k].dtype != views[0].dtype) throw InvalidArgument("a message grid holds arrays of one dtype");
+    validate(views[k], p, Execution());
+    if (!reconstructions.is_none())
+      rec[k] = py_arrays::companion(py::reinterpret_borrow<py::list>(reconstructions)[k], views[k], dtype, true,
+                                    "reconstruction", keep_rec[k]);
+  }
+  std::vector<py_arrays::BytesResult> results(count);
+  if (count) {
+    py::gil_scoped_release nogil;
+    with_storage_type(views[0].dtype, [&](auto tag) {
+      using T = typename decltype(tag)::type;
+      std::vector<const T*> xs(count);
+      std::vector<T*> recs(count);
+      std::vector<std::vector<uint64_t>> shapes(count);
+      for (size_t k = 0; k < count; ++k)
+        xs[k] = static_cast<const T*>(views[k].data), recs[k] = static_cast<T*>(rec[k]), shapes[k] = views[k].shape;
+      grid_bitpack_encode_message(xs, shapes, recs, p, [&](size_t k, size_t size) { return results[k].allocate(size); });
+    });
+  }
+  py::list out;
+  for (auto& r : results) out.append(r.release());
+  return out;
+}
+
 // Where the plan runs a device tensor's work (tests of the planning seam; the CUDA backend asks
 // the same functions itself).
 std::string compress_where_device(int coder, std::vector<uint64_t> shape, bool low_rank) {
@@ -167,6 +207,10 @@ PYBIND11_MODULE(_core, m) {
   m.def("_grid_decompress_into", &grid_decompress_buffer, py::arg("blob"), py::arg("out"),
         py::arg("previous") = py::none(), py::arg("previous2") = py::none(), py::arg("dtype") = "",
         "Test hook: the device codec's decoder run on the host (context, bit-packed and raw blobs).");
+  m.def("_grid_compress_message", &grid_compress_message, py::arg("arrays"), py::arg("dtype"), py::arg("error_bound"),
+        py::arg("mode"), py::arg("reconstructions") = py::none(),
+        "Test hook: the device's whole-message fast mode run on the host, tile by tile over one grid of\n"
+        "all the arrays (one blob each, equal to the CPU codec's bit-packed blob with DEFAULT_CHUNK_LOG2).");
   m.attr("GRID_CHUNK_LOG2") = kGridChunkLog2;
   m.def("_crc32c_by_parts", [](py::buffer data, uint32_t seed, uint64_t part_bytes) {
           if (part_bytes < 1) throw InvalidArgument("part_bytes must be >= 1");

@@ -1,0 +1,116 @@
+// The host runner of whole-message fast mode: the message kernels' steps (cuda/message_kernels.cuh)
+// executed on the CPU over the same message grid, tile by tile in the order the device's tile
+// counter hands them out, warp by warp, thread by thread, with the same per-thread bodies
+// (grid/message_grid.hpp, grid/bitpack_block_steps.hpp). The look-back becomes a running sum per
+// row, the outlier scan one exclusive sum over all the message's tiles, the compaction a copy to
+// the offsets message_stream_offsets gives. Every tensor's blob must equal the CPU codec's (coder
+// 1, chunk_log2 = kDefaultChunkLog2, no low rank) byte for byte: tests/test_grid_message.py.
+// Single-threaded: a proof, not a codec.
+#pragma once
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "message_blobs.hpp"
+
+namespace ebgc {
+
+constexpr unsigned kMessageRangeThreads = 256;  // threads of the range kernel's block (one tile each)
+
+// Codes tensors xs[k] (shapes[k]; reconstructions[k] may be null) as one message grid.
+template <class T>
+void grid_bitpack_encode_message(const std::vector<const T*>& xs, const std::vector<std::vector<uint64_t>>& shapes,
+                                 const std::vector<T*>& reconstructions, const Params& p,
+                                 const MessageAllocator& allocate) {
+  // The tensor table: one row per tensor with values; the others are written by the CPU codec.
+  std::vector<MessageRow<T>> rows;
+  std::vector<size_t> tensor_of;
+  for (size_t k = 0; k < xs.size(); ++k) {
+    const uint64_t n = checked_elements(shapes[k]);
+    if (n == 0) {
+      write_empty_blob(dtype_of<T>(), shapes[k], p, [&](size_t size) { return allocate(k, size); });
+      continue;
+    }
+    rows.push_back(MessageRow<T>{xs[k], reconstructions[k], n, 0, 0, 0, 0, 0});
+    tensor_of.push_back(k);
+  }
+  if (rows.empty()) return;
+  const MessageGrid m = plan_message(rows);
+  const uint64_t count = m.rows;
+
+  // The range kernel: a thread block per message tile; then one thread per row for the bound.
+  const double inf = std::numeric_limits<double>::infinity();
+  std::vector<double> lo(count, inf), hi(count, -inf), abs_bound(count);
+  const bool rel = p.mode == BoundMode::Rel;
+  if (rel)
+    for (uint64_t tile = 0; tile < m.tiles; ++tile) {
+      const uint64_t k = message_row_of_tile(rows.data(), count, tile);
+      for (unsigned t = 0; t < kMessageRangeThreads; ++t)
+        range_tile_part(rows[k].x, rows[k].n, tile - rows[k].first_tile, t, kMessageRangeThreads, lo[k], hi[k]);
+    }
+  for (uint64_t k = 0; k < count; ++k) abs_bound[k] = message_abs_bound(rel, p.error_bound, lo[k], hi[k]);
+
+  // The encode kernel: tiles in counter order, a warp per segment, a thread per block. packed[k]
+  // is the look-back's exclusive prefix of row k (its tiles come in order), chunk_packed[k] P(cB).
+  std::vector<unsigned long long> result(m.result_words(), 0), tile_outliers(m.tiles + 1, 0);
+  std::vector<uint8_t> streams(m.stream_area + 1);
+  std::vector<uint32_t> outlier_bits(m.blocks);
+  std::vector<uint64_t> packed(count, 0), chunk_packed(count, 0);
+  unsigned long long* len_b = result.data() + kRowWords * count;
+  for (uint64_t tile = 0; tile < m.tiles; ++tile) {
+    const uint64_t k = message_row_of_tile(rows.data(), count, tile);
+    const MessageRow<T>& r = rows[k];
+    const BitpackGrid g = r.grid();
+    const LinearQuantizer qz(abs_bound[k]);
+    for (unsigned warp = 0; warp < kBitpackTileSegments; ++warp) {
+      const uint64_t segment = (tile - r.first_tile) * kBitpackTileSegments + warp;
+      if (segment >= g.segments) break;
+      const uint64_t chunk = g.chunk_of(segment);
+      if (segment == g.chunk_first_segment(chunk)) chunk_packed[k] = packed[k];
+      uint64_t before = packed[k];
+      for (unsigned lane = 0; lane < kBitpackSegmentBlocks; ++lane) {
+        const uint64_t block = segment * kBitpackSegmentBlocks + lane, first = block * kPackBlock;
+        T v[kPackBlock];
+        load_block_values(r.x, first, r.n, v);
+        uint32_t code[kPackBlock];
+        const BlockCodes bc = quantize_block(v, first, r.n, qz, ZeroPredictor(), r.reconstruction, code);
+        tile_outliers[tile] += popcount32(bc.outliers);
+        if (block < g.blocks) outlier_bits[r.first_block + block] = bc.outliers;
+        write_block(g, block, chunk, bc.width, code, chunk_packed[k], before, streams.data() + r.streams_at);
+        before += packed_block_bytes(bc.width);
+      }
+      packed[k] = before;
+      if (g.closes_chunk(segment)) len_b[r.first_chunk + chunk] = packed[k] - chunk_packed[k];
+      if (segment + 1 == g.segments) result[kRowWords * k + kRowStreamBytes] = g.stream_bytes(packed[k]);
+    }
+  }
+
+  // One exclusive scan over the message's tiles + 1 counts, the gather (a warp per tile, with the
+  // capacity of every outlier: where the device's is short it codes tensor by tensor instead),
+  // then each row's results.
+  std::vector<unsigned long long> tile_offset(m.tiles + 1, 0);
+  for (uint64_t t = 0; t < m.tiles; ++t) tile_offset[t + 1] = tile_offset[t] + tile_outliers[t];
+  const uint64_t outliers = tile_offset[m.tiles];
+  std::vector<unsigned long long> index(outliers);
+  std::vector<T> value(outliers);
+  for (uint64_t tile = 0; tile < m.tiles; ++tile) {
+    if (!tile_outliers[tile]) continue;
+    const uint64_t k = message_row_of_tile(rows.data(), count, tile);
+    const MessageRow<T>& r = rows[k];
+    for (unsigned lane = 0; lane < kPackBlock; ++lane)
+      gather_tile_lane(tile - r.first_tile, lane, tile_offset[tile], r.grid().blocks, outlier_bits.data() + r.first_block,
+                       r.x, outliers, index.data(), value.data());
+  }
+  for (uint64_t k = 0; k < count; ++k) finish_message_row(rows[k], k, tile_offset.data(), abs_bound[k], result.data());
+
+  // The compaction: each row's streams at its offset in one buffer.
+  std::vector<uint64_t> offset(count);
+  std::vector<uint8_t> compact(message_stream_offsets(result.data(), count, offset.data()) + 1);
+  for (uint64_t k = 0; k < count; ++k)
+    std::memcpy(compact.data() + offset[k], streams.data() + rows[k].streams_at, result[kRowWords * k + kRowStreamBytes]);
+  write_message_blobs(rows, tensor_of, shapes, p, result.data(), index.data(), reinterpret_cast<const uint8_t*>(value.data()),
+                      compact.data(), allocate);
+}
+
+}  // namespace ebgc

@@ -1,0 +1,149 @@
+"""Whole messages in one grid (the device's fast mode), proven on the CPU: the host runner executes
+the message kernels' per-thread bodies (grid/message_grid.hpp over grid/bitpack_block_steps.hpp)
+over one grid of all of a message's tensors, tile by tile in the device's counter order, with one
+outlier scan and one compaction for the whole message. Each tensor's blob must still be the CPU
+codec's bit-packed blob (DEFAULT_CHUNK_LOG2, no low rank) byte for byte, and its reconstruction the
+CPU's bit for bit, whatever its neighbours in the message. Runs without a GPU; the launches, the
+look-back across rows and the copies are left for tests/test_cuda.py."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import ebgc
+from ebgc import _core
+from ebgc.errors import InvalidArgumentError
+
+from strategies import error_bounds, float_arrays, special_values
+
+MODES = _core.VOCABULARY["modes"]
+CODERS = _core.VOCABULARY["coders"]
+CHUNK = _core.DEFAULT_CHUNK_LOG2
+TILE = 8192  # values of one message tile (256 blocks of 32)
+
+
+def dtype_name(x: np.ndarray) -> str:
+    return "bfloat16" if x.dtype.name == "bfloat16" else x.dtype.name
+
+
+def buf(a):
+    return a if a is None or a.dtype.name != "bfloat16" else a.view(np.uint16)
+
+
+def cpu_blob(x, eb, mode, reconstruction=None):
+    return _core.compress(buf(x), dtype_name(x), eb, MODES[mode], CODERS["bitpack"], 1, chunk_log2=CHUNK,
+                          low_rank=False, reconstruction=buf(reconstruction))
+
+
+def assert_message_is_cpu_blobs(xs, eb, mode):
+    """Each blob and reconstruction of the message grid equals the CPU codec's for that tensor alone."""
+    xs = [np.ascontiguousarray(x) for x in xs]
+    recs = [np.empty_like(x) for x in xs]
+    dtype = dtype_name(xs[0]) if xs else "float32"
+    blobs = _core._grid_compress_message([buf(x) for x in xs], dtype, eb, MODES[mode],
+                                         reconstructions=[buf(r) for r in recs])
+    assert len(blobs) == len(xs)
+    for k, (x, blob, rec) in enumerate(zip(xs, blobs, recs)):
+        rec_cpu = np.empty_like(x)
+        expected = cpu_blob(x, eb, mode, reconstruction=rec_cpu)
+        assert blob == expected, f"tensor {k} ({x.shape}): {len(blob)} vs CPU {len(expected)} bytes"
+        assert rec.tobytes() == rec_cpu.tobytes(), f"tensor {k}: reconstruction differs"
+    return blobs
+
+
+def gradient_like(rng, n, dtype=np.float32):
+    return (rng.standard_normal(n) * rng.exponential(1.0, n)).astype(dtype)
+
+
+# Sizes around every edge of the message grid: blocks, segments, tiles, chunks.
+EDGES = [1, 31, 32, 33, 1023, 1024, 1025, TILE - 1, TILE, TILE + 1, 2**CHUNK - 1, 2**CHUNK, 2**CHUNK + 1, 100_003]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
+@pytest.mark.parametrize("mode,eb", [("rel", 1e-2), ("rel", 1e-4), ("abs", 1e-3), ("abs", 1e-300)])
+def test_message_of_every_edge_size(dtype, mode, eb):
+    rng = np.random.default_rng(1)
+    xs = [gradient_like(rng, n, dtype) * 10.0 ** (k % 5 - 2) for k, n in enumerate(EDGES)]
+    for x in xs[4:]:
+        x[[3, 17, x.size - 1]] = [np.nan, np.inf, -np.inf]
+    blobs = assert_message_is_cpu_blobs(xs, eb, mode)
+    assert {ebgc.info(b)["coder"] for b in blobs} == {"bitpack"}
+
+
+def test_shapes_and_empty_tensors_keep_their_place():
+    rng = np.random.default_rng(2)
+    xs = [np.zeros((0, 3), np.float32), gradient_like(rng, 600).reshape(20, 30), np.zeros(0, np.float32),
+          gradient_like(rng, 3 * 3 * 64 * 64).reshape(64, 64, 3, 3), np.full(5, 7.0, np.float32),
+          np.zeros((4, 0), np.float32)]
+    blobs = assert_message_is_cpu_blobs(xs, 1e-3, "rel")
+    for x, b in zip(xs, blobs):
+        assert tuple(ebgc.info(b)["shape"]) == x.shape
+        assert ebgc.decompress(b).shape == x.shape
+
+
+def test_no_tensors_and_only_empty_tensors():
+    assert _core._grid_compress_message([], "float32", 1e-3, MODES["rel"]) == []
+    assert_message_is_cpu_blobs([np.zeros(0, np.float64), np.zeros((2, 0), np.float64)], 1e-3, "abs")
+
+
+def test_many_small_tensors_one_grid():
+    # a resnet-like message: biases and norms of a few values between conv kernels
+    rng = np.random.default_rng(3)
+    sizes = [int(s) for s in rng.choice([1, 3, 64, 128, 576, 9408, 36_864, 147_456], 120)]
+    assert_message_is_cpu_blobs([gradient_like(rng, n) for n in sizes], 1e-2, "rel")
+
+
+def test_outliers_in_every_tensor_and_tile():
+    rng = np.random.default_rng(4)
+    xs = []
+    for n in (150_001, 7, 9000, 70_000):
+        x = gradient_like(rng, n)
+        x[rng.integers(0, n, max(1, n // 8))] = np.nan
+        x[::97] = np.inf
+        xs.append(x)
+    assert_message_is_cpu_blobs(xs, 1e-2, "rel")
+    assert_message_is_cpu_blobs(xs, 1e-300, "abs")  # every value an outlier
+
+
+def test_constant_and_all_nonfinite_tensors():
+    xs = [np.full(3000, 2.5, np.float64), np.full(100, np.nan, np.float64), np.array([np.inf, -np.inf, 0.0]),
+          np.zeros(40_000, np.float64)]
+    for mode, eb in (("rel", 1e-3), ("abs", 1e-3)):
+        assert_message_is_cpu_blobs(xs, eb, mode)
+
+
+def test_bfloat16_message():
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    rng = np.random.default_rng(5)
+    xs = [gradient_like(rng, n).astype(ml_dtypes.bfloat16) for n in (33, 40_000, 2**CHUNK + 1)]
+    assert_message_is_cpu_blobs(xs, 1e-2, "rel")
+
+
+def test_special_values_message():
+    for dtype in (np.float32, np.float64, np.float16):
+        with np.errstate(over="ignore"):
+            x = np.array(special_values(dtype) * 40, dtype=dtype)
+        assert_message_is_cpu_blobs([x, x[::-1].copy(), x[:7].copy()], 1e-2, "rel")
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.sampled_from([np.float32, np.float64, np.float16]).flatmap(
+           lambda d: st.lists(float_arrays(d, max_dims=3, max_side=40), min_size=1, max_size=6)),
+       error_bounds(), st.sampled_from(["abs", "rel"]))
+def test_message_property_adversarial(xs, eb, mode):
+    assert_message_is_cpu_blobs(xs, eb, mode)
+
+
+def test_refuses_bad_messages():
+    x = np.zeros(10, np.float32)
+    with pytest.raises(TypeError):  # a message grid holds one dtype (the buffer is not the dtype named)
+        _core._grid_compress_message([x, np.zeros(10, np.float64)], "float32", 1e-3, MODES["rel"])
+    with pytest.raises(InvalidArgumentError):
+        _core._grid_compress_message([x], "float32", -1.0, MODES["rel"])
+    with pytest.raises(InvalidArgumentError):
+        _core._grid_compress_message([x], "float32", 1e-3, MODES["rel"], reconstructions=[])
+    with pytest.raises(InvalidArgumentError):
+        _core._grid_compress_message([np.zeros((4, 4), np.float32)[:, ::2]], "float32", 1e-3, MODES["rel"])
