@@ -14,6 +14,7 @@
 #include "context_launch.cuh"
 #include "crc32c_kernel.cuh"
 #include "ebgc/ebgc.hpp"
+#include "message_launch.cuh"
 #include "workspace.cuh"
 
 namespace ebgc {
@@ -207,10 +208,15 @@ void check_aligned(const void* p, DType dtype, const char* what) {
     throw InvalidArgument(std::string(what) + " is not aligned to its element size");
 }
 
-void compress(const TensorView& x, const Params& p, const Execution& e, const StreamTerms& stream,
-              const BlobAllocator& allocate) {
+// What every device request is checked for before anything runs.
+void check_device_tensor(const TensorView& x, const Params& p, const Execution& e) {
   validate(x, p, e);
   if (x.device != Device::Cuda || !x.contiguous()) throw InvalidArgument("expected a C-contiguous device array");
+}
+
+void compress(const TensorView& x, const Params& p, const Execution& e, const StreamTerms& stream,
+              const BlobAllocator& allocate) {
+  check_device_tensor(x, p, e);
   if (!stream.previous[0] && stream.previous[1]) throw InvalidArgument("previous2 needs previous");
   const uint64_t n = x.elements();
   if (n == 0) {  // nothing to read on any device: the CPU codec writes the header
@@ -226,6 +232,59 @@ void compress(const TensorView& x, const Params& p, const Execution& e, const St
     using T = typename decltype(tag)::type;
     compress_typed<T>(x, p, e, stream, n, ws, s, allocate);
   });
+}
+
+void compress_many(const std::vector<TensorView>& xs, const Params& p, const Execution& e,
+                   const std::vector<void*>& reconstructions, const MessageAllocator& allocate) {
+  if (reconstructions.size() != xs.size()) throw InvalidArgument("one reconstruction (or none) per tensor");
+  for (size_t k = 0; k < xs.size(); ++k) {
+    check_device_tensor(xs[k], p, e);
+    check_aligned(xs[k].data, xs[k].dtype, "the input");
+    check_aligned(reconstructions[k], xs[k].dtype, "the reconstruction");
+    const auto* x = static_cast<const uint8_t*>(xs[k].data);
+    const auto* r = static_cast<const uint8_t*>(reconstructions[k]);
+    const size_t bytes = xs[k].elements() * dtype_size(xs[k].dtype);
+    if (r && bytes && r < x + bytes && x < r + bytes) throw InvalidArgument("a reconstruction overlaps its input");
+  }
+  auto one = [&](size_t k) {
+    StreamTerms terms;
+    terms.reconstruction = reconstructions[k];
+    gpu::compress(xs[k], p, e, terms, [&](size_t size) { return allocate(k, size); });
+  };
+  if (p.coder != int(Coder::Bitpack)) {
+    for (size_t k = 0; k < xs.size(); ++k) one(k);
+    return;
+  }
+  // One message grid per device and dtype, in order of first appearance.
+  std::vector<std::pair<std::pair<int, DType>, std::vector<size_t>>> groups;
+  for (size_t k = 0; k < xs.size(); ++k) {
+    if (xs[k].elements() == 0) {
+      write_empty_blob(xs[k].dtype, xs[k].shape, p, [&](size_t size) { return allocate(k, size); });
+      continue;
+    }
+    const std::pair<int, DType> key(device_of(xs[k].data), xs[k].dtype);
+    auto g = std::find_if(groups.begin(), groups.end(), [&](const auto& entry) { return entry.first == key; });
+    if (g == groups.end()) groups.push_back({key, {k}});
+    else g->second.push_back(k);
+  }
+  std::vector<std::vector<uint64_t>> shapes(xs.size());
+  for (size_t k = 0; k < xs.size(); ++k) shapes[k] = xs[k].shape;
+  for (const auto& group : groups) {
+    const std::vector<size_t>& members = group.second;
+    on_device_of(xs[members[0]].data, group.first.second, e, [&](auto tag, Workspace& ws, cudaStream_t s) {
+      using T = typename decltype(tag)::type;
+      std::vector<MessageRow<T>> rows;
+      for (size_t k : members)
+        rows.push_back(MessageRow<T>{static_cast<const T*>(xs[k].data), static_cast<T*>(reconstructions[k]),
+                                     xs[k].elements(), 0, 0, 0, 0, 0});
+      if (compress_message_on_device<T>(rows, members, shapes, p, ws, s, allocate)) return;
+      for (size_t k : members) {  // too many outliers for the device: tensor by tensor, each with its fallback
+        StreamTerms terms;
+        terms.reconstruction = reconstructions[k];
+        compress_typed<T>(xs[k], p, e, terms, xs[k].elements(), ws, s, [&](size_t size) { return allocate(k, size); });
+      }
+    });
+  }
 }
 
 void decompress(const ParsedBlob& pb, const TensorView& out, const Execution& e, const void* const* previous) {

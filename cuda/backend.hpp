@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "ebgc/format/container.hpp"
+#include "ebgc/grid/message_blobs.hpp"
 #include "ebgc/request.hpp"
 
 namespace ebgc {
@@ -26,6 +27,14 @@ int device_of(const void* device_pointer);  // throws InvalidArgument for host m
 // blob is needed on the host).
 void compress(const TensorView& x, const Params& p, const Execution& e, const StreamTerms& stream,
               const BlobAllocator& allocate);
+
+// Compresses the tensors of one message: C-contiguous device tensors; reconstructions[k] (or null)
+// a device array of x[k]'s dtype and size that does not overlap it. Bit-packing requests (fast
+// mode) go through one message grid per device and dtype (message_launch.cuh): a fixed number of
+// launches and two host waits for all their tensors. Other coders run tensor by tensor. Blob k
+// equals what compress() writes for x[k] alone; allocate(k, size) is called once per tensor.
+void compress_many(const std::vector<TensorView>& xs, const Params& p, const Execution& e,
+                   const std::vector<void*>& reconstructions, const MessageAllocator& allocate);
 
 // Decodes an inspected blob into a C-contiguous device array of its dtype and size on the
 // execution's stream. Raw, bit-packed and lane-coded context blobs decode on the device (context:

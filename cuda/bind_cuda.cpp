@@ -55,6 +55,36 @@ py::bytes compress_device(uintptr_t x, std::vector<uint64_t> shape, const std::s
   return result.release();
 }
 
+py::list compress_many_device(const std::vector<uintptr_t>& xs, const std::vector<std::vector<uint64_t>>& shapes,
+                              const std::vector<std::string>& dtypes, double error_bound, int mode, int coder,
+                              unsigned threads, uintptr_t stream, const std::vector<uintptr_t>& reconstructions) {
+  const size_t count = xs.size();
+  if (shapes.size() != count || dtypes.size() != count || (!reconstructions.empty() && reconstructions.size() != count))
+    throw InvalidArgument("one shape, dtype and reconstruction (or none) per tensor");
+  if (mode != int(BoundMode::Abs) && mode != int(BoundMode::Rel)) throw InvalidArgument("mode must be abs or rel");
+  std::vector<TensorView> views(count);
+  std::vector<void*> recs(count, nullptr);
+  for (size_t k = 0; k < count; ++k) {
+    views[k] = device_view(xs[k], dtype_named(dtypes[k]), shapes[k]);
+    if (!reconstructions.empty()) recs[k] = reinterpret_cast<void*>(reconstructions[k]);
+  }
+  Params p;
+  p.mode = BoundMode(mode);
+  p.error_bound = error_bound;
+  p.coder = coder;
+  Execution e;
+  e.threads = threads;
+  e.cuda_stream = stream;
+  std::vector<py_arrays::BytesResult> results(count);
+  {
+    py::gil_scoped_release nogil;
+    gpu::compress_many(views, p, e, recs, [&](size_t k, size_t size) { return results[k].allocate(size); });
+  }
+  py::list out;
+  for (auto& r : results) out.append(r.release());
+  return out;
+}
+
 void decompress_device(const py_blob::Blob& blob, uintptr_t out, unsigned threads, uintptr_t stream, uintptr_t previous,
                        uintptr_t previous2) {
   const Header& h = blob.parsed.header;
@@ -99,6 +129,13 @@ PYBIND11_MODULE(_cuda, m) {
         "(context lanes, bit-packing and raw on the GPU, with zero or stream prediction; Huffman on the\n"
         "host after one copy). previous, previous2, reconstruction: device pointers (0: none) of the\n"
         "stream's last reconstructions and of where the new one goes.");
+  m.def("compress_many", &compress_many_device, py::arg("data"), py::arg("shapes"), py::arg("dtypes"),
+        py::arg("error_bound"), py::arg("mode"), py::arg("coder"), py::arg("threads"), py::arg("stream") = 0,
+        py::arg("reconstructions") = std::vector<uintptr_t>(),
+        "Compress the C-contiguous device arrays (pointers) of one message into one blob each (no\n"
+        "low rank, no stream prediction). Bit-packing codes all arrays of a device and dtype as one\n"
+        "grid: a fixed number of launches and two host waits for the whole message. reconstructions:\n"
+        "device pointers (0: none) that receive what the decoder will return.");
   py_blob::define(m);
   m.def("decompress_into", &decompress_device, py::arg("blob"), py::arg("out"), py::arg("threads"), py::arg("stream") = 0,
         py::arg("previous") = 0, py::arg("previous2") = 0,

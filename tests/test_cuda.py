@@ -492,3 +492,88 @@ def test_gpu_decodes_corrupt_context_blobs_as_errors():
         got = ebgc.decompress(bytes(bad), device="cuda")
         synchronize()
         np.testing.assert_array_equal(bits(to_host(got)), bits(want))
+
+
+# ---- whole messages (fast mode): one grid for all tensors ----------------------------------------
+
+def _message(seed=21, dtype=np.float32):
+    """A resnet-like message: tensors of every edge size of the message grid, a few outliers."""
+    rng = np.random.default_rng(seed)
+    sizes = [1, 3, 31, 33, 64, 1025, 8191, 8192, 8193, 65536, 65537, 147_456, 300_001, 0]
+    xs = [(rng.laplace(size=n) * 10.0 ** (k % 4 - 3)).astype(dtype) for k, n in enumerate(sizes)]
+    xs[6][[5, 100]] = [np.nan, np.inf]
+    xs[10][::9000] = np.nan
+    xs.append(rng.standard_normal((64, 32, 3, 3)).astype(dtype))
+    return xs
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("mode,eb", [("rel", 1e-2), ("abs", 1e-4)])
+def test_gpu_message_grid_blobs_are_the_cpu_blobs(dtype, mode, eb):
+    """Every blob of the message grid is the CPU codec's bit-packed blob of that tensor alone, and
+    every reconstruction the CPU's."""
+    from ebgc.settings import Settings
+
+    xs = _message(dtype=dtype)
+    recs = [to_device(np.zeros_like(x)) for x in xs]
+    blobs = cuda.compress_many([to_device(x) for x in xs], Settings.make(eb, mode, "bitpack"), None, recs)
+    synchronize()
+    for x, blob, rec in zip(xs, blobs, recs):
+        rec_h = np.empty_like(x)
+        from ebgc import _core
+        from ebgc.vocabulary import CODERS, MODES
+
+        def buf(a):
+            return a if a.dtype != BFLOAT16 else a.view(np.uint16)
+
+        name = "bfloat16" if x.dtype == BFLOAT16 else x.dtype.name
+        ref = _core.compress(buf(x), name, eb, MODES[mode], CODERS["bitpack"], 1, low_rank=False,
+                             reconstruction=buf(rec_h))
+        assert blob == ref, x.shape
+        np.testing.assert_array_equal(bits(to_host(rec)), bits(rec_h))
+
+
+@pytest.mark.cuda
+def test_gpu_compress_many_is_compress_of_each():
+    xs = _message(seed=22) + [np.arange(5000, dtype=np.float64)]  # two dtypes: two grids
+    devs = [to_device(x) for x in xs]
+    for coder in ("bitpack", "auto"):
+        assert ebgc.compress_many(devs, 1e-3, coder=coder) == [ebgc.compress(d, 1e-3, coder=coder) for d in devs]
+    assert ebgc.compress_many(devs + xs, 1e-3, coder="bitpack")[len(xs):] == [ebgc.compress(x, 1e-3, coder="bitpack")
+                                                                            for x in xs]
+
+
+@pytest.mark.cuda
+def test_gpu_message_over_outlier_capacity_falls_back_to_the_same_blobs():
+    x = np.full(400_000, np.nan, np.float32)  # every value an outlier: over the message's capacity
+    x[::7] = 1.0
+    xs = [x, np.ones(1000, np.float32), x[:9000].copy()]
+    assert ebgc.compress_many([to_device(v) for v in xs], 1e-2, coder="bitpack") == [
+        ebgc.compress(v, 1e-2, coder="bitpack") for v in xs]
+
+
+@pytest.mark.cuda
+def test_gpu_message_refuses_overlapping_reconstructions():
+    from ebgc.settings import Settings
+
+    d = to_device(np.ones(100, np.float32))
+    with pytest.raises(ebgc.InvalidArgumentError):
+        cuda.compress_many([d], Settings.make(1e-3, "rel", "bitpack"), None, [d])
+
+
+@pytest.mark.cuda
+def test_gpu_bitpack_stream_keyframes_use_the_message_grid_and_decode_anywhere():
+    rounds = _rounds()
+    enc = ebgc.GradientEncoder(1e-2, coder="bitpack", stream_id="fast", keyframe_interval=2)
+    cpu = ebgc.GradientEncoder(1e-2, coder="bitpack", stream_id="fast", keyframe_interval=2, low_rank=False)
+    host_dec, gpu_dec = ebgc.GradientDecoder(), ebgc.GradientDecoder(device="cuda")
+    for r, w in enumerate(rounds):
+        msg = enc.encode({k: to_device(v) for k, v in w.items()})
+        cpu_msg = cpu.encode(w)
+        on_host, on_gpu = host_dec.decode(msg), _host_tree(gpu_dec.decode(msg))
+        for k in w:
+            np.testing.assert_array_equal(bits(on_host[k]), bits(on_gpu[k]))
+            assert_within_bound(w[k], on_host[k], ebgc.info(msg)["tensors"][k])
+        if r % 2 == 0:  # keyframes: every tensor through the message grid, each blob the CPU's
+            assert msg == cpu_msg

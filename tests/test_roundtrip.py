@@ -397,3 +397,26 @@ def test_module_attributes():
     assert issubclass(ebgc.ChecksumError, ebgc.FormatError)
     assert issubclass(ebgc.VersionError, ebgc.FormatError)
     assert issubclass(ebgc.StreamError, ebgc.EbgcError)
+
+
+# ---- many arrays of one message ----------------------------------------------------------------
+
+@pytest.mark.parametrize("coder", ["auto", "bitpack", "context"])
+def test_compress_many_is_compress_of_each(coder):
+    xs = [gradient_like((1, n), seed=n).ravel() for n in (0, 1, 1000, 70_000)]
+    xs += [np.random.default_rng(8).standard_normal((40, 30)), np.ones((3, 0), np.float32)]
+    blobs = ebgc.compress_many(xs, 1e-3, coder=coder)
+    assert blobs == [ebgc.compress(x, 1e-3, coder=coder) for x in xs]
+    assert ebgc.compress_many(tuple(xs[:2]), 1e-2, mode="abs") == [ebgc.compress(x, 1e-2, mode="abs") for x in xs[:2]]
+    assert ebgc.compress_many([], 1e-3) == []
+
+
+def test_compress_many_refuses_what_compress_refuses():
+    with pytest.raises(ebgc.ArgumentTypeError):
+        ebgc.compress_many(np.zeros(10), 1e-3)  # an array is not a sequence of arrays
+    with pytest.raises(ebgc.ArgumentTypeError):
+        ebgc.compress_many(b"abc", 1e-3)
+    with pytest.raises(ebgc.InvalidArgumentError):
+        ebgc.compress_many([np.zeros(10)], -1.0)
+    with pytest.raises(ebgc.UnsupportedDTypeError):
+        ebgc.compress_many([np.zeros(10), np.zeros(10, np.int32)], 1e-3)

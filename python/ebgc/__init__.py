@@ -21,7 +21,7 @@ from .errors import (
     VersionError,
 )
 from . import _core
-from .api import compress, decompress, info
+from .api import compress, compress_many, decompress, info
 from .stream import GradientDecoder, GradientEncoder
 from .vocabulary import CODERS, MODES
 
@@ -37,6 +37,7 @@ except ImportError:
 
 __all__ = [
     "compress",
+    "compress_many",
     "decompress",
     "info",
     "GradientEncoder",

@@ -1,7 +1,7 @@
 """One-shot API: compress one array into a self-describing blob, and back."""
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, List, Optional, Sequence
 
 import numpy as np
 
@@ -10,7 +10,7 @@ from .errors import ArgumentTypeError, CudaError, InvalidArgumentError, OutputLi
 from .settings import Settings, max_output_of, threads_of
 from .vocabulary import CODERS, MODES, dtype_from_name, dtype_name
 
-__all__ = ["compress", "decompress", "info", "CODERS", "MODES"]
+__all__ = ["compress", "compress_many", "decompress", "info", "CODERS", "MODES"]
 
 
 def compress(
@@ -48,7 +48,7 @@ def compress(
     by the CUDA backend into the same format: bit-packing runs on the device (there "auto" means
     "bitpack"); "huffman"/"context" are coded on the host after one copy. stream: the CUDA stream to
     work on (None: the array's framework's current stream; an integer cudaStream_t, or a torch/cupy
-    stream). Ignored for host arrays.
+    stream). Ignored for host arrays. Many arrays of one message: :func:`compress_many`.
 
     budget_bytes: make the blob no larger than this by loosening the bound, up to max_error_bound
     (default: 64 x error_bound; same mode). The bound used is in the blob (``info(blob)``); a
@@ -64,6 +64,43 @@ def compress(
         return len(blob), blob
 
     return budget.fit(attempt, limit, max_scale).payload
+
+
+def compress_many(
+    data: Sequence[Any],
+    error_bound: float,
+    *,
+    mode: str = "rel",
+    coder: str = "auto",
+    threads: Optional[int] = None,
+    stream: Any = None,
+    low_rank: bool = True,
+) -> List[bytes]:
+    """:func:`compress` of every array of `data` (one message: a model's gradients or weights),
+    blob k equal to ``compress(data[k], ...)``'s. On a GPU in fast mode (coder="bitpack") the
+    device arrays of each device and dtype are coded together, as one grid: a fixed number of
+    kernel launches and two waits for the whole message instead of two per array, which is what
+    makes messages of many small tensors fast. Other coders and host arrays are coded one by one.
+    """
+    if isinstance(data, (str, bytes)) or not isinstance(data, Sequence):
+        raise ArgumentTypeError("data must be a sequence (list or tuple) of arrays")
+    return compress_many_with(list(data), Settings.make(error_bound, mode, coder, low_rank, threads), stream=stream)
+
+
+def compress_many_with(data: List[Any], s: Settings, *, stream: Any = None,
+                       reconstructions: Optional[List[Any]] = None) -> List[bytes]:
+    """compress_with of each array (reconstructions: one array or None each), the device arrays of
+    a fast-mode request through one message grid."""
+    blobs: List[Any] = [None] * len(data)
+    on_device = [k for k, x in enumerate(data) if not isinstance(x, np.ndarray) and arrays.is_device(x)]
+    if on_device and s.coder == "bitpack" and cuda.available():
+        recs = None if reconstructions is None else [reconstructions[k] for k in on_device]
+        for k, blob in zip(on_device, cuda.compress_many([data[k] for k in on_device], s, stream, recs)):
+            blobs[k] = blob
+    for k, x in enumerate(data):
+        if blobs[k] is None:
+            blobs[k] = compress_with(x, s, stream=stream, reconstruction=None if reconstructions is None else reconstructions[k])
+    return blobs
 
 
 def compress_with(data: Any, s: Settings, *, stream: Any = None, previous: Any = None, previous2: Any = None,

@@ -74,6 +74,27 @@ def compress(data: Any, settings: Settings, stream: Any, previous: Any = None, p
                             previous=terms[0], previous2=terms[1], reconstruction=terms[2])
 
 
+def compress_many(data: Any, settings: Settings, stream: Any, reconstructions: Any = None) -> list:
+    """One blob per device array of the sequence `data` (one message), each equal to what
+    :func:`compress` writes for it alone (no stream prediction, no low rank). With "bitpack" the
+    arrays of each device and dtype are coded as one grid: a fixed number of kernel launches and two
+    host waits for the whole message. reconstructions: device arrays (or None) that receive what
+    the decoder will return, one per array, not overlapping it."""
+    backend = _backend()
+    arrs = [_device_array(x) for x in data]
+    if reconstructions is None:
+        recs = []
+    else:
+        if len(reconstructions) != len(arrs):
+            raise InvalidArgumentError("one reconstruction (or None) per array")
+        recs = [_ptr(r, a, "reconstruction", writable=True) for r, a in zip(reconstructions, arrs)]
+    if not arrs:
+        return []
+    return backend.compress_many([a.ptr for a in arrs], [list(a.shape) for a in arrs], [a.dtype for a in arrs],
+                                 settings.error_bound, settings.mode_id, settings.coder_id, settings.threads,
+                                 _stream_for(stream, arrs[0]), reconstructions=recs)
+
+
 def crc32c(data: Any, seed: int = 0) -> int:
     """crc32c of a device array's bytes (the value ebgc._core.crc32c gives for the same bytes)."""
     arr = _device_array(data)

@@ -255,11 +255,17 @@ class GradientEncoder:
                 settings = self._settings.scaled(scale)
                 w = Writer(MESSAGE_MAGIC, MESSAGE_VERSION).u8(_KEYFRAME if key else 0).short_bytes(self.stream_id)
                 w.varint(seq).u32(0 if key else st.digest).varint(len(inputs))
+                # Each reconstruction receives exactly what the decoder will hold. Tensors coded
+                # without prediction go through one call (one grid on the GPU in fast mode).
+                recs = [placement.empty_like(x) for _, x, _, _ in inputs]
+                alone = [k for k, (_, _, last, _) in enumerate(inputs) if last is None]
+                blobs = dict(zip(alone, api.compress_many_with([inputs[k][1] for k in alone], settings,
+                                                               reconstructions=[recs[k] for k in alone])))
                 updates: Dict[str, np.ndarray] = {}
-                for name, x, last, older in inputs:
-                    rec = placement.empty_like(x)  # receives exactly what the decoder will hold
-                    blob = api.compress_with(x, settings, previous=last, previous2=older, reconstruction=rec)
-                    updates[name] = rec
+                for k, (name, x, last, older) in enumerate(inputs):
+                    blob = blobs[k] if k in blobs else api.compress_with(x, settings, previous=last, previous2=older,
+                                                                         reconstruction=recs[k])
+                    updates[name] = recs[k]
                     w.name(name).blob(blob)
                 message = w.seal()
                 return len(message), (message, updates)

@@ -1,0 +1,143 @@
+// Whole messages in fast mode on the GPU, host side: the tensor table up in one copy, the message
+// kernels (message_kernels.cuh) in a fixed number of launches whatever the tensor count, every
+// tensor's sizes back in one small copy, then the outliers and the compacted streams of all
+// tensors in one more, and the blobs written by the host part the host runner shares
+// (grid/message_blobs.hpp). Two host waits per message, not two per tensor.
+#pragma once
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include <cub/device/device_scan.cuh>
+
+#include "ebgc/grid/message_blobs.hpp"
+#include "message_kernels.cuh"
+#include "workspace.cuh"
+
+namespace ebgc {
+namespace gpu {
+
+// Where the message's buffers sit in the workspace.
+struct MessageLayout {
+  uint64_t capacity;
+  size_t rows, bounds, counter, status, tile_outliers, zeroed_bytes, tile_offset, outlier_bits, result, offset, index,
+      value, scan_temp, scan_temp_bytes, streams, compact, total;
+  MessageLayout(const MessageGrid& m, size_t row_bytes, size_t elem) {
+    capacity = message_outlier_capacity(m.values);
+    scan_temp_bytes = 0;
+    EBGC_CUDA(cub::DeviceScan::ExclusiveSum(nullptr, scan_temp_bytes, static_cast<unsigned long long*>(nullptr),
+                                            static_cast<unsigned long long*>(nullptr), int64_t(m.tiles + 1)));
+    Carve c;
+    rows = c.take(row_bytes * m.rows);
+    bounds = c.take(sizeof(DeviceBound) * m.rows);
+    // Zeroed by one memset: the tile counter, the look-back status, the per-tile outlier counts.
+    counter = c.take(8 + 8 * m.segments);
+    status = counter + 8;
+    tile_outliers = c.take(8 * (m.tiles + 1));
+    zeroed_bytes = c.end - counter;
+    tile_offset = c.take(8 * (m.tiles + 1));
+    outlier_bits = c.take(4 * m.blocks);
+    result = c.take(8 * m.result_words());
+    offset = c.take(8 * m.rows);
+    index = c.take(8 * capacity);
+    value = c.take(elem * capacity);
+    scan_temp = c.take(scan_temp_bytes);
+    streams = c.take(m.stream_area);
+    compact = c.take(m.stream_area);
+    total = c.end;
+  }
+};
+
+// Codes the rows (x, reconstruction and n set; tensor_of[k] is row k's tensor, of shapes[...]).
+// Returns false, having written nothing, where the message's outliers overflow the device's
+// capacity: the caller then codes its tensors one by one (each with its own fallback).
+template <class T>
+bool compress_message_on_device(std::vector<MessageRow<T>>& rows, const std::vector<size_t>& tensor_of,
+                                const std::vector<std::vector<uint64_t>>& shapes, const Params& p, Workspace& ws,
+                                cudaStream_t s, const MessageAllocator& allocate) {
+  const MessageGrid m = plan_message(rows);
+  const uint64_t count = m.rows;
+  const MessageLayout L(m, sizeof(MessageRow<T>), sizeof(T));
+  uint8_t* d = ws.device_bytes(L.total);
+  const size_t row_bytes = sizeof(MessageRow<T>) * count, result_bytes = 8 * m.result_words();
+  ws.wait_host();
+  uint8_t* h = ws.host_bytes(row_bytes + result_bytes);
+  std::memcpy(h, rows.data(), row_bytes);
+
+  const auto* table = reinterpret_cast<const MessageRow<T>*>(d + L.rows);
+  auto* bounds = reinterpret_cast<DeviceBound*>(d + L.bounds);
+  auto* result = reinterpret_cast<unsigned long long*>(d + L.result);
+  auto* tile_outliers = reinterpret_cast<unsigned long long*>(d + L.tile_outliers);
+  auto* tile_offset = reinterpret_cast<unsigned long long*>(d + L.tile_offset);
+  auto* outlier_bits = reinterpret_cast<uint32_t*>(d + L.outlier_bits);
+  auto* offset = reinterpret_cast<unsigned long long*>(d + L.offset);
+  const unsigned row_grid = unsigned(ceil_div(count, kMessageThreads));
+  Enqueued encode(ws, s);
+  EBGC_CUDA(cudaMemcpyAsync(d + L.rows, h, row_bytes, cudaMemcpyHostToDevice, s));
+  EBGC_CUDA(cudaMemsetAsync(d + L.counter, 0, L.zeroed_bytes, s));
+  EBGC_CUDA(cudaMemsetAsync(result, 0, result_bytes, s));
+  const bool rel = p.mode == BoundMode::Rel;
+  if (rel) {
+    message_bounds_reset_kernel<<<row_grid, kMessageThreads, 0, s>>>(bounds, count);
+    message_range_kernel<T><<<unsigned(m.tiles), kMessageThreads, 0, s>>>(table, count, bounds);
+  }
+  message_bounds_finish_kernel<<<row_grid, kMessageThreads, 0, s>>>(bounds, count, rel, p.error_bound);
+  EBGC_CUDA(cudaGetLastError());
+
+  MessageEncodeArgs<T> a;
+  a.rows = table;
+  a.count = count;
+  a.bounds = bounds;
+  a.tile_counter = reinterpret_cast<unsigned long long*>(d + L.counter);
+  a.status = reinterpret_cast<unsigned long long*>(d + L.status);
+  a.outlier_bits = outlier_bits;
+  a.tile_outliers = tile_outliers;
+  a.result = result;
+  a.streams = d + L.streams;
+  message_encode_kernel<T><<<unsigned(m.tiles), kEncodeThreads, 0, s>>>(a);
+  EBGC_CUDA(cudaGetLastError());
+
+  size_t temp_bytes = L.scan_temp_bytes;
+  EBGC_CUDA(cub::DeviceScan::ExclusiveSum(d + L.scan_temp, temp_bytes, tile_outliers, tile_offset, int64_t(m.tiles + 1), s));
+  const unsigned gather_grid = unsigned(ceil_div(std::max<uint64_t>(m.tiles * kWarp, count), kMessageThreads));
+  message_gather_kernel<T><<<gather_grid, kMessageThreads, 0, s>>>(
+      table, count, outlier_bits, tile_outliers, tile_offset, m.tiles, L.capacity,
+      reinterpret_cast<unsigned long long*>(d + L.index), reinterpret_cast<T*>(d + L.value), bounds, result);
+  message_offsets_kernel<<<1, 1, 0, s>>>(result, count, offset);
+  uint64_t widest = 0;  // the largest stream area sets the compaction's grid
+  for (const MessageRow<T>& r : rows) widest = std::max(widest, bitpack_stream_area(r.grid().blocks));
+  const dim3 compact_grid(unsigned(std::min<uint64_t>(ceil_div(widest, kMessageThreads * 16), 1024)),
+                          unsigned(std::min<uint64_t>(count, 65535)));
+  message_compact_kernel<T><<<compact_grid, kMessageThreads, 0, s>>>(table, count, d + L.streams, result, offset,
+                                                                     d + L.compact);
+  EBGC_CUDA(cudaGetLastError());
+  EBGC_CUDA(cudaMemcpyAsync(h + row_bytes, result, result_bytes, cudaMemcpyDeviceToHost, s));
+  encode.end();
+  ws.wait_host();  // every tensor's sizes, in one copy
+  const auto* res = reinterpret_cast<const unsigned long long*>(h + row_bytes);
+  const std::vector<unsigned long long> results(res, res + m.result_words());
+  uint64_t outliers = 0;
+  for (uint64_t k = 0; k < count; ++k) outliers += results[kRowWords * k + kRowOutliers];
+  if (outliers > L.capacity) return false;
+  std::vector<uint64_t> offsets(count);
+  const uint64_t stream_bytes = message_stream_offsets(results.data(), count, offsets.data());
+
+  const size_t value_at = 8 * outliers, streams_at = value_at + sizeof(T) * outliers;
+  h = ws.host_bytes(streams_at + stream_bytes);
+  Enqueued download(ws, s);
+  if (outliers) {
+    EBGC_CUDA(cudaMemcpyAsync(h, d + L.index, 8 * outliers, cudaMemcpyDeviceToHost, s));
+    EBGC_CUDA(cudaMemcpyAsync(h + value_at, d + L.value, sizeof(T) * outliers, cudaMemcpyDeviceToHost, s));
+  }
+  if (stream_bytes) EBGC_CUDA(cudaMemcpyAsync(h + streams_at, d + L.compact, stream_bytes, cudaMemcpyDeviceToHost, s));
+  download.end();
+  ws.wait_host();
+  write_message_blobs(rows, tensor_of, shapes, p, results.data(), reinterpret_cast<const unsigned long long*>(h),
+                      h + value_at, h + streams_at, allocate);
+  return true;
+}
+
+}  // namespace gpu
+}  // namespace ebgc
