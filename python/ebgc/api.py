@@ -45,8 +45,9 @@ def compress(
     Input of any layout is read in place (a strided view is gathered once by the core).
 
     GPU arrays (torch CUDA tensors, cupy, ``__cuda_array_interface__``, CUDA DLPack) are compressed
-    by the CUDA backend into the same format: bit-packing runs on the device (there "auto" means
-    "bitpack"); "huffman"/"context" are coded on the host after one copy. stream: the CUDA stream to
+    by the CUDA backend into the same format: the context coder, bit-packing and raw run on the
+    device ("auto" picks among those three there); "huffman", and matrices the low-rank fit may
+    take, are coded on the host after one copy. stream: the CUDA stream to
     work on (None: the array's framework's current stream; an integer cudaStream_t, or a torch/cupy
     stream). Ignored for host arrays. Many arrays of one message: :func:`compress_many`.
 

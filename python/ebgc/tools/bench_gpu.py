@@ -9,7 +9,8 @@ Workloads (../shared/bench/PROTOCOL.md):
   the host (``ebgc.compress`` of the CUDA tensor) and back (``ebgc.decompress`` into a CUDA
   tensor), and its ratio beside the CPU codec's ``auto`` blob of the same values.
 - the trace's real tensors, one message: the same device times per tensor, and the wall time of
-  the whole message through the public API (``ebgc.compress`` of each CUDA tensor, blob bytes on
+  the whole message through the public API (``ebgc.compress`` of each CUDA tensor, and
+  ``ebgc.compress_many`` of all of them, which codes them as one grid in fast mode; blob bytes on
   the host) beside one pinned device-to-host copy of the raw message.
 - the trace's rounds as a stream: ``GradientEncoder.encode`` of CUDA tensors (state on the
   device) beside the CPU stream codec: bytes and wall time per message.
@@ -59,12 +60,18 @@ def _message_row(name: str, tensors: list, bound: float, mode: str, repeats: int
 
     flat = torch.cat([t.reshape(-1) for t in tensors])
     pinned = torch.empty(flat.shape, dtype=flat.dtype, pin_memory=True)
-    api_ms, copy_ms, sizes = [], [], 0
+    api_ms, many_ms, copy_ms, sizes = [], [], [], 0
     for _ in range(repeats):
         torch.cuda.synchronize()
         t0 = time.perf_counter()
         sizes = sum(len(api.compress(t, bound, mode=mode, coder=coder)) for t in tensors)
         api_ms.append((time.perf_counter() - t0) * 1e3)
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        many = api.compress_many(tensors, bound, mode=mode, coder=coder)  # one grid in fast mode
+        many_ms.append((time.perf_counter() - t0) * 1e3)
+        if sum(len(b) for b in many) != sizes:
+            raise RuntimeError("compress_many wrote other blobs than compress")
         torch.cuda.synchronize()
         t0 = time.perf_counter()
         pinned.copy_(flat, non_blocking=True)
@@ -73,6 +80,7 @@ def _message_row(name: str, tensors: list, bound: float, mode: str, repeats: int
     nbytes = flat.numel() * 4
     return {"workload": f"{name}, {coder}", "tensors": len(tensors), "values": int(flat.numel()), "bound": bound,
             "bound_mode": mode, "ratio": nbytes / sizes, "api_compress_to_host_ms": _median(api_ms),
+            "compress_many_to_host_ms": _median(many_ms),
             "pinned_d2h_copy_ms": _median(copy_ms), "runs": repeats}
 
 
@@ -161,9 +169,13 @@ def run_gpu_bench(traces: list, bounds: list[float], mode: str, repeats: int = 2
             for (tname, _), t in zip(first, tensors):
                 row = _device_row(f"{trace.name}/{tname}", t.reshape(-1), bound, mode, repeats)
                 rows.append(row)
+            # the message, and a whole-model message of >= 25 M values (the message's tensors repeated)
+            model = tensors * -(-25_000_000 // pool.numel())
             for coder in ("auto", "bitpack"):
                 rows.append(_message_row(f"{trace.name} message ({len(tensors)} tensors)", tensors, bound, mode,
                                          repeats, coder))
+                rows.append(_message_row(f"{trace.name} message repeated to {len(model)} tensors", model, bound, mode,
+                                         max(3, repeats // 4), coder))
         del big
     props = torch.cuda.get_device_properties(0)
     return {"gpu": cuda._cuda.device_name(0), "gpu_memory_GiB": props.total_memory / GIB,
