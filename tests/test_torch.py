@@ -174,3 +174,24 @@ def test_ddp_hook_with_nccl(tmp_path):
     res = run_ddp(tmp_path, ("plain", "hook"), backend="nccl", device="cuda", world=1)
     assert_trains_like_allreduce(res, "hook")
     assert res["hook"]["residual_device"] == "cuda:0"
+
+
+@needs_cuda_backend
+@pytest.mark.parametrize("coder", ["bitpack", "auto"])
+def test_state_dict_of_cuda_tensors_is_coded_on_the_gpu(coder):
+    torch.manual_seed(0)
+    sd = {"conv.weight": torch.randn(64, 32, 3, 3), "fc.weight": torch.randn(100, 300).t(),  # a strided view
+          "fc.bias": torch.randn(100), "bn.running_var": torch.rand(2000), "steps": torch.tensor(7),
+          "half": torch.randn(5000).half()}
+    on_gpu = {k: v.cuda() for k, v in sd.items()}
+    blob = et.compress_state_dict(on_gpu, 1e-3, coder=coder)
+    if coder == "bitpack":  # bit-packed blobs are the CPU's, the whole dict coded as one grid
+        assert blob == et.compress_state_dict(sd, 1e-3, coder=coder)
+    back = et.decompress_state_dict(blob)
+    for k, v in sd.items():
+        assert back[k].dtype == v.dtype and back[k].shape == v.shape
+        if v.dtype.is_floating_point and v.numel() >= 1025:
+            err = (back[k].double() - v.double()).abs().max().item()
+            assert err <= 1e-3 * (v.double().max() - v.double().min()).item() * (1 + 1e-9)
+        else:
+            assert torch.equal(back[k], v)

@@ -80,22 +80,36 @@ def compress_state_dict(sd: Mapping[str, torch.Tensor], error_bound: float, *, m
                         coder: str = "auto", min_elements: int = 1025) -> bytes:
     """One byte string for a whole state dict (e.g. a model update). Floating tensors of at least
     `min_elements` values are compressed within the bound (16-bit ones in their own precision);
-    the rest exactly. CUDA tensors are copied to the host first."""
+    the rest exactly. CUDA tensors are compressed on their GPU with the CUDA backend (in fast mode,
+    coder="bitpack", all of them as one grid: see :func:`ebgc.compress_many`), else on the host."""
     settings = Settings.make(error_bound, mode, coder)
-    w = Writer(_SD_MAGIC, _SD_VERSION).varint(len(sd))
+    entries = []
     for name, t in sd.items():
         if not isinstance(t, torch.Tensor):
             raise InvalidArgumentError(f"entry {name!r} is not a tensor")
-        t = _host(t)
+        entries.append((name, t.detach()))
+    lossy = [k for k, (_, t) in enumerate(entries) if t.dtype in _FLOATING and t.numel() >= min_elements]
+    blobs = dict(zip(lossy, api.compress_many_with([_for_codec(entries[k][1]) for k in lossy], settings)))
+    w = Writer(_SD_MAGIC, _SD_VERSION).varint(len(entries))
+    for k, (name, t) in enumerate(entries):
         w.name(name)
-        if t.dtype in _FLOATING and t.numel() >= min_elements:
-            w.u8(_COMPRESSED).blob(api.compress_with(t, settings))
-        else:
-            if t.dtype not in _EXACT_DTYPES:
-                raise InvalidArgumentError(f"entry {name!r} has unsupported dtype {t.dtype}")
-            raw = t.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b""
-            w.u8(_EXACT).blob(_EXACT_DTYPES[t.dtype].encode()).shape(t.shape).blob(raw)
+        if k in blobs:
+            w.u8(_COMPRESSED).blob(blobs[k])
+            continue
+        if t.dtype not in _EXACT_DTYPES:
+            raise InvalidArgumentError(f"entry {name!r} has unsupported dtype {t.dtype}")
+        t = _host(t)
+        raw = t.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b""
+        w.u8(_EXACT).blob(_EXACT_DTYPES[t.dtype].encode()).shape(t.shape).blob(raw)
     return w.seal()
+
+
+def _for_codec(t: torch.Tensor) -> torch.Tensor:
+    """A tensor where the codec reads it: CUDA tensors on their GPU (C-contiguous) when the CUDA
+    backend is there, everything else on the host."""
+    if t.device.type == "cuda" and cuda.available():
+        return t.contiguous()
+    return _host(t)
 
 
 def _exact_tensor(r: Reader, name: str) -> torch.Tensor:
