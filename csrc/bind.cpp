@@ -6,7 +6,7 @@
 #include "ebgc/ebgc.hpp"
 #include "ebgc/grid/crc32c_parts.hpp"
 #include "ebgc/grid/host_runner.hpp"
-#include "ebgc/grid/message_host_runner.hpp"
+#include "ebgc/grid/context_message_runner.hpp"
 #include "python/arrays.hpp"
 #include "python/blob.hpp"
 #include "python/errors.hpp"
@@ -109,14 +109,17 @@ void grid_decompress_buffer(const py_blob::Blob& blob, py::buffer out, py::objec
   });
 }
 
-// The host runner of whole-message fast mode (grid/message_host_runner.hpp): one blob per array,
-// all coded as one message grid. Arrays of one dtype, C-contiguous; reconstructions optional.
-py::list grid_compress_message(const py::list& arrays, const std::string& dtype, double error_bound, int mode,
+// The host runners of whole messages (grid/message_host_runner.hpp for bit-packing,
+// grid/context_message_runner.hpp for auto and context): one blob per array, all coded as one
+// message grid. Arrays of one dtype, C-contiguous; reconstructions optional.
+py::list grid_compress_message(const py::list& arrays, const std::string& dtype, double error_bound, int mode, int coder,
                                const py::object& reconstructions) {
+  if (coder != int(Coder::Bitpack) && coder != int(Coder::Context) && coder != kCoderAuto)
+    throw InvalidArgument("a message grid codes with bitpack, context or auto");
   const size_t count = arrays.size();
   if (!reconstructions.is_none() && py::len(reconstructions) != count)
     throw InvalidArgument("reconstructions must have one entry per array");
-  const Params p = params_of(error_bound, mode, int(Coder::Bitpack), false, kDefaultChunkLog2);
+  const Params p = params_of(error_bound, mode, coder, false, coder == int(Coder::Bitpack) ? kDefaultChunkLog2 : kGridChunkLog2);
   std::vector<py::buffer_info> keep(count), keep_rec(count);
   std::vector<TensorView> views(count);
   std::vector<void*> rec(count, nullptr);
@@ -140,7 +143,9 @@ py::list grid_compress_message(const py::list& arrays, const std::string& dtype,
       std::vector<std::vector<uint64_t>> shapes(count);
       for (size_t k = 0; k < count; ++k)
         xs[k] = static_cast<const T*>(views[k].data), recs[k] = static_cast<T*>(rec[k]), shapes[k] = views[k].shape;
-      grid_bitpack_encode_message(xs, shapes, recs, p, [&](size_t k, size_t size) { return results[k].allocate(size); });
+      const MessageAllocator allocate = [&](size_t k, size_t size) { return results[k].allocate(size); };
+      if (p.coder == int(Coder::Bitpack)) grid_bitpack_encode_message(xs, shapes, recs, p, allocate);
+      else grid_context_encode_message(xs, shapes, recs, p, allocate);
     });
   }
   py::list out;
@@ -208,9 +213,10 @@ PYBIND11_MODULE(_core, m) {
         py::arg("previous") = py::none(), py::arg("previous2") = py::none(), py::arg("dtype") = "",
         "Test hook: the device codec's decoder run on the host (context, bit-packed and raw blobs).");
   m.def("_grid_compress_message", &grid_compress_message, py::arg("arrays"), py::arg("dtype"), py::arg("error_bound"),
-        py::arg("mode"), py::arg("reconstructions") = py::none(),
-        "Test hook: the device's whole-message fast mode run on the host, tile by tile over one grid of\n"
-        "all the arrays (one blob each, equal to the CPU codec's bit-packed blob with DEFAULT_CHUNK_LOG2).");
+        py::arg("mode"), py::arg("coder"), py::arg("reconstructions") = py::none(),
+        "Test hook: the device's whole-message encoders run on the host over one grid of all the arrays\n"
+        "(one blob each, equal to the CPU codec's with no low rank and the device's chunk size:\n"
+        "DEFAULT_CHUNK_LOG2 for bitpack, GRID_CHUNK_LOG2 for context and auto).");
   m.attr("GRID_CHUNK_LOG2") = kGridChunkLog2;
   m.def("_crc32c_by_parts", [](py::buffer data, uint32_t seed, uint64_t part_bytes) {
           if (part_bytes < 1) throw InvalidArgument("part_bytes must be >= 1");

@@ -27,12 +27,13 @@ __global__ void message_bounds_reset_kernel(DeviceBound* bounds, uint64_t count)
   if (k < count) bound_reset(&bounds[k]);
 }
 
-// One thread block per message tile: the tile's finite range, folded into its row's bound.
-template <class T>
-__global__ void __launch_bounds__(kMessageThreads) message_range_kernel(const MessageRow<T>* rows, uint64_t count,
+// One thread block per message tile: the tile's finite range, folded into its row's bound. Row:
+// any tensor table whose rows have x, n and first_tile (MessageRow, ContextRow).
+template <class Row>
+__global__ void __launch_bounds__(kMessageThreads) message_range_kernel(const Row* rows, uint64_t count,
                                                                        DeviceBound* bounds) {
-  const uint64_t tile = blockIdx.x, k = message_row_of_tile(rows, count, tile);
-  const MessageRow<T> r = rows[k];
+  const uint64_t tile = blockIdx.x, k = row_at(rows, count, tile, &Row::first_tile);
+  const Row r = rows[k];
   const double inf = double_of(uint64_t(0x7ff) << 52);
   double lo = inf, hi = -inf;
   range_tile_part(r.x, r.n, tile - r.first_tile, threadIdx.x, kMessageThreads, lo, hi);

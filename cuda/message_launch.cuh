@@ -81,7 +81,7 @@ bool compress_message_on_device(std::vector<MessageRow<T>>& rows, const std::vec
   const bool rel = p.mode == BoundMode::Rel;
   if (rel) {
     message_bounds_reset_kernel<<<row_grid, kMessageThreads, 0, s>>>(bounds, count);
-    message_range_kernel<T><<<unsigned(m.tiles), kMessageThreads, 0, s>>>(table, count, bounds);
+    message_range_kernel<MessageRow<T>><<<unsigned(m.tiles), kMessageThreads, 0, s>>>(table, count, bounds);
   }
   message_bounds_finish_kernel<<<row_grid, kMessageThreads, 0, s>>>(bounds, count, rel, p.error_bound);
   EBGC_CUDA(cudaGetLastError());

@@ -70,16 +70,22 @@ MessageGrid plan_message(std::vector<MessageRow<T>>& rows) {
   return m;
 }
 
-// The row that message tile `tile` belongs to: the last row whose first tile is <= tile.
-template <class T>
-EBGC_HD inline uint64_t message_row_of_tile(const MessageRow<T>* rows, uint64_t count, uint64_t tile) {
-  uint64_t lo = 0, hi = count;  // rows[lo].first_tile <= tile < rows[hi].first_tile
+// The row of message item `id` (a tile, lane thread or chunk): the last row whose first item
+// (the member `first`) is <= id.
+template <class Row>
+EBGC_HD inline uint64_t row_at(const Row* rows, uint64_t count, uint64_t id, uint64_t Row::*first) {
+  uint64_t lo = 0, hi = count;  // rows[lo].*first <= id < rows[hi].*first
   while (hi - lo > 1) {
     const uint64_t mid = lo + (hi - lo) / 2;
-    if (rows[mid].first_tile <= tile) lo = mid;
+    if (rows[mid].*first <= id) lo = mid;
     else hi = mid;
   }
   return lo;
+}
+
+template <class T>
+EBGC_HD inline uint64_t message_row_of_tile(const MessageRow<T>* rows, uint64_t count, uint64_t tile) {
+  return row_at(rows, count, tile, &MessageRow<T>::first_tile);
 }
 
 // Thread t (of `threads`) of a row's tile `tile`: its share of the row's finite range (folded into
