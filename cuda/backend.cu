@@ -14,6 +14,7 @@
 #include "context_launch.cuh"
 #include "crc32c_kernel.cuh"
 #include "ebgc/ebgc.hpp"
+#include "context_message_launch.cuh"
 #include "message_launch.cuh"
 #include "workspace.cuh"
 
@@ -246,20 +247,23 @@ void compress_many(const std::vector<TensorView>& xs, const Params& p, const Exe
     const size_t bytes = xs[k].elements() * dtype_size(xs[k].dtype);
     if (r && bytes && r < x + bytes && x < r + bytes) throw InvalidArgument("a reconstruction overlaps its input");
   }
-  auto one = [&](size_t k) {
+  auto terms_of = [&](size_t k) {
     StreamTerms terms;
     terms.reconstruction = reconstructions[k];
-    gpu::compress(xs[k], p, e, terms, [&](size_t size) { return allocate(k, size); });
+    return terms;
   };
-  if (p.coder != int(Coder::Bitpack)) {
-    for (size_t k = 0; k < xs.size(); ++k) one(k);
-    return;
-  }
-  // One message grid per device and dtype, in order of first appearance.
+  auto allocator_of = [&](size_t k) -> BlobAllocator { return [&allocate, k](size_t size) { return allocate(k, size); }; };
+  // Fast mode and the ratio coders run as message grids, one per device and dtype (in order of
+  // first appearance); the rest (raw, Huffman, matrices for the low-rank fit) tensor by tensor.
+  const bool fast = p.coder == int(Coder::Bitpack), ratio = p.coder == kCoderAuto || p.coder == int(Coder::Context);
   std::vector<std::pair<std::pair<int, DType>, std::vector<size_t>>> groups;
   for (size_t k = 0; k < xs.size(); ++k) {
     if (xs[k].elements() == 0) {
-      write_empty_blob(xs[k].dtype, xs[k].shape, p, [&](size_t size) { return allocate(k, size); });
+      write_empty_blob(xs[k].dtype, xs[k].shape, p, allocator_of(k));
+      continue;
+    }
+    if (!(fast || ratio) || compress_where(xs[k], p) == Where::Host) {
+      gpu::compress(xs[k], p, e, terms_of(k), allocator_of(k));
       continue;
     }
     const std::pair<int, DType> key(device_of(xs[k].data), xs[k].dtype);
@@ -270,19 +274,36 @@ void compress_many(const std::vector<TensorView>& xs, const Params& p, const Exe
   std::vector<std::vector<uint64_t>> shapes(xs.size());
   for (size_t k = 0; k < xs.size(); ++k) shapes[k] = xs[k].shape;
   for (const auto& group : groups) {
-    const std::vector<size_t>& members = group.second;
-    on_device_of(xs[members[0]].data, group.first.second, e, [&](auto tag, Workspace& ws, cudaStream_t s) {
+    on_device_of(xs[group.second[0]].data, group.first.second, e, [&](auto tag, Workspace& ws, cudaStream_t s) {
       using T = typename decltype(tag)::type;
-      std::vector<MessageRow<T>> rows;
-      for (size_t k : members)
-        rows.push_back(MessageRow<T>{static_cast<const T*>(xs[k].data), static_cast<T*>(reconstructions[k]),
-                                     xs[k].elements(), 0, 0, 0, 0, 0});
-      if (compress_message_on_device<T>(rows, members, shapes, p, ws, s, allocate)) return;
-      for (size_t k : members) {  // too many outliers for the device: tensor by tensor, each with its fallback
-        StreamTerms terms;
-        terms.reconstruction = reconstructions[k];
-        compress_typed<T>(xs[k], p, e, terms, xs[k].elements(), ws, s, [&](size_t size) { return allocate(k, size); });
+      // Bit-packing of `members` as one grid; past the outlier capacity tensor by tensor, each with
+      // its own fallback.
+      auto fast_grid = [&](const std::vector<size_t>& members, const Params& q) {
+        std::vector<MessageRow<T>> rows;
+        for (size_t k : members)
+          rows.push_back(MessageRow<T>{static_cast<const T*>(xs[k].data), static_cast<T*>(reconstructions[k]),
+                                       xs[k].elements(), 0, 0, 0, 0, 0});
+        if (compress_message_on_device<T>(rows, members, shapes, q, ws, s, allocate)) return;
+        for (size_t k : members) compress_typed<T>(xs[k], q, e, terms_of(k), xs[k].elements(), ws, s, allocator_of(k));
+      };
+      if (fast) return fast_grid(group.second, p);
+      std::vector<ContextRow<T>> rows;
+      for (size_t k : group.second) {
+        ContextRow<T> r{};
+        r.x = static_cast<const T*>(xs[k].data), r.reconstruction = static_cast<T*>(reconstructions[k]);
+        r.n = xs[k].elements(), r.sign_period = kernel_size(xs[k].shape);
+        rows.push_back(r);
       }
+      const ContextMessageLeftovers left = compress_context_message_on_device<T>(rows, group.second, shapes, p, ws, s, allocate);
+      // What the host gave to other coders, as the single-tensor path codes it.
+      Params q = p;
+      q.coder = int(Coder::Bitpack);
+      if (!left.bitpack.empty()) fast_grid(left.bitpack, q);
+      for (size_t k : left.raw) compress_raw_from_device<T>(xs[k], p, terms_of(k), xs[k].elements(), ws, s, allocator_of(k));
+      q.coder = int(Coder::Context);
+      q.chunk_log2 = kGridChunkLog2;
+      q.low_rank = false;
+      for (size_t k : left.host) compress_on_host<T>(xs[k], q, e, terms_of(k), xs[k].elements(), ws, s, allocator_of(k));
     });
   }
 }

@@ -29,10 +29,12 @@ void compress(const TensorView& x, const Params& p, const Execution& e, const St
               const BlobAllocator& allocate);
 
 // Compresses the tensors of one message: C-contiguous device tensors; reconstructions[k] (or null)
-// a device array of x[k]'s dtype and size that does not overlap it. Bit-packing requests (fast
-// mode) go through one message grid per device and dtype (message_launch.cuh): a fixed number of
-// launches and two host waits for all their tensors. Other coders run tensor by tensor. Blob k
-// equals what compress() writes for x[k] alone; allocate(k, size) is called once per tensor.
+// a device array of x[k]'s dtype and size that does not overlap it. Bit-packing and the ratio
+// coders (auto, context) run as one message grid per device and dtype (message_launch.cuh,
+// context_message_launch.cuh): a fixed number of launches and 2 (bit-packing) or 3 to 5 (ratio;
+// more where the host gives tensors to bit-packing) host waits for all their tensors. The plan's
+// host work (Huffman, matrices for the low-rank fit) and raw run tensor by tensor. Blob k equals
+// what compress() writes for x[k] alone; allocate(k, size) is called once per tensor.
 void compress_many(const std::vector<TensorView>& xs, const Params& p, const Execution& e,
                    const std::vector<void*>& reconstructions, const MessageAllocator& allocate);
 

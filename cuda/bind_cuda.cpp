@@ -57,7 +57,8 @@ py::bytes compress_device(uintptr_t x, std::vector<uint64_t> shape, const std::s
 
 py::list compress_many_device(const std::vector<uintptr_t>& xs, const std::vector<std::vector<uint64_t>>& shapes,
                               const std::vector<std::string>& dtypes, double error_bound, int mode, int coder,
-                              unsigned threads, uintptr_t stream, const std::vector<uintptr_t>& reconstructions) {
+                              unsigned threads, uintptr_t stream, bool low_rank,
+                              const std::vector<uintptr_t>& reconstructions) {
   const size_t count = xs.size();
   if (shapes.size() != count || dtypes.size() != count || (!reconstructions.empty() && reconstructions.size() != count))
     throw InvalidArgument("one shape, dtype and reconstruction (or none) per tensor");
@@ -72,6 +73,7 @@ py::list compress_many_device(const std::vector<uintptr_t>& xs, const std::vecto
   p.mode = BoundMode(mode);
   p.error_bound = error_bound;
   p.coder = coder;
+  p.low_rank = low_rank;
   Execution e;
   e.threads = threads;
   e.cuda_stream = stream;
@@ -131,11 +133,12 @@ PYBIND11_MODULE(_cuda, m) {
         "stream's last reconstructions and of where the new one goes.");
   m.def("compress_many", &compress_many_device, py::arg("data"), py::arg("shapes"), py::arg("dtypes"),
         py::arg("error_bound"), py::arg("mode"), py::arg("coder"), py::arg("threads"), py::arg("stream") = 0,
-        py::arg("reconstructions") = std::vector<uintptr_t>(),
-        "Compress the C-contiguous device arrays (pointers) of one message into one blob each (no\n"
-        "low rank, no stream prediction). Bit-packing codes all arrays of a device and dtype as one\n"
-        "grid: a fixed number of launches and two host waits for the whole message. reconstructions:\n"
-        "device pointers (0: none) that receive what the decoder will return.");
+        py::arg("low_rank") = true, py::arg("reconstructions") = std::vector<uintptr_t>(),
+        "Compress the C-contiguous device arrays (pointers) of one message into one blob each, blob k\n"
+        "equal to compress()'s for array k (no stream prediction). Bit-packing and the ratio coders\n"
+        "code all arrays of a device and dtype as one grid: a fixed number of launches and a few host\n"
+        "waits for the whole message. reconstructions: device pointers (0: none) that receive what\n"
+        "the decoder will return.");
   py_blob::define(m);
   m.def("decompress_into", &decompress_device, py::arg("blob"), py::arg("out"), py::arg("threads"), py::arg("stream") = 0,
         py::arg("previous") = 0, py::arg("previous2") = 0,

@@ -538,19 +538,49 @@ def test_gpu_message_grid_blobs_are_the_cpu_blobs(dtype, mode, eb):
 def test_gpu_compress_many_is_compress_of_each():
     xs = _message(seed=22) + [np.arange(5000, dtype=np.float64)]  # two dtypes: two grids
     devs = [to_device(x) for x in xs]
-    for coder in ("bitpack", "auto"):
-        assert ebgc.compress_many(devs, 1e-3, coder=coder) == [ebgc.compress(d, 1e-3, coder=coder) for d in devs]
+    for coder in ("bitpack", "auto", "context", "huffman", "raw"):
+        for low_rank in (True, False):
+            assert ebgc.compress_many(devs, 1e-3, coder=coder, low_rank=low_rank) == [
+                ebgc.compress(d, 1e-3, coder=coder, low_rank=low_rank) for d in devs], (coder, low_rank)
     assert ebgc.compress_many(devs + xs, 1e-3, coder="bitpack")[len(xs):] == [ebgc.compress(x, 1e-3, coder="bitpack")
                                                                             for x in xs]
 
 
 @pytest.mark.cuda
-def test_gpu_message_over_outlier_capacity_falls_back_to_the_same_blobs():
+@pytest.mark.parametrize("coder", ["bitpack", "context", "auto"])
+def test_gpu_message_over_outlier_capacity_falls_back_to_the_same_blobs(coder):
     x = np.full(400_000, np.nan, np.float32)  # every value an outlier: over the message's capacity
     x[::7] = 1.0
-    xs = [x, np.ones(1000, np.float32), x[:9000].copy()]
-    assert ebgc.compress_many([to_device(v) for v in xs], 1e-2, coder="bitpack") == [
-        ebgc.compress(v, 1e-2, coder="bitpack") for v in xs]
+    xs = [x, np.ones(1000, np.float32), x[:9000].copy(), np.random.default_rng(1).standard_normal(70_000)]
+    devs = [to_device(v) for v in xs]
+    assert ebgc.compress_many(devs, 1e-2, coder=coder) == [ebgc.compress(d, 1e-2, coder=coder) for d in devs]
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("coder", ["auto", "context"])
+def test_gpu_ratio_message_grid_blobs_are_the_host_runners(dtype, coder):
+    """The ratio coders' message grid writes, for every tensor, the single-tensor host runner's blob
+    and reconstruction (the host picks bit-packing or raw for some of them)."""
+    from ebgc import _core
+    from ebgc.settings import Settings
+    from ebgc.vocabulary import CODERS, MODES
+
+    xs = _message(seed=23, dtype=dtype) + [np.full(3000, 2.0, dtype)]
+    name = "bfloat16" if dtype == BFLOAT16 else np.dtype(dtype).name
+
+    def buf(a):
+        return a if a.dtype != BFLOAT16 else a.view(np.uint16)
+
+    for mode, eb in (("rel", 1e-2), ("abs", 1e-5)):
+        recs = [to_device(np.zeros_like(x)) for x in xs]
+        blobs = cuda.compress_many([to_device(x) for x in xs], Settings.make(eb, mode, coder, False), None, recs)
+        synchronize()
+        for x, blob, rec in zip(xs, blobs, recs):
+            rec_h = np.empty_like(x)
+            ref = _core._grid_compress(buf(x), name, eb, MODES[mode], CODERS[coder], reconstruction=buf(rec_h))
+            assert blob == ref, (x.shape, mode)
+            np.testing.assert_array_equal(bits(to_host(rec)), bits(rec_h))
 
 
 @pytest.mark.cuda

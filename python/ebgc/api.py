@@ -78,10 +78,11 @@ def compress_many(
     low_rank: bool = True,
 ) -> List[bytes]:
     """:func:`compress` of every array of `data` (one message: a model's gradients or weights),
-    blob k equal to ``compress(data[k], ...)``'s. On a GPU in fast mode (coder="bitpack") the
-    device arrays of each device and dtype are coded together, as one grid: a fixed number of
-    kernel launches and two waits for the whole message instead of two per array, which is what
-    makes messages of many small tensors fast. Other coders and host arrays are coded one by one.
+    blob k equal to ``compress(data[k], ...)``'s. On a GPU the device arrays of each device and
+    dtype are coded together, as one grid ("auto", "context" and "bitpack"): a fixed number of
+    kernel launches and a few waits for the whole message instead of a few per array, which is
+    what makes messages of many small tensors fast. Host arrays, and what the GPU leaves to the
+    host (Huffman, matrices for the low-rank fit), are coded one by one.
     """
     if isinstance(data, (str, bytes)) or not isinstance(data, Sequence):
         raise ArgumentTypeError("data must be a sequence (list or tuple) of arrays")
@@ -90,11 +91,11 @@ def compress_many(
 
 def compress_many_with(data: List[Any], s: Settings, *, stream: Any = None,
                        reconstructions: Optional[List[Any]] = None) -> List[bytes]:
-    """compress_with of each array (reconstructions: one array or None each), the device arrays of
-    a fast-mode request through one message grid."""
+    """compress_with of each array (reconstructions: one array or None each), the device arrays
+    through the CUDA backend's message grids."""
     blobs: List[Any] = [None] * len(data)
     on_device = [k for k, x in enumerate(data) if not isinstance(x, np.ndarray) and arrays.is_device(x)]
-    if on_device and s.coder == "bitpack" and cuda.available():
+    if on_device and cuda.available():
         recs = None if reconstructions is None else [reconstructions[k] for k in on_device]
         for k, blob in zip(on_device, cuda.compress_many([data[k] for k in on_device], s, stream, recs)):
             blobs[k] = blob

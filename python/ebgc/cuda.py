@@ -76,10 +76,11 @@ def compress(data: Any, settings: Settings, stream: Any, previous: Any = None, p
 
 def compress_many(data: Any, settings: Settings, stream: Any, reconstructions: Any = None) -> list:
     """One blob per device array of the sequence `data` (one message), each equal to what
-    :func:`compress` writes for it alone (no stream prediction, no low rank). With "bitpack" the
-    arrays of each device and dtype are coded as one grid: a fixed number of kernel launches and two
-    host waits for the whole message. reconstructions: device arrays (or None) that receive what
-    the decoder will return, one per array, not overlapping it."""
+    :func:`compress` writes for it alone (no stream prediction). With "bitpack", "context" or
+    "auto" the arrays of each device and dtype are coded as one grid: a fixed number of kernel
+    launches and a few host waits for the whole message (the plan's host work, Huffman and the
+    low-rank fit, still goes tensor by tensor). reconstructions: device arrays (or None) that
+    receive what the decoder will return, one per array, not overlapping it."""
     backend = _backend()
     arrs = [_device_array(x) for x in data]
     if reconstructions is None:
@@ -92,7 +93,7 @@ def compress_many(data: Any, settings: Settings, stream: Any, reconstructions: A
         return []
     return backend.compress_many([a.ptr for a in arrs], [list(a.shape) for a in arrs], [a.dtype for a in arrs],
                                  settings.error_bound, settings.mode_id, settings.coder_id, settings.threads,
-                                 _stream_for(stream, arrs[0]), reconstructions=recs)
+                                 _stream_for(stream, arrs[0]), low_rank=settings.low_rank, reconstructions=recs)
 
 
 def crc32c(data: Any, seed: int = 0) -> int:
