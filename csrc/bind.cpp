@@ -111,41 +111,45 @@ void grid_decompress_buffer(const py_blob::Blob& blob, py::buffer out, py::objec
 
 // The host runners of whole messages (grid/message_host_runner.hpp for bit-packing,
 // grid/context_message_runner.hpp for auto and context): one blob per array, all coded as one
-// message grid. Arrays of one dtype, C-contiguous; reconstructions optional.
+// message grid. Arrays of one dtype, C-contiguous; reconstructions, previous, previous2: lists
+// with one array or None per array (or None).
 py::list grid_compress_message(const py::list& arrays, const std::string& dtype, double error_bound, int mode, int coder,
-                               const py::object& reconstructions) {
+                               const py::object& reconstructions, const py::object& previous,
+                               const py::object& previous2) {
   if (coder != int(Coder::Bitpack) && coder != int(Coder::Context) && coder != kCoderAuto)
     throw InvalidArgument("a message grid codes with bitpack, context or auto");
   const size_t count = arrays.size();
-  if (!reconstructions.is_none() && py::len(reconstructions) != count)
-    throw InvalidArgument("reconstructions must have one entry per array");
+  for (const py::object* list : {&reconstructions, &previous, &previous2})
+    if (!list->is_none() && py::len(*list) != count) throw InvalidArgument("one entry per array in each list");
   const Params p = params_of(error_bound, mode, coder, false, coder == int(Coder::Bitpack) ? kDefaultChunkLog2 : kGridChunkLog2);
-  std::vector<py::buffer_info> keep(count), keep_rec(count);
+  std::vector<py::buffer_info> keep(count), keep_terms(3 * count);
   std::vector<TensorView> views(count);
-  std::vector<void*> rec(count, nullptr);
+  std::vector<void*> terms(3 * count, nullptr);  // reconstruction, previous, previous2 of each array
+  auto term = [&](const py::object& list, size_t k) {
+    return list.is_none() ? py::object(py::none()) : py::object(py::reinterpret_borrow<py::list>(list)[k]);
+  };
   for (size_t k = 0; k < count; ++k) {
     keep[k] = py::reinterpret_borrow<py::buffer>(arrays[k]).request();
     views[k] = py_arrays::view_of(keep[k], py_arrays::buffer_dtype(keep[k], dtype));
     if (!views[k].contiguous()) throw InvalidArgument("the grid runner takes C-contiguous arrays");
     if (k && views[k].dtype != views[0].dtype) throw InvalidArgument("a message grid holds arrays of one dtype");
     validate(views[k], p, Execution());
-    if (!reconstructions.is_none())
-      rec[k] = py_arrays::companion(py::reinterpret_borrow<py::list>(reconstructions)[k], views[k], dtype, true,
-                                    "reconstruction", keep_rec[k]);
+    terms[3 * k] = py_arrays::companion(term(reconstructions, k), views[k], dtype, true, "reconstruction", keep_terms[3 * k]);
+    terms[3 * k + 1] = py_arrays::companion(term(previous, k), views[k], dtype, false, "previous", keep_terms[3 * k + 1]);
+    terms[3 * k + 2] = py_arrays::companion(term(previous2, k), views[k], dtype, false, "previous2", keep_terms[3 * k + 2]);
   }
   std::vector<py_arrays::BytesResult> results(count);
   if (count) {
     py::gil_scoped_release nogil;
     with_storage_type(views[0].dtype, [&](auto tag) {
       using T = typename decltype(tag)::type;
-      std::vector<const T*> xs(count);
-      std::vector<T*> recs(count);
-      std::vector<std::vector<uint64_t>> shapes(count);
+      MessageInputs<T> in;
       for (size_t k = 0; k < count; ++k)
-        xs[k] = static_cast<const T*>(views[k].data), recs[k] = static_cast<T*>(rec[k]), shapes[k] = views[k].shape;
+        in.add(static_cast<const T*>(views[k].data), views[k].shape, static_cast<T*>(terms[3 * k]),
+               static_cast<const T*>(terms[3 * k + 1]), static_cast<const T*>(terms[3 * k + 2]));
       const MessageAllocator allocate = [&](size_t k, size_t size) { return results[k].allocate(size); };
-      if (p.coder == int(Coder::Bitpack)) grid_bitpack_encode_message(xs, shapes, recs, p, allocate);
-      else grid_context_encode_message(xs, shapes, recs, p, allocate);
+      if (p.coder == int(Coder::Bitpack)) grid_bitpack_encode_message(in, p, allocate);
+      else grid_context_encode_message(in, p, allocate);
     });
   }
   py::list out;
@@ -213,7 +217,8 @@ PYBIND11_MODULE(_core, m) {
         py::arg("previous") = py::none(), py::arg("previous2") = py::none(), py::arg("dtype") = "",
         "Test hook: the device codec's decoder run on the host (context, bit-packed and raw blobs).");
   m.def("_grid_compress_message", &grid_compress_message, py::arg("arrays"), py::arg("dtype"), py::arg("error_bound"),
-        py::arg("mode"), py::arg("coder"), py::arg("reconstructions") = py::none(),
+        py::arg("mode"), py::arg("coder"), py::arg("reconstructions") = py::none(), py::arg("previous") = py::none(),
+        py::arg("previous2") = py::none(),
         "Test hook: the device's whole-message encoders run on the host over one grid of all the arrays\n"
         "(one blob each, equal to the CPU codec's with no low rank and the device's chunk size:\n"
         "DEFAULT_CHUNK_LOG2 for bitpack, GRID_CHUNK_LOG2 for context and auto).");

@@ -182,3 +182,57 @@ def test_refuses_bad_messages():
     with pytest.raises(InvalidArgumentError):
         _core._grid_compress_message([np.zeros((4, 4), np.float32)[:, ::2]], "float32", 1e-3, MODES["rel"],
                                      CODERS["context"])
+
+
+# ---- stream messages: each tensor predicted from its stream's last reconstructions ---------------
+
+def runner_blob(x, eb, mode, coder, previous=None, previous2=None, reconstruction=None):
+    """The device's single-tensor blob (the host runner), stream terms included."""
+    return _core._grid_compress(buf(x), dtype_name(x), eb, MODES[mode], CODERS[coder], previous=buf(previous),
+                                previous2=buf(previous2), reconstruction=buf(reconstruction))
+
+
+def assert_stream_message(xs, eb, mode, coder, previous, previous2):
+    recs = [np.empty_like(x) for x in xs]
+    blobs = _core._grid_compress_message([buf(x) for x in xs], dtype_name(xs[0]), eb, MODES[mode], CODERS[coder],
+                                         reconstructions=[buf(r) for r in recs],
+                                         previous=[buf(p) for p in previous], previous2=[buf(p) for p in previous2])
+    for k, (x, blob, rec) in enumerate(zip(xs, blobs, recs)):
+        rec_alone = np.empty_like(x)
+        alone = runner_blob(x, eb, mode, coder, previous[k], previous2[k], rec_alone)
+        assert blob == alone, f"tensor {k} ({x.shape}): {len(blob)} vs alone {len(alone)} bytes"
+        assert rec.tobytes() == rec_alone.tobytes()
+    return blobs, recs
+
+
+@pytest.mark.parametrize("coder", ALL)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
+def test_stream_rounds_predict_every_tensor_as_alone(coder, dtype):
+    """Four rounds of a message whose tensors drift: from round 2 on the blend is fitted for every
+    tensor at once, and each blob (predictor, coefficients, codes) is the one it gets alone."""
+    rng = np.random.default_rng(12)
+    shapes = [(64, 32, 3, 3), (1000,), (3,), (2**GRID_CHUNK + 5,), (300, 200), (40_000,)]
+    xs = [rng.standard_normal(s).astype(dtype) for s in shapes]
+    history = []
+    predictors = set()
+    for _ in range(4):
+        xs = [(1.03 * x + 0.02 * rng.standard_normal(x.shape)).astype(dtype) for x in xs]
+        p1 = [h for h in history[0]] if history else [None] * len(xs)
+        p2 = [h for h in history[1]] if len(history) > 1 else [None] * len(xs)
+        blobs, recs = assert_stream_message(xs, 1e-3, "rel", coder, p1, p2)
+        predictors |= {ebgc.info(b)["predictor"] for b in blobs}
+        history = [recs] + history[:1]
+    assert {"scaled-previous", "blend-two-previous"} & predictors
+
+
+def test_stream_message_mixes_predicted_and_new_tensors():
+    # tensors with and without a previous reconstruction in one message; abs and rel bounds
+    rng = np.random.default_rng(13)
+    xs = [rng.standard_normal(n).astype(np.float32) for n in (5000, 70_000, 17, 9000)]
+    p1 = [(x + 0.01 * rng.standard_normal(x.size)).astype(np.float32) for x in xs]
+    p1[1] = None
+    p1[3] = np.full(9000, np.nan, np.float32)  # a useless previous: zero prediction wins
+    p2 = [None, None, (xs[2] * 0.5).astype(np.float32), None]
+    for coder in ALL:
+        for mode, eb in (("rel", 1e-2), ("abs", 1e-4)):
+            assert_stream_message(xs, eb, mode, coder, p1, p2)

@@ -83,6 +83,7 @@ struct BlendFit {
     one = fit_previous(total, p1);
     two = p2 ? fit_two_previous(total, p1, p2) : one;
   }
+  BlendFit(const PreviousBlendPredictor<T>& one_, const PreviousBlendPredictor<T>& two_) : one(one_), two(two_) {}
   void choose(const ResidualBits* partial, const BlendSample& sample, PredictorChoice<T>& choice) const {
     std::array<double, 3> bits{};
     for (uint64_t b = 0; b < sample.blocks; ++b)

@@ -36,6 +36,7 @@ struct ContextRow {
   uint64_t first_tile, first_thread, first_lane, first_chunk, first_block, first_value;
   uint64_t tables_at, bases_at;  // byte offsets of its encode entries and its two base tables
   uint32_t coded;                // 1: the context lanes code it (steps 2 and 3)
+  RowPredictor<T> predict;
   EBGC_HD LaneGrid grid() const { return LaneGrid(n, kGridChunkLog2); }
   EBGC_HD uint64_t threads() const { return (grid().lanes() + kContextLaneBlock - 1) / kContextLaneBlock * kContextLaneBlock; }
 };
@@ -128,7 +129,7 @@ void write_context_row_blob(const ContextRow<T>& r, const std::vector<uint64_t>&
                             const BlobAllocator& allocate) {
   const LaneGrid g = r.grid();
   const uint64_t c0 = r.first_chunk, first = first_outlier[c0];
-  Header h = grid_header<T>(shape, p, ZeroPredictor(), kGridChunkLog2, Coder::Context);
+  Header h = grid_header<T>(shape, p, r.predict, kGridChunkLog2, Coder::Context);
   h.abs_bound = abs_bound;
   const std::vector<uint64_t> a(len_a + c0, len_a + c0 + g.chunks), b(len_b + c0, len_b + c0 + g.chunks);
   write_coded_blob(h, first_outlier[c0 + g.chunks] - first, index + first, values + first * sizeof(T), sizeof(T), tables,

@@ -19,19 +19,18 @@
 namespace ebgc {
 
 template <class T>
-void grid_context_encode_message(const std::vector<const T*>& xs, const std::vector<std::vector<uint64_t>>& shapes,
-                                 const std::vector<T*>& reconstructions, const Params& p,
-                                 const MessageAllocator& allocate) {
+void grid_context_encode_message(const MessageInputs<T>& in, const Params& p, const MessageAllocator& allocate) {
   std::vector<ContextRow<T>> rows;
   std::vector<size_t> tensor_of;
-  for (size_t k = 0; k < xs.size(); ++k) {
+  const std::vector<std::vector<uint64_t>>& shapes = in.shape;
+  for (size_t k = 0; k < in.x.size(); ++k) {
     const uint64_t n = checked_elements(shapes[k]);
     if (n == 0) {
       write_empty_blob(dtype_of<T>(), shapes[k], p, [&](size_t size) { return allocate(k, size); });
       continue;
     }
     ContextRow<T> r{};
-    r.x = xs[k], r.reconstruction = reconstructions[k], r.n = n, r.sign_period = kernel_size(shapes[k]);
+    r.x = in.x[k], r.reconstruction = in.reconstruction[k], r.n = n, r.sign_period = kernel_size(shapes[k]);
     rows.push_back(r);
     tensor_of.push_back(k);
   }
@@ -52,6 +51,7 @@ void grid_context_encode_message(const std::vector<const T*>& xs, const std::vec
         range_tile_part(rows[k].x, rows[k].n, tile - rows[k].first_tile, t, kMessageRangeThreads, lo[k], hi[k]);
     }
   for (uint64_t k = 0; k < count; ++k) abs_bound[k] = message_abs_bound(rel, p.error_bound, lo[k], hi[k]);
+  grid_row_predictors(rows, tensor_of, in, abs_bound);
 
   // Step 1: the analysis kernel over the message's lane threads, then the tally (a thread a chunk).
   std::vector<uint8_t> sym(m.values), ctx(m.values);
@@ -67,8 +67,9 @@ void grid_context_encode_message(const std::vector<const T*>& xs, const std::vec
                           lane_raw.data() + r.first_lane * raw_words, lane_raw_bits.data() + r.first_lane,
                           block_or.data() + r.first_block, outlier_bits.data() + r.first_block};
     HostGridSink sink{totals[k]};
-    analyze_lane(g, t, r.x, LinearQuantizer(abs_bound[k]), ZeroPredictor(), r.sign_period, kCtxBucketLut.bucket.data(), a,
-                 sink);
+    r.predict.visit([&](const auto& predict) {
+      analyze_lane(g, t, r.x, LinearQuantizer(abs_bound[k]), predict, r.sign_period, kCtxBucketLut.bucket.data(), a, sink);
+    });
   }
   std::vector<unsigned long long> len_a(m.chunks, 0), len_b(m.chunks), chunk_outliers(m.chunks + 1, 0);
   for (uint64_t c = 0; c < m.chunks; ++c) {
@@ -86,9 +87,7 @@ void grid_context_encode_message(const std::vector<const T*>& xs, const std::vec
   // own with the CPU codec, whose blob is this one). Raw rows are written now, bit-packed ones by
   // the fast mode's message grid.
   std::vector<ContextRowChoice> choices(count);
-  std::vector<const T*> pack_x;
-  std::vector<T*> pack_rec;
-  std::vector<std::vector<uint64_t>> pack_shape;
+  MessageInputs<T> pack;  // with the predictors chosen here
   std::vector<size_t> pack_tensor;
   for (uint64_t k = 0; k < count; ++k) {
     const ContextRow<T>& r = rows[k];
@@ -101,13 +100,13 @@ void grid_context_encode_message(const std::vector<const T*>& xs, const std::vec
       if (r.reconstruction) std::memcpy(r.reconstruction, r.x, r.n * sizeof(T));
       ContainerWriter(h).write_raw(r.x, r.n * sizeof(T), [&](size_t size) { return allocate(tensor, size); });
     } else if (choices[k].coder == Coder::Bitpack) {
-      pack_x.push_back(r.x), pack_rec.push_back(r.reconstruction), pack_shape.push_back(shapes[tensor]);
+      pack.add(r.x, shapes[tensor], r.reconstruction, nullptr, nullptr);
+      pack.chosen.push_back(r.predict);
       pack_tensor.push_back(tensor);
     }
   }
-  if (!pack_x.empty())
-    grid_bitpack_encode_message(pack_x, pack_shape, pack_rec, p,
-                                [&](size_t k, size_t size) { return allocate(pack_tensor[k], size); });
+  if (!pack.x.empty())
+    grid_bitpack_encode_message(pack, p, [&](size_t k, size_t size) { return allocate(pack_tensor[k], size); });
   std::vector<uint8_t> tables;
   place_context_tables(rows, choices, tables);
 

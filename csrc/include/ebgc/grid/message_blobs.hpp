@@ -39,7 +39,7 @@ void write_message_blobs(const std::vector<MessageRow<T>>& rows, const std::vect
     const BitpackGrid g = rows[k].grid();
     const unsigned long long* row = result + kRowWords * k;
     const size_t tensor = tensor_of[k];
-    Header h = grid_header<T>(shapes[tensor], p, ZeroPredictor(), kMessageChunkLog2, Coder::Bitpack);
+    Header h = grid_header<T>(shapes[tensor], p, rows[k].predict, kMessageChunkLog2, Coder::Bitpack);
     h.abs_bound = double_of(row[kRowAbsBound]);
     std::vector<uint64_t> len_a(g.chunks()), len_b(len_b_all + rows[k].first_chunk, len_b_all + rows[k].first_chunk + g.chunks());
     for (uint64_t c = 0; c < g.chunks(); ++c) len_a[c] = g.chunk_end_block(c) - c * g.blocks_per_chunk;

@@ -16,6 +16,7 @@
 #include "../common/errors.hpp"
 #include "../quantize/bound.hpp"
 #include "bitpack_block_steps.hpp"
+#include "row_predictor.hpp"
 
 namespace ebgc {
 
@@ -25,12 +26,13 @@ constexpr uint64_t kBitpackTileValues = uint64_t(kBitpackTileBlocks) * kPackBloc
 // One row of the tensor table: a tensor (n >= 1 values) and its place in the message's grid.
 // Tiles, segments, blocks and chunks of earlier rows come first; streams_at is where its stream
 // area starts (earlier rows' worst cases). reconstruction (optional) receives what the decoder
-// will return; it must not overlap x.
+// will return; it must not overlap x or the predictor's reconstructions.
 template <class T>
 struct MessageRow {
   const T* x;
   T* reconstruction;
   uint64_t n, first_tile, first_segment, first_block, first_chunk, streams_at;
+  RowPredictor<T> predict;
   EBGC_HD BitpackGrid grid() const { return BitpackGrid::of(n, kMessageChunkLog2); }
 };
 

@@ -12,27 +12,59 @@
 #include <limits>
 #include <vector>
 
+#include "message_blend.hpp"
 #include "message_blobs.hpp"
 
 namespace ebgc {
 
 constexpr unsigned kMessageRangeThreads = 256;  // threads of the range kernel's block (one tile each)
 
-// Codes tensors xs[k] (shapes[k]; reconstructions[k] may be null) as one message grid.
+// A message's tensors for the host runners: values, shapes, reconstructions (or null), the
+// stream's last reconstructions (or null), and, where the caller already chose them, the
+// predictors (the ratio grid's tensors that go on to bit-packing).
 template <class T>
-void grid_bitpack_encode_message(const std::vector<const T*>& xs, const std::vector<std::vector<uint64_t>>& shapes,
-                                 const std::vector<T*>& reconstructions, const Params& p,
-                                 const MessageAllocator& allocate) {
+struct MessageInputs {
+  std::vector<const T*> x, previous, previous2;
+  std::vector<T*> reconstruction;
+  std::vector<std::vector<uint64_t>> shape;
+  std::vector<RowPredictor<T>> chosen;  // empty: fit the blends here
+  void add(const T* x_, std::vector<uint64_t> shape_, T* rec, const T* p1, const T* p2) {
+    x.push_back(x_), shape.push_back(std::move(shape_)), reconstruction.push_back(rec);
+    previous.push_back(p1), previous2.push_back(p1 ? p2 : nullptr);
+  }
+};
+
+// The host runner of the message blend stage for the rows of a grid (MessageRow or ContextRow):
+// rows[k] is tensor tensor_of[k]; abs_bound per row.
+template <class T, class Row>
+void grid_row_predictors(std::vector<Row>& rows, const std::vector<size_t>& tensor_of, const MessageInputs<T>& in,
+                         const std::vector<double>& abs_bound) {
+  if (!in.chosen.empty()) {
+    for (size_t k = 0; k < rows.size(); ++k) rows[k].predict = in.chosen[tensor_of[k]];
+    return;
+  }
+  std::vector<BlendRow<T>> blends;
+  for (size_t k = 0; k < rows.size(); ++k)
+    if (in.previous[tensor_of[k]])
+      blends.push_back(BlendRow<T>::make(rows[k].x, in.previous[tensor_of[k]], in.previous2[tensor_of[k]], rows[k].n, k));
+  const std::vector<RowPredictor<T>> chosen = grid_message_blends(blends, abs_bound);
+  for (size_t j = 0; j < blends.size(); ++j) rows[blends[j].row].predict = chosen[j];
+}
+
+// Codes the tensors of `in` as one message grid.
+template <class T>
+void grid_bitpack_encode_message(const MessageInputs<T>& in, const Params& p, const MessageAllocator& allocate) {
   // The tensor table: one row per tensor with values; the others are written by the CPU codec.
   std::vector<MessageRow<T>> rows;
   std::vector<size_t> tensor_of;
-  for (size_t k = 0; k < xs.size(); ++k) {
+  const std::vector<std::vector<uint64_t>>& shapes = in.shape;
+  for (size_t k = 0; k < in.x.size(); ++k) {
     const uint64_t n = checked_elements(shapes[k]);
     if (n == 0) {
       write_empty_blob(dtype_of<T>(), shapes[k], p, [&](size_t size) { return allocate(k, size); });
       continue;
     }
-    rows.push_back(MessageRow<T>{xs[k], reconstructions[k], n, 0, 0, 0, 0, 0});
+    rows.push_back(MessageRow<T>{in.x[k], in.reconstruction[k], n, 0, 0, 0, 0, 0});
     tensor_of.push_back(k);
   }
   if (rows.empty()) return;
@@ -50,6 +82,7 @@ void grid_bitpack_encode_message(const std::vector<const T*>& xs, const std::vec
         range_tile_part(rows[k].x, rows[k].n, tile - rows[k].first_tile, t, kMessageRangeThreads, lo[k], hi[k]);
     }
   for (uint64_t k = 0; k < count; ++k) abs_bound[k] = message_abs_bound(rel, p.error_bound, lo[k], hi[k]);
+  grid_row_predictors(rows, tensor_of, in, abs_bound);
 
   // The encode kernel: tiles in counter order, a warp per segment, a thread per block. packed[k]
   // is the look-back's exclusive prefix of row k (its tiles come in order), chunk_packed[k] P(cB).
@@ -74,7 +107,8 @@ void grid_bitpack_encode_message(const std::vector<const T*>& xs, const std::vec
         T v[kPackBlock];
         load_block_values(r.x, first, r.n, v);
         uint32_t code[kPackBlock];
-        const BlockCodes bc = quantize_block(v, first, r.n, qz, ZeroPredictor(), r.reconstruction, code);
+        BlockCodes bc;
+        r.predict.visit([&](const auto& predict) { bc = quantize_block(v, first, r.n, qz, predict, r.reconstruction, code); });
         tile_outliers[tile] += popcount32(bc.outliers);
         if (block < g.blocks) outlier_bits[r.first_block + block] = bc.outliers;
         write_block(g, block, chunk, bc.width, code, chunk_packed[k], before, streams.data() + r.streams_at);
