@@ -236,22 +236,26 @@ void compress(const TensorView& x, const Params& p, const Execution& e, const St
 }
 
 void compress_many(const std::vector<TensorView>& xs, const Params& p, const Execution& e,
-                   const std::vector<void*>& reconstructions, const MessageAllocator& allocate) {
-  if (reconstructions.size() != xs.size()) throw InvalidArgument("one reconstruction (or none) per tensor");
+                   const std::vector<StreamTerms>& terms, const MessageAllocator& allocate) {
+  if (terms.size() != xs.size()) throw InvalidArgument("one set of stream terms per tensor");
   for (size_t k = 0; k < xs.size(); ++k) {
     check_device_tensor(xs[k], p, e);
+    const StreamTerms& t = terms[k];
+    if (!t.previous[0] && t.previous[1]) throw InvalidArgument("previous2 needs previous");
     check_aligned(xs[k].data, xs[k].dtype, "the input");
-    check_aligned(reconstructions[k], xs[k].dtype, "the reconstruction");
-    const auto* x = static_cast<const uint8_t*>(xs[k].data);
-    const auto* r = static_cast<const uint8_t*>(reconstructions[k]);
+    check_aligned(t.previous[0], xs[k].dtype, "previous");
+    check_aligned(t.previous[1], xs[k].dtype, "previous2");
+    check_aligned(t.reconstruction, xs[k].dtype, "the reconstruction");
+    // The grids write reconstructions in place while they still read these.
     const size_t bytes = xs[k].elements() * dtype_size(xs[k].dtype);
-    if (r && bytes && r < x + bytes && x < r + bytes) throw InvalidArgument("a reconstruction overlaps its input");
+    const auto* r = static_cast<const uint8_t*>(t.reconstruction);
+    const void* const others[3] = {xs[k].data, t.previous[0], t.previous[1]};
+    for (const void* other : others) {
+      const auto* o = static_cast<const uint8_t*>(other);
+      if (r && o && bytes && r < o + bytes && o < r + bytes)
+        throw InvalidArgument("a reconstruction overlaps its input or the stream's reconstructions");
+    }
   }
-  auto terms_of = [&](size_t k) {
-    StreamTerms terms;
-    terms.reconstruction = reconstructions[k];
-    return terms;
-  };
   auto allocator_of = [&](size_t k) -> BlobAllocator { return [&allocate, k](size_t size) { return allocate(k, size); }; };
   // Fast mode and the ratio coders run as message grids, one per device and dtype (in order of
   // first appearance); the rest (raw, Huffman, matrices for the low-rank fit) tensor by tensor.
@@ -263,7 +267,7 @@ void compress_many(const std::vector<TensorView>& xs, const Params& p, const Exe
       continue;
     }
     if (!(fast || ratio) || compress_where(xs[k], p) == Where::Host) {
-      gpu::compress(xs[k], p, e, terms_of(k), allocator_of(k));
+      gpu::compress(xs[k], p, e, terms[k], allocator_of(k));
       continue;
     }
     const std::pair<int, DType> key(device_of(xs[k].data), xs[k].dtype);
@@ -276,34 +280,58 @@ void compress_many(const std::vector<TensorView>& xs, const Params& p, const Exe
   for (const auto& group : groups) {
     on_device_of(xs[group.second[0]].data, group.first.second, e, [&](auto tag, Workspace& ws, cudaStream_t s) {
       using T = typename decltype(tag)::type;
-      // Bit-packing of `members` as one grid; past the outlier capacity tensor by tensor, each with
-      // its own fallback.
-      auto fast_grid = [&](const std::vector<size_t>& members, const Params& q) {
-        std::vector<MessageRow<T>> rows;
-        for (size_t k : members)
-          rows.push_back(MessageRow<T>{static_cast<const T*>(xs[k].data), static_cast<T*>(reconstructions[k]),
-                                       xs[k].elements(), 0, 0, 0, 0, 0});
-        if (compress_message_on_device<T>(rows, members, shapes, q, ws, s, allocate)) return;
-        for (size_t k : members) compress_typed<T>(xs[k], q, e, terms_of(k), xs[k].elements(), ws, s, allocator_of(k));
+      auto x_of = [&](size_t k) { return static_cast<const T*>(xs[k].data); };
+      auto rec_of = [&](size_t k) { return static_cast<T*>(terms[k].reconstruction); };
+      // The rows of `members` whose stream predictor the grid fits (row j is members[j]).
+      auto blends_of = [&](const std::vector<size_t>& members) {
+        std::vector<BlendRow<T>> blends;
+        for (size_t j = 0; j < members.size(); ++j)
+          if (terms[members[j]].previous[0])
+            blends.push_back(BlendRow<T>::make(x_of(members[j]), static_cast<const T*>(terms[members[j]].previous[0]),
+                                               static_cast<const T*>(terms[members[j]].previous[1]),
+                                               xs[members[j]].elements(), j));
+        return blends;
       };
-      if (fast) return fast_grid(group.second, p);
+      // Bit-packing of `members` as one grid (predictors fitted there, or given); past the outlier
+      // capacity tensor by tensor, each with its own fallback.
+      auto fast_grid = [&](const std::vector<size_t>& members, const Params& q, const std::vector<RowPredictor<T>>* given) {
+        std::vector<MessageRow<T>> rows;
+        for (size_t j = 0; j < members.size(); ++j) {
+          rows.push_back(MessageRow<T>{x_of(members[j]), rec_of(members[j]), xs[members[j]].elements(), 0, 0, 0, 0, 0});
+          if (given) rows.back().predict = (*given)[j];
+        }
+        std::vector<BlendRow<T>> blends = given ? std::vector<BlendRow<T>>() : blends_of(members);
+        if (compress_message_on_device<T>(rows, blends, members, shapes, q, ws, s, allocate)) return;
+        for (size_t k : members) compress_typed<T>(xs[k], q, e, terms[k], xs[k].elements(), ws, s, allocator_of(k));
+      };
+      if (fast) return fast_grid(group.second, p, nullptr);
       std::vector<ContextRow<T>> rows;
       for (size_t k : group.second) {
         ContextRow<T> r{};
-        r.x = static_cast<const T*>(xs[k].data), r.reconstruction = static_cast<T*>(reconstructions[k]);
-        r.n = xs[k].elements(), r.sign_period = kernel_size(xs[k].shape);
+        r.x = x_of(k), r.reconstruction = rec_of(k), r.n = xs[k].elements(), r.sign_period = kernel_size(xs[k].shape);
         rows.push_back(r);
       }
-      const ContextMessageLeftovers left = compress_context_message_on_device<T>(rows, group.second, shapes, p, ws, s, allocate);
-      // What the host gave to other coders, as the single-tensor path codes it.
+      std::vector<BlendRow<T>> blends = blends_of(group.second);
+      const ContextMessageLeftovers left =
+          compress_context_message_on_device<T>(rows, blends, group.second, shapes, p, ws, s, allocate);
+      // What the host gave to other coders, as the single-tensor path codes it (with the
+      // predictor the grid chose).
+      auto row_of = [&](size_t k) {
+        return size_t(std::find(group.second.begin(), group.second.end(), k) - group.second.begin());
+      };
       Params q = p;
       q.coder = int(Coder::Bitpack);
-      if (!left.bitpack.empty()) fast_grid(left.bitpack, q);
-      for (size_t k : left.raw) compress_raw_from_device<T>(xs[k], p, terms_of(k), xs[k].elements(), ws, s, allocator_of(k));
+      if (!left.bitpack.empty()) {
+        std::vector<RowPredictor<T>> given;
+        for (size_t k : left.bitpack) given.push_back(rows[row_of(k)].predict);
+        fast_grid(left.bitpack, q, &given);
+      }
+      for (size_t k : left.raw) compress_raw_from_device<T>(xs[k], p, terms[k], xs[k].elements(), ws, s, allocator_of(k));
+      // Over the outlier capacity: the CPU codec with the grid's coder and chunks (as one tensor).
       q.coder = int(Coder::Context);
       q.chunk_log2 = kGridChunkLog2;
       q.low_rank = false;
-      for (size_t k : left.host) compress_on_host<T>(xs[k], q, e, terms_of(k), xs[k].elements(), ws, s, allocator_of(k));
+      for (size_t k : left.host) compress_on_host<T>(xs[k], q, e, terms[k], xs[k].elements(), ws, s, allocator_of(k));
     });
   }
 }

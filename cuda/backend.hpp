@@ -28,15 +28,17 @@ int device_of(const void* device_pointer);  // throws InvalidArgument for host m
 void compress(const TensorView& x, const Params& p, const Execution& e, const StreamTerms& stream,
               const BlobAllocator& allocate);
 
-// Compresses the tensors of one message: C-contiguous device tensors; reconstructions[k] (or null)
-// a device array of x[k]'s dtype and size that does not overlap it. Bit-packing and the ratio
-// coders (auto, context) run as one message grid per device and dtype (message_launch.cuh,
-// context_message_launch.cuh): a fixed number of launches and 2 (bit-packing) or 3 to 5 (ratio;
-// more where the host gives tensors to bit-packing) host waits for all their tensors. The plan's
-// host work (Huffman, matrices for the low-rank fit) and raw run tensor by tensor. Blob k equals
-// what compress() writes for x[k] alone; allocate(k, size) is called once per tensor.
+// Compresses the tensors of one message: C-contiguous device tensors. terms[k]: tensor k's
+// stream terms (device arrays of its dtype and size, or null): the stream's last reconstructions,
+// and where its reconstruction goes (which must not overlap the tensor or those). Bit-packing and
+// the ratio coders (auto, context) run as one message grid per device and dtype
+// (message_launch.cuh, context_message_launch.cuh), the stream predictors of all its tensors
+// fitted at once (message_blend_launch.cuh): a fixed number of launches and a few host waits for
+// the whole message. The plan's host work (Huffman, matrices for the low-rank fit) and raw run
+// tensor by tensor. Blob k equals what compress() writes for x[k] alone; allocate(k, size) is
+// called once per tensor.
 void compress_many(const std::vector<TensorView>& xs, const Params& p, const Execution& e,
-                   const std::vector<void*>& reconstructions, const MessageAllocator& allocate);
+                   const std::vector<StreamTerms>& terms, const MessageAllocator& allocate);
 
 // Decodes an inspected blob into a C-contiguous device array of its dtype and size on the
 // execution's stream. Raw, bit-packed and lane-coded context blobs decode on the device (context:

@@ -58,16 +58,22 @@ py::bytes compress_device(uintptr_t x, std::vector<uint64_t> shape, const std::s
 py::list compress_many_device(const std::vector<uintptr_t>& xs, const std::vector<std::vector<uint64_t>>& shapes,
                               const std::vector<std::string>& dtypes, double error_bound, int mode, int coder,
                               unsigned threads, uintptr_t stream, bool low_rank,
-                              const std::vector<uintptr_t>& reconstructions) {
+                              const std::vector<uintptr_t>& reconstructions, const std::vector<uintptr_t>& previous,
+                              const std::vector<uintptr_t>& previous2) {
   const size_t count = xs.size();
-  if (shapes.size() != count || dtypes.size() != count || (!reconstructions.empty() && reconstructions.size() != count))
-    throw InvalidArgument("one shape, dtype and reconstruction (or none) per tensor");
+  if (shapes.size() != count || dtypes.size() != count)
+    throw InvalidArgument("one shape and dtype per tensor");
+  for (const auto* list : {&reconstructions, &previous, &previous2})
+    if (!list->empty() && list->size() != count) throw InvalidArgument("one stream term (or 0) per tensor in each list");
   if (mode != int(BoundMode::Abs) && mode != int(BoundMode::Rel)) throw InvalidArgument("mode must be abs or rel");
   std::vector<TensorView> views(count);
-  std::vector<void*> recs(count, nullptr);
+  std::vector<StreamTerms> terms(count);
+  auto at = [](const std::vector<uintptr_t>& list, size_t k) { return list.empty() ? 0 : list[k]; };
   for (size_t k = 0; k < count; ++k) {
     views[k] = device_view(xs[k], dtype_named(dtypes[k]), shapes[k]);
-    if (!reconstructions.empty()) recs[k] = reinterpret_cast<void*>(reconstructions[k]);
+    terms[k].reconstruction = reinterpret_cast<void*>(at(reconstructions, k));
+    terms[k].previous[0] = reinterpret_cast<const void*>(at(previous, k));
+    terms[k].previous[1] = reinterpret_cast<const void*>(at(previous2, k));
   }
   Params p;
   p.mode = BoundMode(mode);
@@ -80,7 +86,7 @@ py::list compress_many_device(const std::vector<uintptr_t>& xs, const std::vecto
   std::vector<py_arrays::BytesResult> results(count);
   {
     py::gil_scoped_release nogil;
-    gpu::compress_many(views, p, e, recs, [&](size_t k, size_t size) { return results[k].allocate(size); });
+    gpu::compress_many(views, p, e, terms, [&](size_t k, size_t size) { return results[k].allocate(size); });
   }
   py::list out;
   for (auto& r : results) out.append(r.release());
@@ -134,11 +140,12 @@ PYBIND11_MODULE(_cuda, m) {
   m.def("compress_many", &compress_many_device, py::arg("data"), py::arg("shapes"), py::arg("dtypes"),
         py::arg("error_bound"), py::arg("mode"), py::arg("coder"), py::arg("threads"), py::arg("stream") = 0,
         py::arg("low_rank") = true, py::arg("reconstructions") = std::vector<uintptr_t>(),
+        py::arg("previous") = std::vector<uintptr_t>(), py::arg("previous2") = std::vector<uintptr_t>(),
         "Compress the C-contiguous device arrays (pointers) of one message into one blob each, blob k\n"
-        "equal to compress()'s for array k (no stream prediction). Bit-packing and the ratio coders\n"
-        "code all arrays of a device and dtype as one grid: a fixed number of launches and a few host\n"
-        "waits for the whole message. reconstructions: device pointers (0: none) that receive what\n"
-        "the decoder will return.");
+        "equal to compress()'s for array k with the same stream terms. Bit-packing and the ratio coders\n"
+        "code all arrays of a device and dtype as one grid, their stream predictors fitted at once: a\n"
+        "fixed number of launches and a few host waits for the whole message. reconstructions,\n"
+        "previous, previous2: device pointers (0: none), one per array, or empty lists.");
   py_blob::define(m);
   m.def("decompress_into", &decompress_device, py::arg("blob"), py::arg("out"), py::arg("threads"), py::arg("stream") = 0,
         py::arg("previous") = 0, py::arg("previous2") = 0,

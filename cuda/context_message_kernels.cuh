@@ -50,7 +50,9 @@ __global__ void __launch_bounds__(kLaneThreads)
     const AnalyzeOut<T> o{a.sym + r.first_value, a.ctx + r.first_value, r.reconstruction,
                           a.lane_raw + r.first_lane * a.raw_words, a.lane_raw_bits + r.first_lane,
                           a.block_or + r.first_block, a.outlier_bits + r.first_block};
-    analyze_lane(g, t, r.x, bounds[k].qz, ZeroPredictor(), r.sign_period, bucket_of_sum, o, sink);
+    r.predict.visit([&](const auto& predict) {
+      analyze_lane(g, t, r.x, bounds[k].qz, predict, r.sign_period, bucket_of_sum, o, sink);
+    });
   }
   __syncthreads();
   AnalysisSummary* summary = summaries + k;

@@ -15,6 +15,7 @@
 
 #include "context_message_kernels.cuh"
 #include "ebgc/grid/message_blobs.hpp"
+#include "message_blend_launch.cuh"
 #include "workspace.cuh"
 
 namespace ebgc {
@@ -24,7 +25,9 @@ struct ContextMessageLayout {
   size_t rows, bounds, summaries, block_or, outlier_bits, chunk_outliers, zeroed_bytes, chunk_b, chunk_b_bytes;
   size_t sym, ctx, lane_raw, lane_raw_bits, len_a, len_b, bytes, offset, first_outlier, scan_temp, scan_temp_bytes;
   size_t state, words, region, tables, streams, index, value, total;
-  ContextMessageLayout(const ContextMessageGrid& m, size_t row_bytes, size_t elem) {
+  MessageBlendLayout blend;
+  template <class T>
+  ContextMessageLayout(const ContextMessageGrid& m, size_t row_bytes, size_t elem, std::vector<BlendRow<T>>& blends) {
     const LaneGrid any(1, kGridChunkLog2);
     scan_temp_bytes = 0;
     EBGC_CUDA(cub::DeviceScan::ExclusiveSum(nullptr, scan_temp_bytes, static_cast<unsigned long long*>(nullptr),
@@ -58,6 +61,7 @@ struct ContextMessageLayout {
     streams = c.take(m.chunks * 72 + m.values * 4 + (m.values * kMaxRawBits + 7) / 8);
     index = c.take(8 * m.capacity);
     value = c.take(elem * m.capacity);
+    blend.carve(c, blends);
     total = c.end;
   }
 };
@@ -68,8 +72,11 @@ struct ContextMessageLeftovers {
   std::vector<size_t> raw, bitpack, host;
 };
 
+// rows: x, reconstruction, n, sign_period set; blends: the rows whose stream predictor is fitted
+// first (BlendRow::row); tensor_of[k]: row k's tensor, of shapes[...].
 template <class T>
 ContextMessageLeftovers compress_context_message_on_device(std::vector<ContextRow<T>>& rows,
+                                                            std::vector<BlendRow<T>>& blends,
                                                             const std::vector<size_t>& tensor_of,
                                                             const std::vector<std::vector<uint64_t>>& shapes,
                                                             const Params& p, Workspace& ws, cudaStream_t s,
@@ -77,7 +84,7 @@ ContextMessageLeftovers compress_context_message_on_device(std::vector<ContextRo
   ContextMessageLeftovers left;
   const ContextMessageGrid m = plan_context_message(rows);
   const uint64_t count = m.rows;
-  const ContextMessageLayout L(m, sizeof(ContextRow<T>), sizeof(T));
+  const ContextMessageLayout L(m, sizeof(ContextRow<T>), sizeof(T), blends);
   uint8_t* d = ws.device_bytes(L.total);
   auto u32 = [&](size_t offset) { return reinterpret_cast<uint32_t*>(d + offset); };
   auto u64 = [&](size_t offset) { return reinterpret_cast<unsigned long long*>(d + offset); };
@@ -107,6 +114,16 @@ ContextMessageLeftovers compress_context_message_on_device(std::vector<ContextRo
     message_range_kernel<ContextRow<T>><<<unsigned(m.tiles), kMessageThreads, 0, s>>>(table, count, bounds);
   }
   message_bounds_finish_kernel<<<row_grid, kMessageThreads, 0, s>>>(bounds, count, rel, p.error_bound);
+  EBGC_CUDA(cudaGetLastError());
+  if (!blends.empty()) {  // the stream's predictors, then the table again with them
+    analyze.end();
+    const std::vector<RowPredictor<T>> chosen = choose_message_blends_on_device(blends, L.blend, d, bounds, ws, s);
+    for (size_t j = 0; j < blends.size(); ++j) rows[blends[j].row].predict = chosen[j];
+    h = ws.host_bytes(row_bytes + summary_bytes);
+    std::memcpy(h, rows.data(), row_bytes);
+    analyze.restart();
+    EBGC_CUDA(cudaMemcpyAsync(d + L.rows, h, row_bytes, cudaMemcpyHostToDevice, s));
+  }
   context_message_analyze_kernel<T><<<lane_grid, kLaneThreads, 0, s>>>(table, count, bounds, ws.bucket_of_sum, a,
                                                                          summaries);
   context_message_tally_kernel<T><<<chunk_grid, 256, 0, s>>>(table, count, m.chunks, bounds, a, summaries);

@@ -79,7 +79,8 @@ __global__ void __launch_bounds__(kEncodeThreads) message_encode_kernel(MessageE
   T v[kPackBlock];
   load_block(r.x, first, r.n, (reinterpret_cast<uintptr_t>(r.x) & 15u) == 0, v);
   uint32_t code[kPackBlock];
-  const BlockCodes bc = quantize_block(v, first, r.n, qz, ZeroPredictor(), r.reconstruction, code);
+  BlockCodes bc;
+  r.predict.visit([&](const auto& predict) { bc = quantize_block(v, first, r.n, qz, predict, r.reconstruction, code); });
   const unsigned w = bc.width;
   const uint32_t bytes = uint32_t(packed_block_bytes(w));
 

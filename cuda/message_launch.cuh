@@ -13,6 +13,7 @@
 #include <cub/device/device_scan.cuh>
 
 #include "ebgc/grid/message_blobs.hpp"
+#include "message_blend_launch.cuh"
 #include "message_kernels.cuh"
 #include "workspace.cuh"
 
@@ -24,7 +25,9 @@ struct MessageLayout {
   uint64_t capacity;
   size_t rows, bounds, counter, status, tile_outliers, zeroed_bytes, tile_offset, outlier_bits, result, offset, index,
       value, scan_temp, scan_temp_bytes, streams, compact, total;
-  MessageLayout(const MessageGrid& m, size_t row_bytes, size_t elem) {
+  MessageBlendLayout blend;
+  template <class T>
+  MessageLayout(const MessageGrid& m, size_t row_bytes, size_t elem, std::vector<BlendRow<T>>& blends) {
     capacity = message_outlier_capacity(m.values);
     scan_temp_bytes = 0;
     EBGC_CUDA(cub::DeviceScan::ExclusiveSum(nullptr, scan_temp_bytes, static_cast<unsigned long long*>(nullptr),
@@ -46,20 +49,22 @@ struct MessageLayout {
     scan_temp = c.take(scan_temp_bytes);
     streams = c.take(m.stream_area);
     compact = c.take(m.stream_area);
+    blend.carve(c, blends);
     total = c.end;
   }
 };
 
-// Codes the rows (x, reconstruction and n set; tensor_of[k] is row k's tensor, of shapes[...]).
-// Returns false, having written nothing, where the message's outliers overflow the device's
-// capacity: the caller then codes its tensors one by one (each with its own fallback).
+// Codes the rows (x, reconstruction, n and predict set; tensor_of[k] is row k's tensor, of
+// shapes[...]); blends: the rows whose stream predictor is fitted first (BlendRow::row). Returns
+// false, having written nothing, where the message's outliers overflow the device's capacity: the
+// caller then codes its tensors one by one (each with its own fallback).
 template <class T>
-bool compress_message_on_device(std::vector<MessageRow<T>>& rows, const std::vector<size_t>& tensor_of,
-                                const std::vector<std::vector<uint64_t>>& shapes, const Params& p, Workspace& ws,
-                                cudaStream_t s, const MessageAllocator& allocate) {
+bool compress_message_on_device(std::vector<MessageRow<T>>& rows, std::vector<BlendRow<T>>& blends,
+                                const std::vector<size_t>& tensor_of, const std::vector<std::vector<uint64_t>>& shapes,
+                                const Params& p, Workspace& ws, cudaStream_t s, const MessageAllocator& allocate) {
   const MessageGrid m = plan_message(rows);
   const uint64_t count = m.rows;
-  const MessageLayout L(m, sizeof(MessageRow<T>), sizeof(T));
+  const MessageLayout L(m, sizeof(MessageRow<T>), sizeof(T), blends);
   uint8_t* d = ws.device_bytes(L.total);
   const size_t row_bytes = sizeof(MessageRow<T>) * count, result_bytes = 8 * m.result_words();
   ws.wait_host();
@@ -85,6 +90,15 @@ bool compress_message_on_device(std::vector<MessageRow<T>>& rows, const std::vec
   }
   message_bounds_finish_kernel<<<row_grid, kMessageThreads, 0, s>>>(bounds, count, rel, p.error_bound);
   EBGC_CUDA(cudaGetLastError());
+  if (!blends.empty()) {  // the stream's predictors, then the table again with them
+    encode.end();
+    const std::vector<RowPredictor<T>> chosen = choose_message_blends_on_device(blends, L.blend, d, bounds, ws, s);
+    for (size_t j = 0; j < blends.size(); ++j) rows[blends[j].row].predict = chosen[j];
+    h = ws.host_bytes(row_bytes + result_bytes);
+    std::memcpy(h, rows.data(), row_bytes);
+    encode.restart();
+    EBGC_CUDA(cudaMemcpyAsync(d + L.rows, h, row_bytes, cudaMemcpyHostToDevice, s));
+  }
 
   MessageEncodeArgs<T> a;
   a.rows = table;

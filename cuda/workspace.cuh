@@ -99,6 +99,11 @@ class Enqueued {
     ended_ = true;
     ws_.end(s_);
   }
+  // Enqueues more work after end() (after a host wait in between).
+  void restart() {
+    ended_ = false;
+    ws_.begin(s_);
+  }
   ~Enqueued() {
     if (ended_) return;
     if (!ws_.done) cudaEventCreateWithFlags(&ws_.done, cudaEventDisableTiming);

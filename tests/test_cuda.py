@@ -607,3 +607,36 @@ def test_gpu_bitpack_stream_keyframes_use_the_message_grid_and_decode_anywhere()
             assert_within_bound(w[k], on_host[k], ebgc.info(msg)["tensors"][k])
         if r % 2 == 0:  # keyframes: every tensor through the message grid, each blob the CPU's
             assert msg == cpu_msg
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("coder", ["bitpack", "context", "auto"])
+def test_gpu_stream_message_grid_is_the_host_runners(coder):
+    """Stream rounds of a whole message through one grid (the blends of all tensors fitted at once):
+    every blob and reconstruction is the message host runner's, and each tensor's is the one it gets
+    alone."""
+    from ebgc import _core
+    from ebgc.settings import Settings
+    from ebgc.vocabulary import CODERS, MODES
+
+    rng = np.random.default_rng(31)
+    shapes = [(64, 32, 3, 3), (1000,), (3,), (16_389,), (40_000,)]
+    xs = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+    settings = Settings.make(1e-3, "rel", coder, False)
+    host_hist, dev_hist = [], []
+    for _ in range(4):
+        xs = [(1.03 * x + 0.02 * rng.standard_normal(x.shape)).astype(np.float32) for x in xs]
+        p1 = host_hist[0] if host_hist else [None] * len(xs)
+        p2 = host_hist[1] if len(host_hist) > 1 else [None] * len(xs)
+        d1 = dev_hist[0] if dev_hist else [None] * len(xs)
+        d2 = dev_hist[1] if len(dev_hist) > 1 else [None] * len(xs)
+        recs_h = [np.empty_like(x) for x in xs]
+        ref = _core._grid_compress_message(xs, "float32", 1e-3, MODES["rel"], CODERS[coder], reconstructions=recs_h,
+                                           previous=p1, previous2=p2)
+        recs_d = [to_device(np.empty_like(x)) for x in xs]
+        got = cuda.compress_many([to_device(x) for x in xs], settings, None, recs_d, d1, d2)
+        synchronize()
+        assert got == ref
+        for a, b in zip(recs_d, recs_h):
+            np.testing.assert_array_equal(bits(to_host(a)), bits(b))
+        host_hist, dev_hist = [recs_h] + host_hist[:1], [recs_d] + dev_hist[:1]

@@ -90,18 +90,27 @@ def compress_many(
 
 
 def compress_many_with(data: List[Any], s: Settings, *, stream: Any = None,
-                       reconstructions: Optional[List[Any]] = None) -> List[bytes]:
-    """compress_with of each array (reconstructions: one array or None each), the device arrays
-    through the CUDA backend's message grids."""
+                       reconstructions: Optional[List[Any]] = None, previous: Optional[List[Any]] = None,
+                       previous2: Optional[List[Any]] = None) -> List[bytes]:
+    """compress_with of each array (reconstructions, previous, previous2: one array or None each),
+    the device arrays through the CUDA backend's message grids."""
+    def term(terms: Optional[List[Any]], k: int) -> Any:
+        return None if terms is None else terms[k]
+
+    def pick(terms: Optional[List[Any]], keys: List[int]) -> Optional[List[Any]]:
+        return None if terms is None else [terms[k] for k in keys]
+
     blobs: List[Any] = [None] * len(data)
     on_device = [k for k, x in enumerate(data) if not isinstance(x, np.ndarray) and arrays.is_device(x)]
     if on_device and cuda.available():
-        recs = None if reconstructions is None else [reconstructions[k] for k in on_device]
-        for k, blob in zip(on_device, cuda.compress_many([data[k] for k in on_device], s, stream, recs)):
+        device_blobs = cuda.compress_many([data[k] for k in on_device], s, stream, pick(reconstructions, on_device),
+                                          pick(previous, on_device), pick(previous2, on_device))
+        for k, blob in zip(on_device, device_blobs):
             blobs[k] = blob
     for k, x in enumerate(data):
         if blobs[k] is None:
-            blobs[k] = compress_with(x, s, stream=stream, reconstruction=None if reconstructions is None else reconstructions[k])
+            blobs[k] = compress_with(x, s, stream=stream, reconstruction=term(reconstructions, k),
+                                     previous=term(previous, k), previous2=term(previous2, k))
     return blobs
 
 

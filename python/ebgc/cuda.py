@@ -74,26 +74,34 @@ def compress(data: Any, settings: Settings, stream: Any, previous: Any = None, p
                             previous=terms[0], previous2=terms[1], reconstruction=terms[2])
 
 
-def compress_many(data: Any, settings: Settings, stream: Any, reconstructions: Any = None) -> list:
+def compress_many(data: Any, settings: Settings, stream: Any, reconstructions: Any = None, previous: Any = None,
+                  previous2: Any = None) -> list:
     """One blob per device array of the sequence `data` (one message), each equal to what
-    :func:`compress` writes for it alone (no stream prediction). With "bitpack", "context" or
-    "auto" the arrays of each device and dtype are coded as one grid: a fixed number of kernel
-    launches and a few host waits for the whole message (the plan's host work, Huffman and the
-    low-rank fit, still goes tensor by tensor). reconstructions: device arrays (or None) that
-    receive what the decoder will return, one per array, not overlapping it."""
+    :func:`compress` writes for it alone with the same stream terms. With "bitpack", "context" or
+    "auto" the arrays of each device and dtype are coded as one grid, their stream predictors
+    fitted at once: a fixed number of kernel launches and a few host waits for the whole message
+    (the plan's host work, Huffman and the low-rank fit, still goes tensor by tensor).
+    reconstructions, previous, previous2: sequences of device arrays (or None), one per array: where
+    each reconstruction goes (not overlapping the array or its previous ones) and the stream's last
+    reconstructions."""
     backend = _backend()
     arrs = [_device_array(x) for x in data]
-    if reconstructions is None:
-        recs = []
-    else:
-        if len(reconstructions) != len(arrs):
-            raise InvalidArgumentError("one reconstruction (or None) per array")
-        recs = [_ptr(r, a, "reconstruction", writable=True) for r, a in zip(reconstructions, arrs)]
+
+    def pointers(terms: Any, what: str, writable: bool = False) -> list:
+        if terms is None:
+            return []
+        if len(terms) != len(arrs):
+            raise InvalidArgumentError(f"one {what} (or None) per array")
+        return [_ptr(t, a, what, writable=writable) for t, a in zip(terms, arrs)]
+
+    recs = pointers(reconstructions, "reconstruction", writable=True)
+    p1, p2 = pointers(previous, "previous"), pointers(previous2, "previous2")
     if not arrs:
         return []
     return backend.compress_many([a.ptr for a in arrs], [list(a.shape) for a in arrs], [a.dtype for a in arrs],
                                  settings.error_bound, settings.mode_id, settings.coder_id, settings.threads,
-                                 _stream_for(stream, arrs[0]), low_rank=settings.low_rank, reconstructions=recs)
+                                 _stream_for(stream, arrs[0]), low_rank=settings.low_rank, reconstructions=recs,
+                                 previous=p1, previous2=p2)
 
 
 def crc32c(data: Any, seed: int = 0) -> int:

@@ -255,17 +255,15 @@ class GradientEncoder:
                 settings = self._settings.scaled(scale)
                 w = Writer(MESSAGE_MAGIC, MESSAGE_VERSION).u8(_KEYFRAME if key else 0).short_bytes(self.stream_id)
                 w.varint(seq).u32(0 if key else st.digest).varint(len(inputs))
-                # Each reconstruction receives exactly what the decoder will hold. Tensors coded
-                # without prediction go through one call (one grid on the GPU in fast mode).
+                # Each reconstruction receives exactly what the decoder will hold. The whole
+                # message goes through one call: one grid per device and dtype on the GPU.
                 recs = [placement.empty_like(x) for _, x, _, _ in inputs]
-                alone = [k for k, (_, _, last, _) in enumerate(inputs) if last is None]
-                blobs = dict(zip(alone, api.compress_many_with([inputs[k][1] for k in alone], settings,
-                                                               reconstructions=[recs[k] for k in alone])))
+                blobs = api.compress_many_with([x for _, x, _, _ in inputs], settings, reconstructions=recs,
+                                               previous=[last for _, _, last, _ in inputs],
+                                               previous2=[older for _, _, _, older in inputs])
                 updates: Dict[str, np.ndarray] = {}
-                for k, (name, x, last, older) in enumerate(inputs):
-                    blob = blobs[k] if k in blobs else api.compress_with(x, settings, previous=last, previous2=older,
-                                                                         reconstruction=recs[k])
-                    updates[name] = recs[k]
+                for (name, _, _, _), blob, rec in zip(inputs, blobs, recs):
+                    updates[name] = rec
                     w.name(name).blob(blob)
                 message = w.seal()
                 return len(message), (message, updates)
