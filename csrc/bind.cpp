@@ -4,6 +4,7 @@
 #include <pybind11/stl.h>
 
 #include "ebgc/ebgc.hpp"
+#include "ebgc/format/front.hpp"
 #include "ebgc/grid/crc32c_parts.hpp"
 #include "ebgc/grid/host_runner.hpp"
 #include "ebgc/grid/context_message_runner.hpp"
@@ -157,6 +158,50 @@ py::list grid_compress_message(const py::list& arrays, const std::string& dtype,
   return out;
 }
 
+// The front parse of a device blob (format/front.hpp), run over a host buffer: whether it accepts
+// exactly what the full parse (without the checksum) accepts, with the same result; returns
+// (accepted, bytes it copied). Disagreement is an InvalidArgument (a test failure).
+py::tuple parse_front_check(py::buffer data, size_t first) {
+  py::buffer_info keep;
+  const auto v = py_blob::byte_view(data, keep);
+  const uint8_t* blob = v.first;
+  const size_t size = v.second;
+  ParsedBlob full;
+  bool full_ok = true, front_ok = true;
+  try {
+    full = parse_blob(blob, size, false);
+  } catch (const FormatError&) {
+    full_ok = false;
+  }
+  FrontParse f;
+  size_t copied = 0;
+  try {
+    f = parse_blob_front(size, [&](size_t b, size_t e, uint8_t* dst) {
+      if (e > b) std::memcpy(dst, blob + b, e - b), copied += e - b;
+    }, first);
+  } catch (const FormatError&) {
+    front_ok = false;
+  }
+  if (full_ok != front_ok) throw InvalidArgument("the front parse and the full parse disagree on acceptance");
+  if (full_ok) {
+    const ParsedBlob& a = full;
+    const ParsedBlob& b = f.pb;
+    const uint8_t* base = f.bytes.get();
+    const size_t elem = dtype_size(a.header.dtype), count = a.outlier_index.size();
+    ByteWriter ha, hb;
+    a.header.write(ha);
+    b.header.write(hb);
+    const bool same = ha.buf == hb.buf && a.outlier_index == b.outlier_index && a.len_a == b.len_a &&
+                      a.len_b == b.len_b && a.offset == b.offset &&
+                      (a.streams ? size_t(a.streams - blob) : 0) == (b.streams ? size_t(b.streams - base) : 0) &&
+                      (a.raw_values ? size_t(a.raw_values - blob) : 0) == (b.raw_values ? size_t(b.raw_values - base) : 0) &&
+                      (count == 0 || std::memcmp(a.outlier_values, b.outlier_values, count * elem) == 0) &&
+                      f.payload_offset() <= f.fetched;
+    if (!same) throw InvalidArgument("the front parse differs from the full parse");
+  }
+  return py::make_tuple(front_ok, copied);
+}
+
 // Where the plan runs a device tensor's work (tests of the planning seam; the CUDA backend asks
 // the same functions itself).
 std::string compress_where_device(int coder, std::vector<uint64_t> shape, bool low_rank) {
@@ -222,6 +267,9 @@ PYBIND11_MODULE(_core, m) {
         "Test hook: the device's whole-message encoders run on the host over one grid of all the arrays\n"
         "(one blob each, equal to the CPU codec's with no low rank and the device's chunk size:\n"
         "DEFAULT_CHUNK_LOG2 for bitpack, GRID_CHUNK_LOG2 for context and auto).");
+  m.def("_parse_front_check", &parse_front_check, py::arg("blob"), py::arg("first") = 1 << 16,
+        "Test hook: parse a blob from its front as the CUDA backend parses a device blob; (accepted,\n"
+        "bytes copied), refusing (InvalidArgumentError) if that disagrees with the full parse.");
   m.attr("GRID_CHUNK_LOG2") = kGridChunkLog2;
   m.def("_crc32c_by_parts", [](py::buffer data, uint32_t seed, uint64_t part_bytes) {
           if (part_bytes < 1) throw InvalidArgument("part_bytes must be >= 1");
