@@ -164,6 +164,24 @@ void decompress_typed(const ParsedBlob& pb, T* out, const Execution& e, const T*
   upload.end();
 }
 
+// crc32c of device memory on the workspace's device (held): the GPU's raw CRCs of parts, chained
+// on the host.
+uint32_t crc32c_on(Workspace& ws, cudaStream_t s, const void* data, uint64_t bytes, uint32_t seed) {
+  if (!bytes) return seed;
+  const uint64_t parts = ceil_div(bytes, kCrcPartBytes);
+  uint32_t* raw = reinterpret_cast<uint32_t*>(ws.device_bytes(4 * parts));
+  Enqueued work(ws, s);
+  crc32c_parts_kernel<<<unsigned(ceil_div(parts, kCrcThreads)), kCrcThreads, 0, s>>>(static_cast<const uint8_t*>(data),
+                                                                                     bytes, raw);
+  EBGC_CUDA(cudaGetLastError());
+  ws.wait_host();
+  uint32_t* host = reinterpret_cast<uint32_t*>(ws.host_bytes(4 * parts));
+  EBGC_CUDA(cudaMemcpyAsync(host, raw, 4 * parts, cudaMemcpyDeviceToHost, s));
+  work.end();
+  ws.wait_host();
+  return crc32c_from_parts(seed, host, bytes, kCrcPartBytes);
+}
+
 // Runs f(TypeTag<T>, workspace, stream) on the device that owns `ptr`, holding its workspace.
 template <class F>
 void on_device_of(const void* ptr, DType dtype, const Execution& e, F&& f) {
@@ -336,14 +354,20 @@ void compress_many(const std::vector<TensorView>& xs, const Params& p, const Exe
   }
 }
 
-void decompress(const ParsedBlob& pb, const TensorView& out, const Execution& e, const void* const* previous) {
+// What every device output is checked for before anything is decoded.
+void check_device_output(const ParsedBlob& pb, const TensorView& out, const Execution& e) {
   const Header& h = pb.header;
   if (out.device != Device::Cuda || !out.contiguous()) throw InvalidArgument("out must be a C-contiguous CUDA array");
   if (out.dtype != h.dtype) throw InvalidArgument("output dtype does not match the blob");
   if (out.elements() != h.elements()) throw InvalidArgument("output size does not match the blob");
   if (e.threads < 1) throw InvalidArgument("threads must be >= 1");
+  if (h.elements()) check_aligned(out.data, h.dtype, "the output");
+}
+
+void decompress(const ParsedBlob& pb, const TensorView& out, const Execution& e, const void* const* previous) {
+  const Header& h = pb.header;
+  check_device_output(pb, out, e);
   if (h.elements() == 0) return;
-  check_aligned(out.data, h.dtype, "the output");
   on_device_of(out.data, h.dtype, e, [&](auto tag, Workspace& ws, cudaStream_t s) {
     using T = typename decltype(tag)::type;
     const T* prev[2] = {previous ? static_cast<const T*>(previous[0]) : nullptr,
@@ -358,21 +382,77 @@ uint32_t crc32c(const void* data, uint64_t bytes, uint32_t seed, uintptr_t strea
   if (!bytes) return seed;
   uint32_t result = seed;
   on_device_of(data, DType::Float32, Execution(), [&](auto, Workspace& ws, cudaStream_t) {
-    const cudaStream_t s = reinterpret_cast<cudaStream_t>(stream);
-    const uint64_t parts = ceil_div(bytes, kCrcPartBytes);
-    uint32_t* raw = reinterpret_cast<uint32_t*>(ws.device_bytes(4 * parts));
-    Enqueued work(ws, s);
-    crc32c_parts_kernel<<<unsigned(ceil_div(parts, kCrcThreads)), kCrcThreads, 0, s>>>(
-        static_cast<const uint8_t*>(data), bytes, raw);
-    EBGC_CUDA(cudaGetLastError());
-    ws.wait_host();
-    uint32_t* host = reinterpret_cast<uint32_t*>(ws.host_bytes(4 * parts));
-    EBGC_CUDA(cudaMemcpyAsync(host, raw, 4 * parts, cudaMemcpyDeviceToHost, s));
-    work.end();
-    ws.wait_host();
-    result = crc32c_from_parts(seed, host, bytes, kCrcPartBytes);
+    result = crc32c_on(ws, reinterpret_cast<cudaStream_t>(stream), data, bytes, seed);
   });
   return result;
+}
+
+std::shared_ptr<DeviceBlob> inspect_device(const void* blob, size_t size, uint64_t max_output, uintptr_t stream) {
+  auto db = std::make_shared<DeviceBlob>();
+  db->data = static_cast<const uint8_t*>(blob);
+  db->size = size;
+  on_device_of(blob, DType::Float32, Execution(), [&](auto, Workspace& ws, cudaStream_t) {
+    const cudaStream_t s = reinterpret_cast<cudaStream_t>(stream);
+    const FetchBytes fetch = [&](size_t begin, size_t end, uint8_t* dst) {
+      if (end <= begin) return;
+      ws.wait_host();
+      uint8_t* h = ws.host_bytes(end - begin);
+      Enqueued copy(ws, s);
+      EBGC_CUDA(cudaMemcpyAsync(h, db->data + begin, end - begin, cudaMemcpyDeviceToHost, s));
+      copy.end();
+      ws.wait_host();
+      std::memcpy(dst, h, end - begin);
+    };
+    db->front = parse_blob_front(size, fetch);
+    if (crc32c_on(ws, s, blob, size - kChecksumSize, 0) != db->front.stored_crc)
+      throw ChecksumError("ebgc blob checksum mismatch (truncated or corrupted)");
+    const ParsedBlob& pb = db->front.pb;
+    check_output_limit(pb, max_output);
+    if (check_streams_first(pb) || decompress_where(pb.header, true) == Where::Host) {
+      const size_t body = size - kChecksumSize;
+      fetch(db->front.fetched, body, db->front.bytes.get() + db->front.fetched);
+      db->front.fetched = body;
+      InspectOptions o;
+      o.verify_checksum = false;  // verified above, on the device
+      db->front.pb = inspect(db->front.bytes.get(), size, o);
+      db->whole = true;
+    }
+  });
+  return db;
+}
+
+void decompress_device_blob(const DeviceBlob& db, const TensorView& out, const Execution& e, const void* const* previous) {
+  const ParsedBlob& pb = db.front.pb;
+  const Header& h = pb.header;
+  check_device_output(pb, out, e);
+  if (h.elements() == 0) return;
+  if (device_of(db.data) != device_of(out.data)) throw InvalidArgument("the blob and out are on different devices");
+  on_device_of(out.data, h.dtype, e, [&](auto tag, Workspace& ws, cudaStream_t s) {
+    using T = typename decltype(tag)::type;
+    const T* prev[2] = {previous ? static_cast<const T*>(previous[0]) : nullptr,
+                        previous ? static_cast<const T*>(previous[1]) : nullptr};
+    check_aligned(prev[0], h.dtype, "previous");
+    check_aligned(prev[1], h.dtype, "previous2");
+    T* o = static_cast<T*>(out.data);
+    if (db.whole) return decompress_typed<T>(pb, o, e, prev, ws, s);  // the host's bytes
+    const uint8_t* payload = db.data + db.front.payload_offset();
+    if (h.coder == Coder::Raw) {
+      Enqueued copy(ws, s);
+      EBGC_CUDA(cudaMemcpyAsync(o, payload, h.elements() * sizeof(T), cudaMemcpyDeviceToDevice, s));
+      copy.end();
+      return;
+    }
+    with_predictor(h, prev, [&](const auto& predict) {
+      using P = std::decay_t<decltype(predict)>;
+      if constexpr (std::is_same_v<P, LowRankPredictor>) {
+        throw InvalidArgument("low-rank blobs decode on the host");  // copied whole by inspect_device
+      } else if (h.coder == Coder::Context) {
+        decompress_context_on_device(pb, o, predict, ws, s, payload);
+      } else {
+        decompress_bitpack_from_device(pb, payload, o, predict, ws, s);
+      }
+    });
+  });
 }
 
 Timings benchmark_bitpack(const void* x, DType dtype, uint64_t n, BoundMode mode, double error_bound,

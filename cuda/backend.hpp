@@ -5,10 +5,12 @@
 // host memory for the CPU codec is decided by ebgc/plan.hpp.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "ebgc/format/container.hpp"
+#include "ebgc/format/front.hpp"
 #include "ebgc/grid/message_blobs.hpp"
 #include "ebgc/request.hpp"
 
@@ -45,6 +47,24 @@ void compress_many(const std::vector<TensorView>& xs, const Params& p, const Exe
 // the host waits for the device's corruption check before returning); the others on the host,
 // then one copy. previous: the stream's reconstructions on the device, for blend-predicted blobs.
 void decompress(const ParsedBlob& blob, const TensorView& out, const Execution& e, const void* const* previous = nullptr);
+
+// A blob in device memory (e.g. received over NCCL), parsed from its front (format/front.hpp):
+// header, outliers, tables, directory and checksum come to the host, the chunk streams stay on
+// the device and are decoded there. The checksum is verified on the device. A blob the host
+// decodes (Huffman, low rank, the serial context layout) or whose streams are checked before its
+// output is allocated (plan.hpp) is copied whole (`whole`).
+struct DeviceBlob {
+  const uint8_t* data = nullptr;  // device memory, `size` bytes, read again by the decode
+  size_t size = 0;
+  FrontParse front;               // front.pb: the parse
+  bool whole = false;
+};
+// max_output: refuse (OutputLimitError) a blob that decodes to more bytes (0: no limit).
+std::shared_ptr<DeviceBlob> inspect_device(const void* blob, size_t size, uint64_t max_output, uintptr_t stream);
+// Decodes it into a C-contiguous device array of its dtype and size on the same device; streams
+// checked on the device are a FormatError before this returns (out then holds no decoded values).
+void decompress_device_blob(const DeviceBlob& blob, const TensorView& out, const Execution& e,
+                            const void* const* previous = nullptr);
 
 // crc32c(bytes of device memory, seed), as common/checksum.hpp computes it on the host (the stream
 // digest of reconstructions that live on the device). Waits for the result.

@@ -105,6 +105,23 @@ void decompress_device(const py_blob::Blob& blob, uintptr_t out, unsigned thread
   gpu::decompress(blob.parsed, view, e, prev);
 }
 
+std::shared_ptr<gpu::DeviceBlob> inspect_device(uintptr_t blob, uint64_t size, uint64_t max_output, uintptr_t stream) {
+  py::gil_scoped_release nogil;
+  return gpu::inspect_device(reinterpret_cast<const void*>(blob), size, max_output, stream);
+}
+
+void decompress_device_blob(const gpu::DeviceBlob& blob, uintptr_t out, unsigned threads, uintptr_t stream,
+                            uintptr_t previous, uintptr_t previous2) {
+  const Header& h = blob.front.pb.header;
+  const TensorView view = device_view(out, h.dtype, h.shape);
+  Execution e;
+  e.threads = threads;
+  e.cuda_stream = stream;
+  const void* prev[2] = {reinterpret_cast<const void*>(previous), reinterpret_cast<const void*>(previous2)};
+  py::gil_scoped_release nogil;
+  gpu::decompress_device_blob(blob, view, e, prev);
+}
+
 py::dict benchmark(uintptr_t x, const std::string& dtype, uint64_t n, int mode, double error_bound, uintptr_t scratch,
                    unsigned repeats, uintptr_t stream) {
   gpu::Timings t;
@@ -151,6 +168,22 @@ PYBIND11_MODULE(_cuda, m) {
         py::arg("previous") = 0, py::arg("previous2") = 0,
         "Decode an inspected Blob into a C-contiguous device array (pointer) on `stream`; previous,\n"
         "previous2: device pointers of the stream's reconstructions (blend-predicted blobs).");
+  py::class_<gpu::DeviceBlob, std::shared_ptr<gpu::DeviceBlob>>(
+      m, "DeviceBlob", "A blob in device memory, parsed from its front and checksummed on the device.")
+      .def_property_readonly("shape", [](const gpu::DeviceBlob& b) { return py_blob::shape_of(b.front.pb.header); })
+      .def_property_readonly("dtype", [](const gpu::DeviceBlob& b) { return std::string(dtype_name(b.front.pb.header.dtype)); })
+      .def_property_readonly("size", [](const gpu::DeviceBlob& b) { return b.front.pb.header.elements(); })
+      .def_property_readonly("predictor_terms",
+                             [](const gpu::DeviceBlob& b) { return predictor_terms(b.front.pb.header.predictor); })
+      .def_property_readonly("host_bytes", [](const gpu::DeviceBlob& b) { return uint64_t(b.front.fetched + kChecksumSize); },
+                             "Bytes of the blob copied to the host (its front and checksum, or all of it).");
+  m.def("inspect_device", &inspect_device, py::arg("blob"), py::arg("nbytes"), py::arg("max_output") = 0,
+        py::arg("stream") = 0,
+        "Parse a blob held in device memory (pointer, bytes) from its front, verifying its checksum on the\n"
+        "device; the chunk streams are not copied to the host.");
+  m.def("decompress_device_blob", &decompress_device_blob, py::arg("blob"), py::arg("out"), py::arg("threads"),
+        py::arg("stream") = 0, py::arg("previous") = 0, py::arg("previous2") = 0,
+        "Decode a DeviceBlob into a C-contiguous device array (pointer) on the blob's device.");
   m.def("crc32c", [](uintptr_t data, uint64_t bytes, uint32_t seed, uintptr_t stream) {
           py::gil_scoped_release nogil;
           return gpu::crc32c(reinterpret_cast<const void*>(data), bytes, seed, stream);

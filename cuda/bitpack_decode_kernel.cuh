@@ -35,6 +35,7 @@ struct DecodeArgs {
   Predictor predict;  // may read `out` itself (in-place stream decoding): each value is read first
   LinearQuantizer qz;
   T* out;
+  const unsigned* fault;  // optional: set by bitpack_check_kernel (streams checked on the device), then nothing runs
 };
 
 template <class T, class Predictor>
@@ -50,6 +51,7 @@ __global__ void __launch_bounds__(kDecodeThreads) bitpack_decode_kernel(DecodeAr
 
   const BitpackDecodeSegment seg = decode_segment(a.n, a.chunk_log2, a.segments_per_chunk, blockIdx.x);
   if (seg.empty()) return;  // past a short last chunk (the whole thread block)
+  if (a.fault && *a.fault) return;  // widths not checked to fit: read nothing (the host raises)
   const uint8_t* widths = a.streams + a.chunk_offset[seg.chunk];
   const uint8_t* data = widths + seg.blocks;
   const unsigned warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
@@ -69,6 +71,20 @@ __global__ void __launch_bounds__(kDecodeThreads) bitpack_decode_kernel(DecodeAr
   __syncthreads();
   for (unsigned b = warp; b < kDecodeThreads && seg.first + b < seg.blocks; b += kDecodeThreads / kWarp)
     decode_value(seg, b, lane, s_width[b], s_offset[b], data, a.qz, a.predict, a.out);
+}
+
+// A thread per chunk of a blob whose streams stay in device memory: the host's check_chunk, on the
+// device (widths <= 32, packed length as declared), before the decode kernel reads them.
+__global__ void bitpack_check_kernel(const uint8_t* __restrict__ streams, const unsigned long long* __restrict__ chunk_offset,
+                                     uint64_t chunks, uint64_t n, unsigned chunk_log2, uint64_t stream_bytes,
+                                     unsigned* fault) {
+  const uint64_t c = uint64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (c >= chunks) return;
+  const uint64_t begin = c << chunk_log2, end = min(n, (c + 1) << chunk_log2);
+  const uint64_t len_a = (end - begin + kPackBlock - 1) / kPackBlock;  // parse_blob checked it
+  const uint64_t next = c + 1 < chunks ? chunk_offset[c + 1] : stream_bytes;
+  const unsigned f = bitpack_chunk_fault(streams + chunk_offset[c], len_a, next - chunk_offset[c] - len_a);
+  if (f) atomicOr(fault, f);
 }
 
 // Outliers replace their values bit for bit (their bytes are unaligned inside the blob).

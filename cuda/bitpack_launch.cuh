@@ -183,7 +183,7 @@ inline void check_bitpack_streams(const ParsedBlob& pb) {
 
 template <class T, class Predictor>
 void enqueue_decode(const ParsedBlob& pb, const DecodeLayout& L, const uint8_t* d, const Predictor& predict, T* out,
-                    cudaStream_t s) {
+                    cudaStream_t s, const unsigned* fault = nullptr) {
   const Header& h = pb.header;
   DecodeArgs<T, Predictor> a;
   a.streams = d + L.streams;
@@ -194,6 +194,7 @@ void enqueue_decode(const ParsedBlob& pb, const DecodeLayout& L, const uint8_t* 
   a.predict = predict;
   a.qz = LinearQuantizer(h.abs_bound);
   a.out = out;
+  a.fault = fault;
   bitpack_decode_kernel<T, Predictor><<<unsigned(h.chunks() * a.segments_per_chunk), kDecodeThreads, 0, s>>>(a);
   EBGC_CUDA(cudaGetLastError());
   const uint64_t count = pb.outlier_index.size();
@@ -223,6 +224,42 @@ inline DecodeLayout stage_bitpack(const ParsedBlob& pb, Workspace& ws, uint8_t*&
   std::memcpy(host + L.streams, pb.streams, stream_bytes);
   std::memset(host + L.streams + stream_bytes, 0, 8);
   return L;
+}
+
+// A bit-packed blob whose streams are in device memory (device_streams): the directory and the
+// outliers go up from the host's parse, the streams are copied on the device with the decoder's
+// padding, checked there (bitpack_check_kernel) and decoded; the host waits for the check's
+// verdict, so a corrupt stream is a FormatError before this returns.
+template <class T, class Predictor>
+void decompress_bitpack_from_device(const ParsedBlob& pb, const uint8_t* device_streams, T* out, const Predictor& predict,
+                                    Workspace& ws, cudaStream_t s) {
+  const Header& h = pb.header;
+  const uint64_t chunks = pb.len_a.size(), count = pb.outlier_index.size(), stream_bytes = stream_bytes_of(pb);
+  const DecodeLayout L(chunks, count, sizeof(T), stream_bytes);
+  const size_t fault_at = L.total;
+  ws.wait_host();
+  uint8_t* host = ws.host_bytes(L.streams + 4);
+  std::memcpy(host + L.chunk_offset, pb.offset.data(), 8 * chunks);
+  std::memcpy(host + L.index, pb.outlier_index.data(), 8 * count);
+  std::memcpy(host + L.value, pb.outlier_values, sizeof(T) * count);
+  uint8_t* d = ws.device_bytes(L.total + 4);
+  auto* fault = reinterpret_cast<unsigned*>(d + fault_at);
+  Enqueued work(ws, s);
+  EBGC_CUDA(cudaMemcpyAsync(d, host, L.streams, cudaMemcpyHostToDevice, s));
+  if (stream_bytes) EBGC_CUDA(cudaMemcpyAsync(d + L.streams, device_streams, stream_bytes, cudaMemcpyDeviceToDevice, s));
+  EBGC_CUDA(cudaMemsetAsync(d + L.streams + stream_bytes, 0, 8, s));
+  EBGC_CUDA(cudaMemsetAsync(fault, 0, 4, s));
+  bitpack_check_kernel<<<unsigned(ceil_div(chunks, 256)), 256, 0, s>>>(
+      d + L.streams, reinterpret_cast<const unsigned long long*>(d + L.chunk_offset), chunks, h.elements(), h.chunk_log2,
+      stream_bytes, fault);
+  EBGC_CUDA(cudaGetLastError());
+  enqueue_decode(pb, L, d, predict, out, s, fault);
+  EBGC_CUDA(cudaMemcpyAsync(host + L.streams, fault, 4, cudaMemcpyDeviceToHost, s));
+  work.end();
+  ws.wait_host();
+  unsigned flags;
+  std::memcpy(&flags, host + L.streams, 4);
+  require_bitpack_chunk(flags);
 }
 
 }  // namespace gpu

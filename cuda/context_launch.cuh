@@ -210,8 +210,11 @@ struct GridDecodeLayout {
   }
 };
 
+// device_streams: where the blob's chunk streams are if they are in device memory (a blob parsed
+// from its front), else null (they are staged from the host's bytes).
 template <class T, class Predictor>
-void decompress_context_on_device(const ParsedBlob& pb, T* out, const Predictor& predict, Workspace& ws, cudaStream_t s) {
+void decompress_context_on_device(const ParsedBlob& pb, T* out, const Predictor& predict, Workspace& ws, cudaStream_t s,
+                                  const uint8_t* device_streams = nullptr) {
   const Header& hd = pb.header;
   const LaneGrid g(hd.elements(), hd.chunk_log2);
   const ContextModel& m = pb.tables.context;
@@ -229,11 +232,13 @@ void decompress_context_on_device(const ParsedBlob& pb, T* out, const Predictor&
   sign_freq[kSignContexts] = kRansScale;
   std::memcpy(h + L.index, pb.outlier_index.data(), 8 * count);
   std::memcpy(h + L.value, pb.outlier_values, elem * count);
-  std::memcpy(h + L.streams, pb.streams, stream_bytes_of(pb));
+  if (!device_streams) std::memcpy(h + L.streams, pb.streams, stream_bytes_of(pb));
   uint8_t* d = ws.device_bytes(L.total);
   auto* fault = reinterpret_cast<unsigned*>(d + L.fault);
   Enqueued work(ws, s);
-  EBGC_CUDA(cudaMemcpyAsync(d, h, L.staged, cudaMemcpyHostToDevice, s));
+  EBGC_CUDA(cudaMemcpyAsync(d, h, device_streams ? L.streams : L.staged, cudaMemcpyHostToDevice, s));
+  if (device_streams && stream_bytes_of(pb))
+    EBGC_CUDA(cudaMemcpyAsync(d + L.streams, device_streams, stream_bytes_of(pb), cudaMemcpyDeviceToDevice, s));
   EBGC_CUDA(cudaMemsetAsync(fault, 0, 4, s));
   const LaneDecodeTables tables{
       {{reinterpret_cast<const uint32_t*>(d + L.slot_entry), reinterpret_cast<const uint32_t*>(d + L.table_for_sum)},

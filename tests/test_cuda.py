@@ -640,3 +640,81 @@ def test_gpu_stream_message_grid_is_the_host_runners(coder):
         for a, b in zip(recs_d, recs_h):
             np.testing.assert_array_equal(bits(to_host(a)), bits(b))
         host_hist, dev_hist = [recs_h] + host_hist[:1], [recs_d] + dev_hist[:1]
+
+
+# ---- blobs held in device memory (NCCL payloads): decoded where they are -------------------------
+
+def _device_bytes(blob: bytes):
+    return to_device(np.frombuffer(blob, np.uint8).copy())
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("coder", ["raw", "bitpack", "context", "huffman", "auto"])
+def test_gpu_decodes_blobs_in_device_memory(coder):
+    rng = np.random.default_rng(41)
+    x = (rng.laplace(size=300_001) * 1e-2).astype(np.float32)
+    x[::997] = np.nan
+    for blob in (ebgc.compress(x, 1e-3, coder=coder), ebgc.compress(to_device(x), 1e-3, coder=coder)):
+        expected = ebgc.decompress(blob)
+        got = ebgc.decompress(_device_bytes(blob))  # on the blob's device
+        synchronize()
+        np.testing.assert_array_equal(bits(to_host(got)), bits(expected))
+        out = to_device(np.zeros_like(x))
+        ebgc.decompress(_device_bytes(blob), out=out)
+        synchronize()
+        np.testing.assert_array_equal(bits(to_host(out)), bits(expected))
+        parsed, _ = cuda.inspect_device(_device_bytes(blob), 0)
+        if coder in ("bitpack", "context", "auto"):  # decoded on the device: only the front came over
+            assert parsed.host_bytes < len(blob) / 4
+
+
+@pytest.mark.cuda
+def test_gpu_decodes_low_rank_and_stream_blobs_in_device_memory():
+    rng = np.random.default_rng(42)
+    m = (rng.standard_normal((300, 40)) @ rng.standard_normal((40, 200))).astype(np.float32)
+    blob = ebgc.compress(m, 1e-3)
+    np.testing.assert_array_equal(bits(to_host(ebgc.decompress(_device_bytes(blob)))), bits(ebgc.decompress(blob)))
+    from ebgc.settings import Settings
+
+    p1 = rng.standard_normal(70_000).astype(np.float32)
+    x = (1.1 * p1 + 0.01 * rng.standard_normal(p1.size)).astype(np.float32)
+    for coder in ("bitpack", "context"):
+        blob = cuda.compress(to_device(x), Settings.make(1e-3, "rel", coder, False), None, to_device(p1))
+        parsed = cuda.inspect_device(_device_bytes(blob), 0)
+        out = to_device(np.zeros_like(x))
+        cuda.decompress_device_blob(parsed, out, 1, None, previous=to_device(p1))
+        synchronize()
+        expected = np.empty_like(x)
+        from ebgc import _core
+
+        _core.decompress_into(_core.inspect(blob), expected, 1, previous=p1)
+        np.testing.assert_array_equal(bits(to_host(out)), bits(expected))
+
+
+@pytest.mark.cuda
+def test_gpu_device_blobs_refuse_corruption_with_typed_errors():
+    from blobfmt import chunk_directory, header_length, mutated, parse
+
+    rng = np.random.default_rng(43)
+    x = (rng.laplace(size=200_000) * 1e-2).astype(np.float32)
+    for coder in ("bitpack", "context"):
+        blob = ebgc.compress(x, 1e-3, coder=coder)
+        with pytest.raises(ebgc.ChecksumError):  # a flipped stream byte, CRC not resealed
+            ebgc.decompress(_device_bytes(blob[:-10] + bytes([blob[-10] ^ 1]) + blob[-9:]))
+        with pytest.raises(ebgc.FormatError):
+            ebgc.decompress(_device_bytes(blob[: len(blob) // 2]))
+        with pytest.raises(ebgc.OutputLimitError):
+            ebgc.decompress(_device_bytes(blob), max_output=1000)
+        _, _, streams = chunk_directory(parse(blob))
+        start = header_length(blob) + streams  # the chunk streams, which stay on the device
+        for at in range(start, len(blob) - 4, max(1, (len(blob) - start) // 40)):
+            bad = mutated(blob, at, blob[at] ^ 0xFF)  # resealed: reaches the decoder
+            try:
+                got = ebgc.decompress(_device_bytes(bad))
+                synchronize()
+                np.testing.assert_array_equal(bits(to_host(got)), bits(ebgc.decompress(bad)))
+            except ebgc.FormatError:
+                with pytest.raises(ebgc.FormatError):
+                    ebgc.decompress(bad)
+    with pytest.raises(ebgc.ArgumentTypeError):
+        ebgc.decompress(to_device(np.zeros(10, np.float32)))  # not a uint8 array

@@ -147,6 +147,25 @@ def inspect(blob: Any, *, max_output: Optional[int] = None, threads: int = 1, fo
                          for_decoding=for_decoding)
 
 
+def _decompress_device_blob(blob: Any, out: Any, nthreads: int, device: Any, stream: Any, limit: int) -> Any:
+    """decompress() of a blob in device memory: decoded where it is, its streams never on the host."""
+    if not cuda.available():  # ebgc built without its backend, or no device: through the host
+        if arrays._module_of(blob) == "torch":
+            host = blob.detach().cpu().numpy().tobytes()
+        elif hasattr(blob, "get"):  # cupy
+            host = blob.get().tobytes()
+        else:
+            raise CudaError("a blob in device memory needs the CUDA backend (ebgc.HAS_CUDA is False)")
+        return decompress(host, out=out, threads=nthreads, device=device, stream=stream, max_output=limit or None)
+    if out is not None and not arrays.is_device(out):
+        raise InvalidArgumentError("a blob in device memory decodes into a CUDA array (out=) or device=")
+    parsed = cuda.inspect_device(blob, limit, stream)
+    blob_device = arrays.device_blob(blob, cuda._cuda.device_of).device
+    if out is None:
+        out = arrays.empty_device(tuple(parsed[0].shape), parsed[0].dtype, device or f"cuda:{blob_device}")
+    return cuda.decompress_device_blob(parsed, out, nthreads, stream)
+
+
 def info(blob: Any) -> dict:
     """Validate a blob (checksum included) and describe its header; for a stream message
     (:class:`ebgc.GradientEncoder`), its header and every tensor's: ``{"kind": "stream message",
@@ -183,10 +202,16 @@ def decompress(blob: Any, *, out: Any = None, threads: Optional[int] = None, dev
     device: "cuda" / "cuda:N" decodes on the GPU into a new cupy array (a torch tensor for
     bfloat16, or where cupy is missing). GPU decoding is asynchronous on `stream` (None: the
     current stream of the output's framework).
+
+    blob may also be a contiguous 1-D uint8 CUDA array (e.g. received over NCCL): it is decoded
+    on its GPU (into `out`, or a new array there), and only its front (header, outliers, tables,
+    chunk directory) and checksum are copied to the host.
     """
-    buf = blob_bytes(blob)
     nthreads = threads_of(threads)
     limit = max_output_of(max_output)
+    if not isinstance(blob, (bytes, bytearray, memoryview, np.ndarray)) and arrays.is_device(blob):
+        return _decompress_device_blob(blob, out, nthreads, device, stream, limit)
+    buf = blob_bytes(blob)
     out_on_device = out is not None and arrays.is_device(out)
     if out_on_device or (device is not None and str(device) != "cpu"):
         if not cuda.available():

@@ -19,7 +19,7 @@ from typing import Any, Optional, Tuple
 
 import numpy as np
 
-from .errors import InvalidArgumentError, UnsupportedDTypeError
+from .errors import ArgumentTypeError, InvalidArgumentError, UnsupportedDTypeError
 from .vocabulary import BFLOAT16, DTYPES, MAX_ELEMENTS, SUPPORTED, dtype_name
 
 _DLPACK_CUDA = (2, 13)  # kDLCUDA, kDLCUDAManaged
@@ -234,6 +234,28 @@ def _from_interface(obj: Any, writable: bool, device_of) -> DeviceArray:
     # The producer's stream (protocol v3; 1 and 2 are the legacy and per-thread default handles).
     stream = int(cai.get("stream") or 0)
     return DeviceArray(ptr, shape, name, device, stream, obj, "cai")
+
+
+def device_blob(obj: Any, device_of) -> DeviceArray:
+    """A blob held in CUDA memory: a C-contiguous 1-D uint8 device array (torch, cupy or
+    ``__cuda_array_interface__``), described for the backend (shape: its byte count)."""
+    module = _module_of(obj)
+    if module == "torch":
+        import torch
+
+        if obj.dtype != torch.uint8 or obj.dim() != 1 or not obj.is_contiguous():
+            raise ArgumentTypeError("a blob in device memory must be a contiguous 1-D uint8 tensor")
+        return DeviceArray(int(obj.data_ptr()), (int(obj.numel()),), "uint8", int(obj.device.index), 0, obj, "torch")
+    cai = getattr(obj, "__cuda_array_interface__", None)
+    if cai is None:
+        raise ArgumentTypeError(f"blob must be bytes or a uint8 CUDA array, not {type(obj).__name__}")
+    shape, strides = tuple(int(d) for d in cai["shape"]), cai.get("strides")
+    if np.dtype(cai.get("typestr", "")) != np.uint8 or len(shape) != 1 or (strides is not None and strides[0] != 1):
+        raise ArgumentTypeError("a blob in device memory must be a contiguous 1-D uint8 array")
+    ptr = int(cai["data"][0])
+    device = device_of(ptr) if ptr and shape[0] else 0
+    return DeviceArray(ptr, shape, "uint8", device, int(cai.get("stream") or 0), obj,
+                       "cupy" if module == "cupy" else "cai")
 
 
 def device_array(obj: Any, *, writable: bool = False, device_of=None) -> DeviceArray:

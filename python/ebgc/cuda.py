@@ -15,8 +15,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import arrays
 from .arrays import DeviceArray, device_array, stream_handle
-from .errors import CudaError, InvalidArgumentError
+from .errors import CudaError, FormatError, InvalidArgumentError
 from .settings import Settings
 from .vocabulary import DTYPES
 
@@ -114,6 +115,32 @@ def crc32c(data: Any, seed: int = 0) -> int:
 def inspect(buf: Any, max_output: int, threads: int) -> Any:
     """The blob parsed once by the backend, for a decode into device memory."""
     return _backend().inspect(buf, max_output=max_output, threads=threads)
+
+
+def inspect_device(blob: Any, max_output: int, stream: Any = None) -> Any:
+    """A blob held in device memory (a contiguous uint8 CUDA array) parsed from its front, its
+    checksum verified on the device; its chunk streams are not copied to the host."""
+    backend = _backend()
+    arr = arrays.device_blob(blob, backend.device_of)
+    if not arr.size:
+        raise FormatError("not an ebgc blob (bad magic bytes)")
+    parsed = backend.inspect_device(arr.ptr, arr.size, max_output=max_output, stream=_stream_for(stream, arr))
+    parsed_owner = (parsed, arr.owner)  # the decode reads the blob's memory again
+    return parsed_owner
+
+
+def decompress_device_blob(parsed: Any, out: Any, threads: int, stream: Any, previous: Any = None,
+                           previous2: Any = None) -> Any:
+    """Decode a blob inspected by :func:`inspect_device` into the device array `out`."""
+    blob, _owner = parsed
+    arr = _device_array(out, writable=True)
+    if arr.dtype != blob.dtype:
+        raise InvalidArgumentError(f"out has dtype {arr.dtype}, the blob holds {blob.dtype}")
+    if arr.size != blob.size:
+        raise InvalidArgumentError(f"out has {arr.size} elements, the blob holds {blob.size}")
+    _backend().decompress_device_blob(blob, arr.ptr, threads, _stream_for(stream, arr),
+                                      previous=_ptr(previous, arr, "previous"), previous2=_ptr(previous2, arr, "previous2"))
+    return out
 
 
 def decompress_into(blob: Any, out: Any, threads: int, stream: Any, previous: Any = None, previous2: Any = None) -> Any:

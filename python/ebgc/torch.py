@@ -177,12 +177,17 @@ class HookState:
                                                          stream_id=sid)
         return enc.encode({"grad": x})
 
-    def _decode(self, payload: Any, device: torch.device) -> torch.Tensor:
+    def _decode(self, payload: torch.Tensor, device: torch.device) -> torch.Tensor:
+        """payload: one rank's gathered bytes (a CPU tensor, or a CUDA tensor over NCCL)."""
         if not self.stateful:
-            return decompress(payload, device=device)  # decoded on the GPU for a CUDA device
+            if payload.is_cuda and device.type == "cuda" and cuda.available():
+                # decoded where it arrived: only the blob's front and checksum go to the host
+                return _as_torch(api.decompress(payload, device=device))
+            return decompress(payload.cpu().numpy(), device=device)  # decoded on the GPU for a CUDA device
+        message = bytes(payload.cpu().numpy())  # a stream message is parsed on the host
         if device.type == "cuda" and cuda.available():  # the streams' state stays on the GPU
-            return torch.as_tensor(self.decoder.decode(bytes(payload), device=device)["grad"], device=device)
-        return to_torch(self.decoder.decode(bytes(payload))["grad"]).to(device)
+            return torch.as_tensor(self.decoder.decode(message, device=device)["grad"], device=device)
+        return to_torch(self.decoder.decode(message)["grad"]).to(device)
 
 
 def allreduce_hook(state: HookState, bucket: dist.GradBucket) -> torch.futures.Future[torch.Tensor]:
@@ -193,8 +198,10 @@ def allreduce_hook(state: HookState, bucket: dist.GradBucket) -> torch.futures.F
 
     CUDA buckets are compressed and decoded on their GPU with the CUDA backend, one-shot and
     stateful (the streams' reconstructions stay on the device). Payloads travel as CPU tensors, or
-    as CUDA tensors with the NCCL backend; each rank's payload bytes cross to the host once to be
-    parsed (the blob's header and tables are read there)."""
+    as CUDA tensors with the NCCL backend. With NCCL, one-shot payloads are decoded where they
+    arrive: only each blob's front (header, outliers, tables, chunk directory) and checksum are
+    copied to the host. Still through the host: each rank's own blob (assembled there, then sent)
+    and stateful messages (parsed there)."""
     group = state.process_group
     world = dist.get_world_size(group)
     buf = bucket.buffer()
@@ -228,7 +235,7 @@ def allreduce_hook(state: HookState, bucket: dist.GradBucket) -> torch.futures.F
     def average(_: torch.futures.Future) -> torch.Tensor:
         total = torch.zeros_like(work)
         for rank, (n, g) in enumerate(zip(lengths, gathered)):
-            rec = state._decode(g[:n].cpu().numpy(), work.device).to(work.dtype)  # every stream keeps its order
+            rec = state._decode(g[:n], work.device).to(work.dtype)  # every stream keeps its order
             if rank == me and state.error_feedback:
                 state.residuals[bucket.index()] = work - rec
             total += rec

@@ -81,11 +81,15 @@ struct InspectOptions {
 
 // Parses and validates a blob once; what it returns is all a decoder needs, so no decode parses
 // twice. On return the blob is safe to allocate the output for.
+inline void check_output_limit(const ParsedBlob& pb, uint64_t max_output) {
+  if (max_output && pb.output_bytes() > max_output)
+    throw OutputLimitError("the blob decodes to " + std::to_string(pb.output_bytes()) + " bytes, over max_output=" +
+                           std::to_string(max_output));
+}
+
 inline ParsedBlob inspect(const uint8_t* blob, size_t size, const InspectOptions& o = {}) {
   ParsedBlob pb = parse_blob(blob, size, o.verify_checksum);
-  if (o.max_output && pb.output_bytes() > o.max_output)
-    throw OutputLimitError("the blob decodes to " + std::to_string(pb.output_bytes()) + " bytes, over max_output=" +
-                           std::to_string(o.max_output));
+  check_output_limit(pb, o.max_output);
   if (o.for_decoding && check_streams_first(pb)) validate_streams(pb, o.threads);
   return pb;
 }

@@ -54,4 +54,22 @@ inline void unpack_block(const uint8_t* in, unsigned w, uint32_t* v) {
 // Size in bytes of the packed data of one block.
 EBGC_HD inline size_t packed_block_bytes(unsigned w) { return 4u * w; }
 
+// A bit-packed chunk's widths (len_a bytes) against its packed data's length: 0 if they fit, 1 if
+// a width is over 32, 2 if the lengths disagree. What BitpackCoder::check_chunk refuses, and what
+// the GPU checks of a blob whose streams stay in device memory.
+enum BitpackChunkFault : unsigned { kBitpackBadWidth = 1, kBitpackBadLength = 2 };
+EBGC_HD inline unsigned bitpack_chunk_fault(const uint8_t* widths, uint64_t len_a, uint64_t len_b) {
+  uint64_t packed = 0;
+  bool ok = true;
+  for (uint64_t k = 0; k < len_a; ++k) {
+    ok &= widths[k] <= 32;
+    packed += packed_block_bytes(widths[k]);
+  }
+  return !ok ? unsigned(kBitpackBadWidth) : packed != len_b ? unsigned(kBitpackBadLength) : 0u;
+}
+inline void require_bitpack_chunk(unsigned fault) {
+  require_format(!(fault & kBitpackBadWidth), "bad bit-packing width");
+  require_format(!(fault & kBitpackBadLength), "bit-packed data length mismatch");
+}
+
 }  // namespace ebgc

@@ -47,16 +47,7 @@ struct BitpackCoder {
 
   // Every width and the chunk's packed length, without decoding a value: all decode_chunk can
   // refuse (and the GPU decoder's check before its kernels, which then need none of their own).
-  static void check_chunk(const CoderTables&, const ChunkStreams& s) {
-    uint64_t packed = 0;
-    bool ok = true;
-    for (uint64_t k = 0; k < s.len_a; ++k) {
-      ok &= s.a[k] <= 32;
-      packed += packed_block_bytes(s.a[k]);
-    }
-    require_format(ok, "bad bit-packing width");
-    require_format(packed == s.len_b, "bit-packed data length mismatch");
-  }
+  static void check_chunk(const CoderTables&, const ChunkStreams& s) { require_bitpack_chunk(bitpack_chunk_fault(s.a, s.len_a, s.len_b)); }
 
   struct Model {
     explicit Model(const SymbolStats&) {}
