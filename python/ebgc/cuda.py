@@ -6,6 +6,9 @@ picks among those three there). Huffman, and matrices the low-rank fit may take 
 ratio coder), are staged through pinned host memory and done by the CPU codec. A device blob is
 the CPU codec's blob with the device's chunk size, and decodes anywhere.
 
+Whole messages (``compress_many``) are coded as one grid per device and dtype; blobs held in
+device memory (``inspect_device``) are decoded without copying their streams to the host.
+
 Streams: ``stream=None`` uses the producer's current stream (torch's or cupy's), else an integer
 ``cudaStream_t``, a ``torch.cuda.Stream`` or a ``cupy.cuda.Stream``. Decompression of raw and
 bit-packed blobs is asynchronous on that stream, of context blobs it waits for the GPU's check of
