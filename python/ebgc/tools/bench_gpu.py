@@ -8,6 +8,7 @@ Workloads (../shared/bench/PROTOCOL.md):
 - the same 1 GiB in ratio mode (the context coder's lanes): wall time of the public API, blob on
   the host (``ebgc.compress`` of the CUDA tensor) and back (``ebgc.decompress`` into a CUDA
   tensor), and its ratio beside the CPU codec's ``auto`` blob of the same values.
+- the same data's blob decoded from device memory (as NCCL delivers it) beside from host bytes;
 - the trace's real tensors, one message: the same device times per tensor, and the wall time of
   the whole message through the public API (``ebgc.compress`` of each CUDA tensor, and
   ``ebgc.compress_many`` of all of them, which codes them as one grid in fast mode; blob bytes on
@@ -51,6 +52,22 @@ def _device_row(name: str, x: Any, bound: float, mode: str, repeats: int) -> dic
     return {"workload": name, "values": int(x.numel()), "bound": bound, "bound_mode": mode,
             "ratio": nbytes / t["compressed_bytes"], "compress_ms": c, "decompress_ms": d, "copy_ms": copy,
             "compress_GBps": _gbps(nbytes, c), "decompress_GBps": _gbps(nbytes, d), "copy_GBps": _gbps(nbytes, copy),
+            "runs": repeats}
+
+
+def _device_blob_row(name: str, x: Any, bound: float, mode: str, repeats: int, coder: str) -> dict:
+    """Decoding a blob held in device memory (as NCCL delivers it) beside decoding its host bytes."""
+    import torch
+
+    blob = api.compress(x, bound, mode=mode, coder=coder)
+    on_device = torch.frombuffer(bytearray(blob), dtype=torch.uint8).to(x.device)
+    out = torch.empty_like(x)
+    from_host = _wall_ms(lambda: api.decompress(blob, out=out), repeats)
+    from_device = _wall_ms(lambda: api.decompress(on_device, out=out), repeats)
+    nbytes = x.numel() * x.element_size()
+    return {"workload": f"{name}, {coder}", "values": int(x.numel()), "bound": bound, "bound_mode": mode,
+            "ratio": nbytes / len(blob), "decompress_from_host_bytes_ms": from_host,
+            "decompress_from_device_blob_ms": from_device, "from_device_GBps": _gbps(nbytes, from_device),
             "runs": repeats}
 
 
@@ -166,6 +183,9 @@ def run_gpu_bench(traces: list, bounds: list[float], mode: str, repeats: int = 2
             rows.append(_device_row(f"{trace.name} tiled to {gib:g} GiB", big, bound, mode, repeats))
             rows.append(_ratio_row(f"{trace.name} tiled to {gib:g} GiB, ratio mode", big, bound, mode, repeats))
             rows.append(_stream_row(trace, bound, mode))
+            for coder in ("auto", "bitpack"):
+                rows.append(_device_blob_row(f"{trace.name} tiled to {gib:g} GiB, blob in device memory", big, bound,
+                                             mode, repeats, coder))
             for (tname, _), t in zip(first, tensors):
                 row = _device_row(f"{trace.name}/{tname}", t.reshape(-1), bound, mode, repeats)
                 rows.append(row)
