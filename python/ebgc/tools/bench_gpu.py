@@ -11,7 +11,7 @@ Workloads (../shared/bench/PROTOCOL.md):
 - the same data's blob decoded from device memory (as NCCL delivers it) beside from host bytes;
 - the trace's real tensors, one message: the same device times per tensor, and the wall time of
   the whole message through the public API (``ebgc.compress`` of each CUDA tensor, and
-  ``ebgc.compress_many`` of all of them, which codes them as one grid in fast mode; blob bytes on
+  ``ebgc.compress_many`` of all of them, which codes them as one grid; blob bytes on
   the host) beside one pinned device-to-host copy of the raw message.
 - the trace's rounds as a stream: ``GradientEncoder.encode`` of CUDA tensors (state on the
   device) beside the CPU stream codec: bytes and wall time per message.
