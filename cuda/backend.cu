@@ -5,6 +5,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <type_traits>
 
@@ -20,6 +21,9 @@
 
 namespace ebgc {
 namespace gpu {
+
+void check_aligned(const void* p, DType dtype, const char* what);  // below: the kernels' element alignment
+
 namespace {
 
 // What the plan gives the host (Huffman), and the device paths' fallback (outlier overflow): the
@@ -180,6 +184,16 @@ uint32_t crc32c_on(Workspace& ws, cudaStream_t s, const void* data, uint64_t byt
   work.end();
   ws.wait_host();
   return crc32c_from_parts(seed, host, bytes, kCrcPartBytes);
+}
+
+// A decode's stream terms as T pointers, checked for alignment.
+template <class T>
+std::array<const T*, 2> typed_previous(const void* const* previous, DType dtype) {
+  const std::array<const T*, 2> prev{previous ? static_cast<const T*>(previous[0]) : nullptr,
+                                     previous ? static_cast<const T*>(previous[1]) : nullptr};
+  check_aligned(prev[0], dtype, "previous");
+  check_aligned(prev[1], dtype, "previous2");
+  return prev;
 }
 
 // Runs f(TypeTag<T>, workspace, stream) on the device that owns `ptr`, holding its workspace.
@@ -370,11 +384,8 @@ void decompress(const ParsedBlob& pb, const TensorView& out, const Execution& e,
   if (h.elements() == 0) return;
   on_device_of(out.data, h.dtype, e, [&](auto tag, Workspace& ws, cudaStream_t s) {
     using T = typename decltype(tag)::type;
-    const T* prev[2] = {previous ? static_cast<const T*>(previous[0]) : nullptr,
-                        previous ? static_cast<const T*>(previous[1]) : nullptr};
-    check_aligned(prev[0], h.dtype, "previous");
-    check_aligned(prev[1], h.dtype, "previous2");
-    decompress_typed<T>(pb, static_cast<T*>(out.data), e, prev, ws, s);
+    const auto prev = typed_previous<T>(previous, h.dtype);
+    decompress_typed<T>(pb, static_cast<T*>(out.data), e, prev.data(), ws, s);
   });
 }
 
@@ -429,12 +440,9 @@ void decompress_device_blob(const DeviceBlob& db, const TensorView& out, const E
   if (device_of(db.data) != device_of(out.data)) throw InvalidArgument("the blob and out are on different devices");
   on_device_of(out.data, h.dtype, e, [&](auto tag, Workspace& ws, cudaStream_t s) {
     using T = typename decltype(tag)::type;
-    const T* prev[2] = {previous ? static_cast<const T*>(previous[0]) : nullptr,
-                        previous ? static_cast<const T*>(previous[1]) : nullptr};
-    check_aligned(prev[0], h.dtype, "previous");
-    check_aligned(prev[1], h.dtype, "previous2");
+    const auto prev = typed_previous<T>(previous, h.dtype);
     T* o = static_cast<T*>(out.data);
-    if (db.whole) return decompress_typed<T>(pb, o, e, prev, ws, s);  // the host's bytes
+    if (db.whole) return decompress_typed<T>(pb, o, e, prev.data(), ws, s);  // the host's bytes
     const uint8_t* payload = db.data + db.front.payload_offset();
     if (h.coder == Coder::Raw) {
       Enqueued copy(ws, s);
@@ -442,7 +450,7 @@ void decompress_device_blob(const DeviceBlob& db, const TensorView& out, const E
       copy.end();
       return;
     }
-    with_predictor(h, prev, [&](const auto& predict) {
+    with_predictor(h, prev.data(), [&](const auto& predict) {
       using P = std::decay_t<decltype(predict)>;
       if constexpr (std::is_same_v<P, LowRankPredictor>) {
         throw InvalidArgument("low-rank blobs decode on the host");  // copied whole by inspect_device

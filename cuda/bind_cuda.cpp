@@ -30,19 +30,29 @@ TensorView device_view(uintptr_t ptr, DType dtype, std::vector<uint64_t> shape) 
   return v;
 }
 
-py::bytes compress_device(uintptr_t x, std::vector<uint64_t> shape, const std::string& dtype, double error_bound, int mode,
-                   int coder, unsigned threads, uintptr_t stream, bool low_rank, uintptr_t previous,
-                   uintptr_t previous2, uintptr_t reconstruction) {
-  const TensorView view = device_view(x, dtype_named(dtype), std::move(shape));
+// A request's parameters and execution as the front door takes them.
+Params request_params(double error_bound, int mode, int coder, bool low_rank) {
   if (mode != int(BoundMode::Abs) && mode != int(BoundMode::Rel)) throw InvalidArgument("mode must be abs or rel");
   Params p;
   p.mode = BoundMode(mode);
   p.error_bound = error_bound;
   p.coder = coder;
   p.low_rank = low_rank;
+  return p;
+}
+Execution execution(unsigned threads, uintptr_t stream) {
   Execution e;
   e.threads = threads;
   e.cuda_stream = stream;
+  return e;
+}
+
+py::bytes compress_device(uintptr_t x, std::vector<uint64_t> shape, const std::string& dtype, double error_bound, int mode,
+                   int coder, unsigned threads, uintptr_t stream, bool low_rank, uintptr_t previous,
+                   uintptr_t previous2, uintptr_t reconstruction) {
+  const TensorView view = device_view(x, dtype_named(dtype), std::move(shape));
+  const Params p = request_params(error_bound, mode, coder, low_rank);
+  const Execution e = execution(threads, stream);
   StreamTerms terms;
   terms.previous[0] = reinterpret_cast<const void*>(previous);
   terms.previous[1] = reinterpret_cast<const void*>(previous2);
@@ -65,7 +75,8 @@ py::list compress_many_device(const std::vector<uintptr_t>& xs, const std::vecto
     throw InvalidArgument("one shape and dtype per tensor");
   for (const auto* list : {&reconstructions, &previous, &previous2})
     if (!list->empty() && list->size() != count) throw InvalidArgument("one stream term (or 0) per tensor in each list");
-  if (mode != int(BoundMode::Abs) && mode != int(BoundMode::Rel)) throw InvalidArgument("mode must be abs or rel");
+  const Params p = request_params(error_bound, mode, coder, low_rank);
+  const Execution e = execution(threads, stream);
   std::vector<TensorView> views(count);
   std::vector<StreamTerms> terms(count);
   auto at = [](const std::vector<uintptr_t>& list, size_t k) { return list.empty() ? 0 : list[k]; };
@@ -75,14 +86,6 @@ py::list compress_many_device(const std::vector<uintptr_t>& xs, const std::vecto
     terms[k].previous[0] = reinterpret_cast<const void*>(at(previous, k));
     terms[k].previous[1] = reinterpret_cast<const void*>(at(previous2, k));
   }
-  Params p;
-  p.mode = BoundMode(mode);
-  p.error_bound = error_bound;
-  p.coder = coder;
-  p.low_rank = low_rank;
-  Execution e;
-  e.threads = threads;
-  e.cuda_stream = stream;
   std::vector<py_arrays::BytesResult> results(count);
   {
     py::gil_scoped_release nogil;
@@ -97,9 +100,7 @@ void decompress_device(const py_blob::Blob& blob, uintptr_t out, unsigned thread
                        uintptr_t previous2) {
   const Header& h = blob.parsed.header;
   const TensorView view = device_view(out, h.dtype, h.shape);
-  Execution e;
-  e.threads = threads;
-  e.cuda_stream = stream;
+  const Execution e = execution(threads, stream);
   const void* prev[2] = {reinterpret_cast<const void*>(previous), reinterpret_cast<const void*>(previous2)};
   py::gil_scoped_release nogil;
   gpu::decompress(blob.parsed, view, e, prev);
@@ -114,9 +115,7 @@ void decompress_device_blob(const gpu::DeviceBlob& blob, uintptr_t out, unsigned
                             uintptr_t previous, uintptr_t previous2) {
   const Header& h = blob.front.pb.header;
   const TensorView view = device_view(out, h.dtype, h.shape);
-  Execution e;
-  e.threads = threads;
-  e.cuda_stream = stream;
+  const Execution e = execution(threads, stream);
   const void* prev[2] = {reinterpret_cast<const void*>(previous), reinterpret_cast<const void*>(previous2)};
   py::gil_scoped_release nogil;
   gpu::decompress_device_blob(blob, view, e, prev);

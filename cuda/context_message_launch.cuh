@@ -94,11 +94,10 @@ ContextMessageLeftovers compress_context_message_on_device(std::vector<ContextRo
                                reinterpret_cast<uint16_t*>(d + L.region), u64(L.len_a), u64(L.len_b), u64(L.bytes),
                                u64(L.offset), u64(L.chunk_outliers), u64(L.first_outlier), any.raw_words_per_lane(),
                                any.b_words_per_chunk(), any.word_region()};
-  const auto* table = reinterpret_cast<const ContextRow<T>*>(d + L.rows);
+  auto* table = reinterpret_cast<ContextRow<T>*>(d + L.rows);
   auto* bounds = reinterpret_cast<DeviceBound*>(d + L.bounds);
   auto* summaries = reinterpret_cast<AnalysisSummary*>(d + L.summaries);
   const size_t row_bytes = sizeof(ContextRow<T>) * count, summary_bytes = sizeof(AnalysisSummary) * count;
-  const unsigned row_grid = unsigned(ceil_div(count, kMessageThreads));
   const unsigned lane_grid = unsigned(m.threads / kLaneThreads), chunk_grid = unsigned(ceil_div(m.chunks + 1, 256));
 
   // Step 1: bounds, analysis and tallies of every tensor; all summaries back in one copy.
@@ -106,24 +105,9 @@ ContextMessageLeftovers compress_context_message_on_device(std::vector<ContextRo
   uint8_t* h = ws.host_bytes(row_bytes + summary_bytes);
   std::memcpy(h, rows.data(), row_bytes);
   Enqueued analyze(ws, s);
-  EBGC_CUDA(cudaMemcpyAsync(d + L.rows, h, row_bytes, cudaMemcpyHostToDevice, s));
   EBGC_CUDA(cudaMemsetAsync(d + L.summaries, 0, L.zeroed_bytes, s));
-  const bool rel = p.mode == BoundMode::Rel;
-  if (rel) {
-    message_bounds_reset_kernel<<<row_grid, kMessageThreads, 0, s>>>(bounds, count);
-    message_range_kernel<ContextRow<T>><<<unsigned(m.tiles), kMessageThreads, 0, s>>>(table, count, bounds);
-  }
-  message_bounds_finish_kernel<<<row_grid, kMessageThreads, 0, s>>>(bounds, count, rel, p.error_bound);
-  EBGC_CUDA(cudaGetLastError());
-  if (!blends.empty()) {  // the stream's predictors, then the table again with them
-    analyze.end();
-    const std::vector<RowPredictor<T>> chosen = choose_message_blends_on_device(blends, L.blend, d, bounds, ws, s);
-    for (size_t j = 0; j < blends.size(); ++j) rows[blends[j].row].predict = chosen[j];
-    h = ws.host_bytes(row_bytes + summary_bytes);
-    std::memcpy(h, rows.data(), row_bytes);
-    analyze.restart();
-    EBGC_CUDA(cudaMemcpyAsync(d + L.rows, h, row_bytes, cudaMemcpyHostToDevice, s));
-  }
+  h = start_message_grid(rows, table, m.tiles, bounds, p, blends, L.blend, d, h, row_bytes + summary_bytes, ws, s,
+                         analyze);
   context_message_analyze_kernel<T><<<lane_grid, kLaneThreads, 0, s>>>(table, count, bounds, ws.bucket_of_sum, a,
                                                                          summaries);
   context_message_tally_kernel<T><<<chunk_grid, 256, 0, s>>>(table, count, m.chunks, bounds, a, summaries);

@@ -20,6 +20,17 @@ __device__ inline unsigned warp_sum(unsigned v) {
 #endif
 }
 
+// Inclusive sum over the warp's lanes (all 32 take part).
+__device__ inline uint32_t warp_inclusive_sum(uint32_t v) {
+  const unsigned lane = threadIdx.x % kWarp;
+#pragma unroll
+  for (unsigned off = 1; off < kWarp; off <<= 1) {
+    const uint32_t t = __shfl_up_sync(kFullMask, v, off);
+    if (lane >= off) v += t;
+  }
+  return v;
+}
+
 __device__ inline uint32_t lanemask_lt() {
   return (1u << (threadIdx.x & 31u)) - 1u;
 }

@@ -84,12 +84,7 @@ __global__ void __launch_bounds__(kEncodeThreads) message_encode_kernel(MessageE
   const unsigned w = bc.width;
   const uint32_t bytes = uint32_t(packed_block_bytes(w));
 
-  uint32_t inclusive = bytes;
-#pragma unroll
-  for (unsigned off = 1; off < kWarp; off <<= 1) {
-    const uint32_t t = __shfl_up_sync(kFullMask, inclusive, off);
-    if (lane >= off) inclusive += t;
-  }
+  const uint32_t inclusive = warp_inclusive_sum(bytes);
   const uint32_t aggregate = __shfl_sync(kFullMask, inclusive, kWarp - 1);
   const unsigned segment_outliers = warp_sum(unsigned(__popc(bc.outliers)));
   if (segment_outliers && lane == 0) atomicAdd(&a.tile_outliers[tile], (unsigned long long)segment_outliers);

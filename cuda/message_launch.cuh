@@ -14,7 +14,6 @@
 
 #include "ebgc/grid/message_blobs.hpp"
 #include "message_blend_launch.cuh"
-#include "message_kernels.cuh"
 #include "workspace.cuh"
 
 namespace ebgc {
@@ -71,34 +70,17 @@ bool compress_message_on_device(std::vector<MessageRow<T>>& rows, std::vector<Bl
   uint8_t* h = ws.host_bytes(row_bytes + result_bytes);
   std::memcpy(h, rows.data(), row_bytes);
 
-  const auto* table = reinterpret_cast<const MessageRow<T>*>(d + L.rows);
+  auto* table = reinterpret_cast<MessageRow<T>*>(d + L.rows);
   auto* bounds = reinterpret_cast<DeviceBound*>(d + L.bounds);
   auto* result = reinterpret_cast<unsigned long long*>(d + L.result);
   auto* tile_outliers = reinterpret_cast<unsigned long long*>(d + L.tile_outliers);
   auto* tile_offset = reinterpret_cast<unsigned long long*>(d + L.tile_offset);
   auto* outlier_bits = reinterpret_cast<uint32_t*>(d + L.outlier_bits);
   auto* offset = reinterpret_cast<unsigned long long*>(d + L.offset);
-  const unsigned row_grid = unsigned(ceil_div(count, kMessageThreads));
   Enqueued encode(ws, s);
-  EBGC_CUDA(cudaMemcpyAsync(d + L.rows, h, row_bytes, cudaMemcpyHostToDevice, s));
   EBGC_CUDA(cudaMemsetAsync(d + L.counter, 0, L.zeroed_bytes, s));
   EBGC_CUDA(cudaMemsetAsync(result, 0, result_bytes, s));
-  const bool rel = p.mode == BoundMode::Rel;
-  if (rel) {
-    message_bounds_reset_kernel<<<row_grid, kMessageThreads, 0, s>>>(bounds, count);
-    message_range_kernel<MessageRow<T>><<<unsigned(m.tiles), kMessageThreads, 0, s>>>(table, count, bounds);
-  }
-  message_bounds_finish_kernel<<<row_grid, kMessageThreads, 0, s>>>(bounds, count, rel, p.error_bound);
-  EBGC_CUDA(cudaGetLastError());
-  if (!blends.empty()) {  // the stream's predictors, then the table again with them
-    encode.end();
-    const std::vector<RowPredictor<T>> chosen = choose_message_blends_on_device(blends, L.blend, d, bounds, ws, s);
-    for (size_t j = 0; j < blends.size(); ++j) rows[blends[j].row].predict = chosen[j];
-    h = ws.host_bytes(row_bytes + result_bytes);
-    std::memcpy(h, rows.data(), row_bytes);
-    encode.restart();
-    EBGC_CUDA(cudaMemcpyAsync(d + L.rows, h, row_bytes, cudaMemcpyHostToDevice, s));
-  }
+  h = start_message_grid(rows, table, m.tiles, bounds, p, blends, L.blend, d, h, row_bytes + result_bytes, ws, s, encode);
 
   MessageEncodeArgs<T> a;
   a.rows = table;

@@ -21,19 +21,12 @@ namespace ebgc {
 template <class T>
 void grid_context_encode_message(const MessageInputs<T>& in, const Params& p, const MessageAllocator& allocate) {
   std::vector<ContextRow<T>> rows;
-  std::vector<size_t> tensor_of;
   const std::vector<std::vector<uint64_t>>& shapes = in.shape;
-  for (size_t k = 0; k < in.x.size(); ++k) {
-    const uint64_t n = checked_elements(shapes[k]);
-    if (n == 0) {
-      write_empty_blob(dtype_of<T>(), shapes[k], p, [&](size_t size) { return allocate(k, size); });
-      continue;
-    }
+  const std::vector<size_t> tensor_of = message_rows(in, p, allocate, rows, [&](size_t k, uint64_t n) {
     ContextRow<T> r{};
     r.x = in.x[k], r.reconstruction = in.reconstruction[k], r.n = n, r.sign_period = kernel_size(shapes[k]);
-    rows.push_back(r);
-    tensor_of.push_back(k);
-  }
+    return r;
+  });
   if (rows.empty()) return;
   const ContextMessageGrid m = plan_context_message(rows);
   const uint64_t count = m.rows;

@@ -34,6 +34,24 @@ struct MessageInputs {
   }
 };
 
+// The tensor table of `in`: a row (make(k, n)) per tensor with values; the blobs of the others
+// (header only) written by the CPU codec. Returns each row's tensor.
+template <class T, class Row, class Make>
+std::vector<size_t> message_rows(const MessageInputs<T>& in, const Params& p, const MessageAllocator& allocate,
+                                 std::vector<Row>& rows, Make&& make) {
+  std::vector<size_t> tensor_of;
+  for (size_t k = 0; k < in.x.size(); ++k) {
+    const uint64_t n = checked_elements(in.shape[k]);
+    if (n == 0) {
+      write_empty_blob(dtype_of<T>(), in.shape[k], p, [&](size_t size) { return allocate(k, size); });
+      continue;
+    }
+    rows.push_back(make(k, n));
+    tensor_of.push_back(k);
+  }
+  return tensor_of;
+}
+
 // The host runner of the message blend stage for the rows of a grid (MessageRow or ContextRow):
 // rows[k] is tensor tensor_of[k]; abs_bound per row.
 template <class T, class Row>
@@ -54,19 +72,11 @@ void grid_row_predictors(std::vector<Row>& rows, const std::vector<size_t>& tens
 // Codes the tensors of `in` as one message grid.
 template <class T>
 void grid_bitpack_encode_message(const MessageInputs<T>& in, const Params& p, const MessageAllocator& allocate) {
-  // The tensor table: one row per tensor with values; the others are written by the CPU codec.
   std::vector<MessageRow<T>> rows;
-  std::vector<size_t> tensor_of;
   const std::vector<std::vector<uint64_t>>& shapes = in.shape;
-  for (size_t k = 0; k < in.x.size(); ++k) {
-    const uint64_t n = checked_elements(shapes[k]);
-    if (n == 0) {
-      write_empty_blob(dtype_of<T>(), shapes[k], p, [&](size_t size) { return allocate(k, size); });
-      continue;
-    }
-    rows.push_back(MessageRow<T>{in.x[k], in.reconstruction[k], n, 0, 0, 0, 0, 0});
-    tensor_of.push_back(k);
-  }
+  const std::vector<size_t> tensor_of = message_rows(in, p, allocate, rows, [&](size_t k, uint64_t n) {
+    return MessageRow<T>{in.x[k], in.reconstruction[k], n, 0, 0, 0, 0, 0};
+  });
   if (rows.empty()) return;
   const MessageGrid m = plan_message(rows);
   const uint64_t count = m.rows;
