@@ -15,7 +15,7 @@
 
 #include "context_message_kernels.cuh"
 #include "ebgc/grid/message_blobs.hpp"
-#include "message_blend_launch.cuh"
+#include "message_common.cuh"
 #include "workspace.cuh"
 
 namespace ebgc {
@@ -175,20 +175,12 @@ ContextMessageLeftovers compress_context_message_on_device(std::vector<ContextRo
   const uint64_t stream_bytes = offset[m.chunks], outliers = first_outlier[m.chunks];
 
   // The coded tensors' outliers and streams in one transfer each; their blobs.
-  const size_t value_at = 8 * outliers, streams_at = value_at + sizeof(T) * outliers;
-  h = ws.host_bytes(streams_at + stream_bytes);
-  Enqueued download(ws, s);
-  if (outliers) {
-    EBGC_CUDA(cudaMemcpyAsync(h, d + L.index, 8 * outliers, cudaMemcpyDeviceToHost, s));
-    EBGC_CUDA(cudaMemcpyAsync(h + value_at, d + L.value, sizeof(T) * outliers, cudaMemcpyDeviceToHost, s));
-  }
-  if (stream_bytes) EBGC_CUDA(cudaMemcpyAsync(h + streams_at, d + L.streams, stream_bytes, cudaMemcpyDeviceToHost, s));
-  download.end();
-  ws.wait_host();
+  const MessageParts parts =
+      download_message_parts(ws, s, d + L.index, d + L.value, sizeof(T), outliers, d + L.streams, stream_bytes);
   for (uint64_t k = 0; k < count; ++k)
     if (rows[k].coded)
       write_context_row_blob(rows[k], shapes[tensor_of[k]], p, abs_bound[k], choices[k].tables, len_a, len_b, offset,
-                             first_outlier, reinterpret_cast<const uint64_t*>(h), h + value_at, h + streams_at,
+                             first_outlier, reinterpret_cast<const uint64_t*>(parts.index), parts.values, parts.streams,
                              [&](size_t size) { return allocate(tensor_of[k], size); });
   return left;
 }

@@ -12,7 +12,6 @@
 #include <vector>
 
 #include "blend_kernels.cuh"
-#include "message_kernels.cuh"
 #include "ebgc/grid/message_blend.hpp"
 #include "workspace.cuh"
 
@@ -98,37 +97,6 @@ std::vector<RowPredictor<T>> choose_message_blends_on_device(const std::vector<B
   score.end();
   ws.wait_host();
   return choose_message_blends(rows, candidates, reinterpret_cast<const ResidualBits*>(h + table_bytes + fit_bytes));
-}
-
-// The start of both message grids' launch sequences (inside `work`): the tensor table up from the
-// pinned staging h (its first row_bytes), each row's bound (range kernels for rel), and where rows
-// have their stream's reconstructions, their blends (two host waits) and the table up again with
-// them. Returns the staging, which the blend stage may have moved (staging_bytes kept).
-template <class Row, class T>
-uint8_t* start_message_grid(std::vector<Row>& rows, Row* table, uint64_t tiles, DeviceBound* bounds,
-                            const Params& p, std::vector<BlendRow<T>>& blends, const MessageBlendLayout& blend_layout,
-                            uint8_t* d, uint8_t* h, size_t staging_bytes, Workspace& ws, cudaStream_t s,
-                            Enqueued& work) {
-  const uint64_t count = rows.size();
-  const size_t row_bytes = sizeof(Row) * count;
-  const unsigned row_grid = unsigned(ceil_div(count, kMessageThreads));
-  EBGC_CUDA(cudaMemcpyAsync(table, h, row_bytes, cudaMemcpyHostToDevice, s));
-  const bool rel = p.mode == BoundMode::Rel;
-  if (rel) {
-    message_bounds_reset_kernel<<<row_grid, kMessageThreads, 0, s>>>(bounds, count);
-    message_range_kernel<Row><<<unsigned(tiles), kMessageThreads, 0, s>>>(table, count, bounds);
-  }
-  message_bounds_finish_kernel<<<row_grid, kMessageThreads, 0, s>>>(bounds, count, rel, p.error_bound);
-  EBGC_CUDA(cudaGetLastError());
-  if (blends.empty()) return h;
-  work.end();
-  const std::vector<RowPredictor<T>> chosen = choose_message_blends_on_device(blends, blend_layout, d, bounds, ws, s);
-  for (size_t j = 0; j < blends.size(); ++j) rows[blends[j].row].predict = chosen[j];
-  h = ws.host_bytes(staging_bytes);
-  std::memcpy(h, rows.data(), row_bytes);
-  work.restart();
-  EBGC_CUDA(cudaMemcpyAsync(table, h, row_bytes, cudaMemcpyHostToDevice, s));
-  return h;
 }
 
 }  // namespace gpu

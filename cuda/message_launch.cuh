@@ -13,7 +13,7 @@
 #include <cub/device/device_scan.cuh>
 
 #include "ebgc/grid/message_blobs.hpp"
-#include "message_blend_launch.cuh"
+#include "message_common.cuh"
 #include "workspace.cuh"
 
 namespace ebgc {
@@ -120,18 +120,10 @@ bool compress_message_on_device(std::vector<MessageRow<T>>& rows, std::vector<Bl
   std::vector<uint64_t> offsets(count);
   const uint64_t stream_bytes = message_stream_offsets(results.data(), count, offsets.data());
 
-  const size_t value_at = 8 * outliers, streams_at = value_at + sizeof(T) * outliers;
-  h = ws.host_bytes(streams_at + stream_bytes);
-  Enqueued download(ws, s);
-  if (outliers) {
-    EBGC_CUDA(cudaMemcpyAsync(h, d + L.index, 8 * outliers, cudaMemcpyDeviceToHost, s));
-    EBGC_CUDA(cudaMemcpyAsync(h + value_at, d + L.value, sizeof(T) * outliers, cudaMemcpyDeviceToHost, s));
-  }
-  if (stream_bytes) EBGC_CUDA(cudaMemcpyAsync(h + streams_at, d + L.compact, stream_bytes, cudaMemcpyDeviceToHost, s));
-  download.end();
-  ws.wait_host();
-  write_message_blobs(rows, tensor_of, shapes, p, results.data(), reinterpret_cast<const unsigned long long*>(h),
-                      h + value_at, h + streams_at, allocate);
+  const MessageParts parts =
+      download_message_parts(ws, s, d + L.index, d + L.value, sizeof(T), outliers, d + L.compact, stream_bytes);
+  write_message_blobs(rows, tensor_of, shapes, p, results.data(), reinterpret_cast<const unsigned long long*>(parts.index),
+                      parts.values, parts.streams, allocate);
   return true;
 }
 
