@@ -329,7 +329,7 @@ void compress_many(const std::vector<TensorView>& xs, const Params& p, const Exe
       auto fast_grid = [&](const std::vector<size_t>& members, const Params& q, const std::vector<RowPredictor<T>>* given) {
         std::vector<MessageRow<T>> rows;
         for (size_t j = 0; j < members.size(); ++j) {
-          rows.push_back(MessageRow<T>{x_of(members[j]), rec_of(members[j]), xs[members[j]].elements(), 0, 0, 0, 0, 0});
+          rows.push_back(MessageRow<T>{x_of(members[j]), rec_of(members[j]), xs[members[j]].elements(), 0, 0, 0, 0, 0, {}});
           if (given) rows.back().predict = (*given)[j];
         }
         std::vector<BlendRow<T>> blends = given ? std::vector<BlendRow<T>>() : blends_of(members);

@@ -75,7 +75,7 @@ void grid_bitpack_encode_message(const MessageInputs<T>& in, const Params& p, co
   std::vector<MessageRow<T>> rows;
   const std::vector<std::vector<uint64_t>>& shapes = in.shape;
   const std::vector<size_t> tensor_of = message_rows(in, p, allocate, rows, [&](size_t k, uint64_t n) {
-    return MessageRow<T>{in.x[k], in.reconstruction[k], n, 0, 0, 0, 0, 0};
+    return MessageRow<T>{in.x[k], in.reconstruction[k], n, 0, 0, 0, 0, 0, {}};
   });
   if (rows.empty()) return;
   const MessageGrid m = plan_message(rows);
