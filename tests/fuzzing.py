@@ -900,7 +900,23 @@ def _device_decode(data: bytes):
     return out
 
 
+def _front_parse_disagrees(data: bytes) -> Optional[str]:
+    """The parse of a blob held in device memory (from its front, csrc/include/ebgc/format/front.hpp)
+    must accept exactly what the full parse accepts, with the same result."""
+    from ebgc import _core
+
+    _stage("the front parse of a blob in device memory")
+    try:
+        _core._parse_front_check(data, 64)
+    except ebgc.InvalidArgumentError as e:
+        return f"the front parse disagrees with the full parse: {e}"
+    return None
+
+
 def target_blob(data: bytes, ctx: bytes) -> Optional[str]:
+    problem = _front_parse_disagrees(data)
+    if problem:
+        return problem
     _stage("info")
     try:
         h = ebgc.info(data)
