@@ -167,12 +167,18 @@ def _stream_row(trace: Any, bound: float, mode: str) -> dict:
             "encode_GBps": _gbps(raw // len(trace.messages), _median(ms))}
 
 
-def run_gpu_bench(traces: list, bounds: list[float], mode: str, repeats: int = 20, gib: float = 1.0) -> dict:
+def run_gpu_bench(traces: list, bounds: list[float], mode: str, repeats: int = 20, gib: float = 1.0,
+                  on_rows: Any = None) -> dict:
+    """on_rows(result so far): called after every trace and bound, so that a run cut short by a
+    time limit keeps what it measured."""
     if not cuda.available():
         raise CudaError("ebgc bench --gpu needs the CUDA backend and a GPU (ebgc.HAS_CUDA is False)")
     import torch
 
     rows: list[dict] = []
+    props = torch.cuda.get_device_properties(0)
+    result = {"gpu": cuda._cuda.device_name(0), "gpu_memory_GiB": props.total_memory / GIB,
+              "torch": torch.__version__, "rows": rows}
     for trace in traces:
         _, first = trace.messages[0]
         tensors = [torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).cuda() for _, a in first]
@@ -196,7 +202,7 @@ def run_gpu_bench(traces: list, bounds: list[float], mode: str, repeats: int = 2
                                          repeats, coder))
                 rows.append(_message_row(f"{trace.name} message repeated to {len(model)} tensors", model, bound, mode,
                                          max(3, repeats // 4), coder))
+            if on_rows is not None:
+                on_rows(result)
         del big
-    props = torch.cuda.get_device_properties(0)
-    return {"gpu": cuda._cuda.device_name(0), "gpu_memory_GiB": props.total_memory / GIB,
-            "torch": torch.__version__, "rows": rows}
+    return result
