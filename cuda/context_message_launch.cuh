@@ -56,7 +56,7 @@ struct ContextMessageLayout {
     state = c.take(4 * m.lanes);
     words = c.take(4 * m.lanes);
     region = c.take(2 * m.lanes * any.word_region());
-    tables = c.take(context_table_bytes() * m.rows);
+    tables = c.take(max_context_table_bytes() * m.rows);
     // A chunk's streams: its head (<= 32 + 7 * 5 bytes), <= 2 words a value, <= 27 raw bits a value.
     streams = c.take(m.chunks * 72 + m.values * 4 + (m.values * kMaxRawBits + 7) / 8);
     index = c.take(8 * m.capacity);

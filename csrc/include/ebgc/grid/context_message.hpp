@@ -91,10 +91,14 @@ inline ContextRowChoice choose_context_row(const GridTotals& totals, uint64_t n,
   return c;
 }
 
-// The largest encode tables of one row (entries of kCtxBuckets groups, then the two base tables).
-inline size_t context_table_bytes() { return sizeof(RansEncodeEntry) * (kCtxBuckets * kSymbols + 2 * kSignContexts) + 2 * 128 * 4; }
+// A row's encode tables as placed (entries, then the two base tables), rounded to 16 bytes.
+inline size_t context_table_bytes(size_t entries) {
+  return (sizeof(RansEncodeEntry) * entries + 2 * 128 * 4 + 15) & ~size_t(15);
+}
+// The most one row's tables take (entries of kCtxBuckets groups).
+inline size_t max_context_table_bytes() { return context_table_bytes(kCtxBuckets * kSymbols + 2 * kSignContexts); }
 
-// Lays out the coded rows' tables one after another in `out` (context_table_bytes() each at most)
+// Lays out the coded rows' tables one after another in `out` (max_context_table_bytes() each at most)
 // and marks the rows coded.
 template <class T>
 void place_context_tables(std::vector<ContextRow<T>>& rows, const std::vector<ContextRowChoice>& choices,
@@ -104,7 +108,7 @@ void place_context_tables(std::vector<ContextRow<T>>& rows, const std::vector<Co
     if (!choices[k].encoder) continue;
     const RansLaneEncoder& e = *choices[k].encoder;
     const size_t entry_bytes = sizeof(RansEncodeEntry) * e.entry.size(), at = out.size();
-    out.resize(at + ((entry_bytes + 2 * 128 * 4 + 15) & ~size_t(15)));
+    out.resize(at + context_table_bytes(e.entry.size()));
     std::memcpy(out.data() + at, e.entry.data(), entry_bytes);
     std::memcpy(out.data() + at + entry_bytes, e.magnitude_base.data(), 128 * 4);
     std::memcpy(out.data() + at + entry_bytes + 128 * 4, e.sign_base.data(), 128 * 4);
