@@ -116,7 +116,7 @@ void grid_decompress_buffer(const py_blob::Blob& blob, py::buffer out, py::objec
 // with one array or None per array (or None).
 py::list grid_compress_message(const py::list& arrays, const std::string& dtype, double error_bound, int mode, int coder,
                                const py::object& reconstructions, const py::object& previous,
-                               const py::object& previous2) {
+                               const py::object& previous2, bool assemble) {
   if (coder != int(Coder::Bitpack) && coder != int(Coder::Context) && coder != kCoderAuto)
     throw InvalidArgument("a message grid codes with bitpack, context or auto");
   const size_t count = arrays.size();
@@ -148,9 +148,14 @@ py::list grid_compress_message(const py::list& arrays, const std::string& dtype,
       for (size_t k = 0; k < count; ++k)
         in.add(static_cast<const T*>(views[k].data), views[k].shape, static_cast<T*>(terms[3 * k]),
                static_cast<const T*>(terms[3 * k + 1]), static_cast<const T*>(terms[3 * k + 2]));
-      const MessageAllocator allocate = [&](size_t k, size_t size) { return results[k].allocate(size); };
-      if (p.coder == int(Coder::Bitpack)) grid_bitpack_encode_message(in, p, allocate);
-      else grid_context_encode_message(in, p, allocate);
+      BlobAssembly assembly;
+      CodedBlobSink sink = CodedBlobSink::host([&](size_t k, size_t size) { return results[k].allocate(size); });
+      if (assemble) {  // as the device assembles blobs in its memory
+        sink.assembly = &assembly;
+        sink.assemble = assemble_on_host;
+      }
+      if (p.coder == int(Coder::Bitpack)) grid_bitpack_encode_message(in, p, sink);
+      else grid_context_encode_message(in, p, sink);
     });
   }
   py::list out;
@@ -263,20 +268,22 @@ PYBIND11_MODULE(_core, m) {
         "Test hook: the device codec's decoder run on the host (context, bit-packed and raw blobs).");
   m.def("_grid_compress_message", &grid_compress_message, py::arg("arrays"), py::arg("dtype"), py::arg("error_bound"),
         py::arg("mode"), py::arg("coder"), py::arg("reconstructions") = py::none(), py::arg("previous") = py::none(),
-        py::arg("previous2") = py::none(),
+        py::arg("previous2") = py::none(), py::arg("assemble") = false,
         "Test hook: the device's whole-message encoders run on the host over one grid of all the arrays\n"
         "(one blob each, equal to the CPU codec's with no low rank and the device's chunk size:\n"
-        "DEFAULT_CHUNK_LOG2 for bitpack, GRID_CHUNK_LOG2 for context and auto).");
+        "DEFAULT_CHUNK_LOG2 for bitpack, GRID_CHUNK_LOG2 for context and auto). assemble: the blobs\n"
+        "assembled as in device memory (fronts placed next to the streams, checksums by parts' terms).");
   m.def("_parse_front_check", &parse_front_check, py::arg("blob"), py::arg("first") = 1 << 16,
         "Test hook: parse a blob from its front as the CUDA backend parses a device blob; (accepted,\n"
         "bytes copied), refusing (InvalidArgumentError) if that disagrees with the full parse.");
   m.attr("GRID_CHUNK_LOG2") = kGridChunkLog2;
-  m.def("_crc32c_by_parts", [](py::buffer data, uint32_t seed, uint64_t part_bytes) {
+  m.def("_crc32c_by_parts", [](py::buffer data, uint32_t seed, uint64_t part_bytes, bool terms) {
           if (part_bytes < 1) throw InvalidArgument("part_bytes must be >= 1");
           py::buffer_info keep;
           const auto v = py_blob::byte_view(data, keep);
-          return crc32c_by_parts(v.first, v.second, seed, part_bytes);
-        }, py::arg("data"), py::arg("seed") = 0, py::arg("part_bytes") = 1 << 14,
-        "Test hook: crc32c computed as the GPU does (raw CRCs of parts, chained on the host).");
+          return terms ? crc32c_by_terms(v.first, v.second, seed, part_bytes) : crc32c_by_parts(v.first, v.second, seed, part_bytes);
+        }, py::arg("data"), py::arg("seed") = 0, py::arg("part_bytes") = 1 << 14, py::arg("terms") = false,
+        "Test hook: crc32c computed as the GPU does: raw CRCs of parts chained on the host (the stream\n"
+        "digest), or, terms=True, every part's term on its own, combined by XOR (a blob it assembles).");
   py_stages::define(m);
 }

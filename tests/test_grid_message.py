@@ -57,12 +57,22 @@ def assert_message_is_cpu_blobs(xs, eb, mode, coder="bitpack"):
     blobs = _core._grid_compress_message([buf(x) for x in xs], dtype, eb, MODES[mode], CODERS[coder],
                                          reconstructions=[buf(r) for r in recs])
     assert len(blobs) == len(xs)
+    assert_assembled_equal(xs, eb, mode, coder, blobs)
     for k, (x, blob, rec) in enumerate(zip(xs, blobs, recs)):
         rec_cpu = np.empty_like(x)
         expected = cpu_blob(x, eb, mode, coder, reconstruction=rec_cpu)
         assert blob == expected, f"tensor {k} ({x.shape}): {len(blob)} vs CPU {len(expected)} bytes"
         assert rec.tobytes() == rec_cpu.tobytes(), f"tensor {k}: reconstruction differs"
     return blobs
+
+
+def assert_assembled_equal(xs, eb, mode, coder, blobs, previous=None, previous2=None):
+    """The same message with its blobs assembled as in device memory (each front placed next to its
+    streams, where they stay, and the checksum computed by parts' terms): the same bytes."""
+    assembled = _core._grid_compress_message([buf(x) for x in xs], dtype_name(xs[0]) if xs else "float32", eb,
+                                             MODES[mode], CODERS[coder], previous=previous, previous2=previous2,
+                                             assemble=True)
+    assert assembled == blobs
 
 
 def gradient_like(rng, n, dtype=np.float32):
@@ -197,6 +207,7 @@ def assert_stream_message(xs, eb, mode, coder, previous, previous2):
     blobs = _core._grid_compress_message([buf(x) for x in xs], dtype_name(xs[0]), eb, MODES[mode], CODERS[coder],
                                          reconstructions=[buf(r) for r in recs],
                                          previous=[buf(p) for p in previous], previous2=[buf(p) for p in previous2])
+    assert_assembled_equal(xs, eb, mode, coder, blobs, [buf(p) for p in previous], [buf(p) for p in previous2])
     for k, (x, blob, rec) in enumerate(zip(xs, blobs, recs)):
         rec_alone = np.empty_like(x)
         alone = runner_blob(x, eb, mode, coder, previous[k], previous2[k], rec_alone)

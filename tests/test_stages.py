@@ -501,6 +501,20 @@ def test_crc32c_matches_the_reference_at_every_length_and_seed():
         assert _core.crc32c(tail, seed=_core.crc32c(head)) == blobfmt.crc32c(data)
 
 
+
+@pytest.mark.parametrize("terms", [False, True])
+def test_crc32c_by_parts_as_the_gpu_computes_it(terms):
+    """The GPU's checksums: raw CRCs of parts chained on the host (the stream digest), or every
+    part's term on its own, XOR-combined (a blob it assembles in its memory): crc32c's value at every
+    length around the part size, any seed."""
+    rng = np.random.default_rng(12)
+    for part in (1, 7, 64, 4096):
+        for n in sorted({0, 1, part - 1, part, part + 1, 2 * part, 3 * part + 5, 10_000}):
+            data = rng.integers(0, 256, max(n, 0), dtype=np.uint8).tobytes()
+            for seed in (0, 0xFFFFFFFF, int(rng.integers(0, 2**32))):
+                assert _core._crc32c_by_parts(data, seed, part, terms) == _core.crc32c(data, seed=seed), (part, n, seed)
+
+
 # ---- the AVX2 paths (lane decoder, quantizer) compute exactly what the scalar paths compute -------
 @pytest.fixture
 def scalar_lanes():

@@ -52,12 +52,26 @@ class ContainerWriter {
     });
   }
 
-  // A raw blob: the values themselves are the payload.
-  void write_raw(const void* values, size_t bytes, const BlobAllocator& allocate) {
+  // Everything before the chunk streams (header, outliers, tables, directory), for a blob
+  // assembled where its streams are (grid/blob_assembly.hpp): front, then the streams declared by
+  // chunk(), then the checksum of both.
+  ByteWriter front() {
+    header_.payload_size = head_.size() + stream_bytes_;
+    ByteWriter out;
+    header_.write(out);
+    out.bytes(head_.buf.data(), head_.size());
+    return out;
+  }
+  uint64_t stream_bytes() const { return stream_bytes_; }
+
+  // A raw blob: the values themselves are the payload (the writer's only "stream").
+  void raw(uint64_t bytes) {
     header_.coder = Coder::Raw;
-    finish(bytes, allocate, [&](uint8_t* p) {
-      if (bytes) std::memcpy(p, values, bytes);
-    });
+    stream_bytes_ = bytes;
+  }
+  void write_raw(const void* values, size_t bytes, const BlobAllocator& allocate) {
+    raw(bytes);
+    write(allocate, [&](uint8_t* p) { std::memcpy(p, values, bytes); });
   }
 
  private:

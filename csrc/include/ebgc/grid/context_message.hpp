@@ -126,18 +126,18 @@ EBGC_HD inline RansEncodeView row_tables(const ContextRow<T>& r, const uint8_t* 
 // Where a coded row's blob parts are, from the message's per-chunk arrays: len_a, len_b (chunks),
 // offset and first_outlier (exclusive scans over chunks + 1 entries).
 template <class T>
-void write_context_row_blob(const ContextRow<T>& r, const std::vector<uint64_t>& shape, const Params& p, double abs_bound,
-                            const ByteWriter& tables, const unsigned long long* len_a, const unsigned long long* len_b,
-                            const unsigned long long* offset, const unsigned long long* first_outlier,
-                            const uint64_t* index, const uint8_t* values, const uint8_t* streams,
-                            const BlobAllocator& allocate) {
+void put_context_row_blob(const ContextRow<T>& r, const std::vector<uint64_t>& shape, const Params& p, double abs_bound,
+                          const ByteWriter& tables, const unsigned long long* len_a, const unsigned long long* len_b,
+                          const unsigned long long* offset, const unsigned long long* first_outlier,
+                          const uint64_t* index, const uint8_t* values, const uint8_t* streams,
+                          const CodedBlobSink& sink, size_t tensor) {
   const LaneGrid g = r.grid();
   const uint64_t c0 = r.first_chunk, first = first_outlier[c0];
   Header h = grid_header<T>(shape, p, r.predict, kGridChunkLog2, Coder::Context);
   h.abs_bound = abs_bound;
   const std::vector<uint64_t> a(len_a + c0, len_a + c0 + g.chunks), b(len_b + c0, len_b + c0 + g.chunks);
-  write_coded_blob(h, first_outlier[c0 + g.chunks] - first, index + first, values + first * sizeof(T), sizeof(T), tables,
-                   a, b, streams + offset[c0], allocate);
+  put_coded_blob(h, first_outlier[c0 + g.chunks] - first, index + first, values + first * sizeof(T), sizeof(T), tables,
+                 a, b, streams + offset[c0], sink, tensor);
 }
 
 }  // namespace ebgc

@@ -19,10 +19,10 @@
 namespace ebgc {
 
 template <class T>
-void grid_context_encode_message(const MessageInputs<T>& in, const Params& p, const MessageAllocator& allocate) {
+void grid_context_encode_message(const MessageInputs<T>& in, const Params& p, const CodedBlobSink& sink) {
   std::vector<ContextRow<T>> rows;
   const std::vector<std::vector<uint64_t>>& shapes = in.shape;
-  const std::vector<size_t> tensor_of = message_rows(in, p, allocate, rows, [&](size_t k, uint64_t n) {
+  const std::vector<size_t> tensor_of = message_rows(in, p, sink.allocate, rows, [&](size_t k, uint64_t n) {
     ContextRow<T> r{};
     r.x = in.x[k], r.reconstruction = in.reconstruction[k], r.n = n, r.sign_period = kernel_size(shapes[k]);
     return r;
@@ -91,15 +91,20 @@ void grid_context_encode_message(const MessageInputs<T>& in, const Params& p, co
       Header h = grid_header<T>(shapes[tensor], p, ZeroPredictor(), kGridChunkLog2, Coder::Raw);
       h.abs_bound = abs_bound[k];
       if (r.reconstruction) std::memcpy(r.reconstruction, r.x, r.n * sizeof(T));
-      ContainerWriter(h).write_raw(r.x, r.n * sizeof(T), [&](size_t size) { return allocate(tensor, size); });
+      ContainerWriter w(h);
+      w.raw(r.n * sizeof(T));
+      sink.put(tensor, w, reinterpret_cast<const uint8_t*>(r.x));
     } else if (choices[k].coder == Coder::Bitpack) {
       pack.add(r.x, shapes[tensor], r.reconstruction, nullptr, nullptr);
       pack.chosen.push_back(r.predict);
       pack_tensor.push_back(tensor);
     }
   }
-  if (!pack.x.empty())
-    grid_bitpack_encode_message(pack, p, [&](size_t k, size_t size) { return allocate(pack_tensor[k], size); });
+  if (!pack.x.empty()) {
+    CodedBlobSink packed = sink;
+    packed.allocate = [&](size_t k, size_t size) { return sink.allocate(pack_tensor[k], size); };
+    grid_bitpack_encode_message(pack, p, packed);
+  }
   std::vector<uint8_t> tables;
   place_context_tables(rows, choices, tables);
 
@@ -107,7 +112,7 @@ void grid_context_encode_message(const MessageInputs<T>& in, const Params& p, co
   std::vector<uint32_t> state(m.lanes), words(m.lanes), chunk_b(m.chunks * b_words, 0);
   std::vector<uint16_t> region(m.lanes * region_words);
   GridTotals unused;
-  HostGridSink sink{unused};
+  HostGridSink tallies{unused};
   for (uint64_t thread = 0; thread < m.threads; ++thread) {
     const uint64_t k = row_at(rows.data(), count, thread, &ContextRow<T>::first_thread);
     const ContextRow<T>& r = rows[k];
@@ -118,7 +123,7 @@ void grid_context_encode_message(const MessageInputs<T>& in, const Params& p, co
                         region.data() + r.first_lane * region_words};
     encode_lane(g, t, row_tables(r, tables.data()), sym.data() + r.first_value, ctx.data() + r.first_value, code);
     place_lane_raw_bits(g, t, lane_raw.data() + r.first_lane * raw_words, lane_raw_bits.data() + r.first_lane,
-                        chunk_b.data() + r.first_chunk * b_words, sink);
+                        chunk_b.data() + r.first_chunk * b_words, tallies);
   }
 
   // Step 3: chunk sizes (0 for rows not coded here), one scan of bytes and one of outliers over the
@@ -157,10 +162,10 @@ void grid_context_encode_message(const MessageInputs<T>& in, const Params& p, co
   }
   for (uint64_t k = 0; k < count; ++k)
     if (rows[k].coded)
-      write_context_row_blob(rows[k], shapes[tensor_of[k]], p, abs_bound[k], choices[k].tables, len_a.data(), len_b.data(),
-                             offset.data(), first_outlier.data(), index.data(),
-                             reinterpret_cast<const uint8_t*>(value.data()), streams.data(),
-                             [&](size_t size) { return allocate(tensor_of[k], size); });
+      put_context_row_blob(rows[k], shapes[tensor_of[k]], p, abs_bound[k], choices[k].tables, len_a.data(), len_b.data(),
+                           offset.data(), first_outlier.data(), index.data(),
+                           reinterpret_cast<const uint8_t*>(value.data()), streams.data(), sink, tensor_of[k]);
+  sink.finish();  // before the streams' memory goes
 }
 
 }  // namespace ebgc

@@ -25,7 +25,7 @@ EBGC_HD inline uint32_t crc32c_raw(const uint8_t* p, uint64_t n, const uint32_t*
 struct Crc32cShift {
   uint32_t column[32];
 
-  uint32_t apply(uint32_t c) const {
+  EBGC_HD uint32_t apply(uint32_t c) const {
     uint32_t r = 0;
     for (unsigned i = 0; c; ++i, c >>= 1)
       if (c & 1u) r ^= column[i];
@@ -59,6 +59,48 @@ inline uint32_t crc32c_from_parts(uint32_t seed, const uint32_t* raw, uint64_t t
   uint32_t c = ~seed;
   for (uint64_t j = 0; j < parts; ++j) c = (j + 1 < parts ? whole : tail).apply(c) ^ raw[j];
   return ~c;
+}
+
+// The maps of 2^i zero bytes (i < 64): a shift by any length in at most 64 applications, so that
+// every part's term is computed on its own, without a chain through the others.
+struct Crc32cPowers {
+  Crc32cShift pow2[64];
+  static const Crc32cPowers& get() {
+    static const Crc32cPowers powers = [] {
+      Crc32cPowers p;
+      p.pow2[0] = Crc32cShift::zero_bytes(1);
+      for (unsigned i = 1; i < 64; ++i) p.pow2[i] = p.pow2[i - 1].then(p.pow2[i - 1]);
+      return p;
+    }();
+    return powers;
+  }
+};
+
+EBGC_HD inline uint32_t crc32c_shift(uint32_t c, uint64_t bytes, const Crc32cShift* pow2) {
+  for (unsigned i = 0; bytes; ++i, bytes >>= 1)
+    if (bytes & 1u) c = pow2[i].apply(c);
+  return c;
+}
+
+// Part j's term in the CRC of n bytes cut into parts of part_bytes: its raw CRC moved past the
+// bytes after it. crc32c(buffer, seed) is crc32c_from_terms of the XOR of all parts' terms, in
+// any order: how the GPU checksums a blob it assembles, with no host step (cuda/blob_assembly.cuh).
+EBGC_HD inline uint32_t crc32c_part_term(const uint8_t* p, uint64_t n, uint64_t j, uint64_t part_bytes,
+                                         const uint32_t* table, const Crc32cShift* pow2) {
+  const uint64_t begin = j * part_bytes, end = n - begin < part_bytes ? n : begin + part_bytes;
+  return crc32c_shift(crc32c_raw(p + begin, end - begin, table), n - end, pow2);
+}
+EBGC_HD inline uint32_t crc32c_from_terms(uint32_t seed, uint32_t terms, uint64_t n, const Crc32cShift* pow2) {
+  return ~(crc32c_shift(~seed, n, pow2) ^ terms);
+}
+
+// The host runner of the device's checksum of a blob: the same terms, one part after another.
+inline uint32_t crc32c_by_terms(const uint8_t* p, uint64_t n, uint32_t seed, uint64_t part_bytes) {
+  const auto& t = detail::crc32c_tables().t[0];
+  const Crc32cShift* pow2 = Crc32cPowers::get().pow2;
+  uint32_t terms = 0;
+  for (uint64_t j = 0; j * part_bytes < n; ++j) terms ^= crc32c_part_term(p, n, j, part_bytes, t.data(), pow2);
+  return crc32c_from_terms(seed, terms, n, pow2);
 }
 
 // The host runner of the GPU's digest: the same parts, one after another.

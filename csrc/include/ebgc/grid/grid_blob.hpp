@@ -12,6 +12,7 @@
 #include "../encode/chunk_passes.hpp"
 #include "../format/container.hpp"
 #include "../plan.hpp"
+#include "blob_assembly.hpp"
 #include "context_lane_steps.hpp"
 
 namespace ebgc {
@@ -83,17 +84,24 @@ inline Coder pick_grid_coder(int requested, const SymbolStats& st, const Context
 }
 
 // The blob of coded chunk streams: outliers (count, strictly increasing indices, values), the
-// coder's tables, the directory (len_a, len_b per chunk) and `streams`, their concatenation.
+// coder's tables, the directory (len_a, len_b per chunk) and `streams`, their concatenation, put
+// where the sink says (host memory, or assembled where the streams are).
+template <class Index>
+void put_coded_blob(const Header& h, uint64_t outliers, const Index* index, const void* values, size_t elem,
+                    const ByteWriter& tables, const std::vector<uint64_t>& len_a, const std::vector<uint64_t>& len_b,
+                    const uint8_t* streams, const CodedBlobSink& sink, size_t tensor) {
+  ContainerWriter w(h);
+  w.outliers(outliers, index, values, elem);
+  w.tables(tables);
+  for (size_t c = 0; c < len_a.size(); ++c) w.chunk(len_a[c], len_b[c]);
+  sink.put(tensor, w, streams);
+}
 template <class Index>
 void write_coded_blob(const Header& h, uint64_t outliers, const Index* index, const void* values, size_t elem,
                       const ByteWriter& tables, const std::vector<uint64_t>& len_a, const std::vector<uint64_t>& len_b,
                       const uint8_t* streams, const BlobAllocator& allocate) {
-  ContainerWriter w(h);
-  w.outliers(outliers, index, values, elem);
-  w.tables(tables);
-  uint64_t bytes = 0;
-  for (size_t c = 0; c < len_a.size(); ++c) w.chunk(len_a[c], len_b[c]), bytes += len_a[c] + len_b[c];
-  w.write(allocate, [&](uint8_t* dst) { std::memcpy(dst, streams, size_t(bytes)); });
+  put_coded_blob(h, outliers, index, values, elem, tables, len_a, len_b, streams,
+                 CodedBlobSink::host([&](size_t, size_t size) { return allocate(size); }), 0);
 }
 
 }  // namespace ebgc

@@ -13,9 +13,6 @@
 
 namespace ebgc {
 
-// Called once per tensor of the message with its blob's final size; returns where to write it.
-using MessageAllocator = std::function<uint8_t*(size_t tensor, size_t size)>;
-
 // The blob of a tensor of no values (the device path does the same for one tensor).
 inline void write_empty_blob(DType dtype, const std::vector<uint64_t>& shape, const Params& p, const BlobAllocator& allocate) {
   TensorView none;
@@ -26,12 +23,13 @@ inline void write_empty_blob(DType dtype, const std::vector<uint64_t>& shape, co
 }
 
 // rows[k] holds tensor tensor_of[k] (of shape shapes[tensor_of[k]]); result, index, values and
-// streams are the message's, as the grid left them (streams compacted by message_stream_offsets).
+// streams are the message's, as the grid left them (streams compacted by message_stream_offsets;
+// host memory for a host sink, else where the sink assembles).
 template <class T>
 void write_message_blobs(const std::vector<MessageRow<T>>& rows, const std::vector<size_t>& tensor_of,
                          const std::vector<std::vector<uint64_t>>& shapes, const Params& p,
                          const unsigned long long* result, const unsigned long long* index, const uint8_t* values,
-                         const uint8_t* streams, const MessageAllocator& allocate) {
+                         const uint8_t* streams, const CodedBlobSink& sink) {
   std::vector<uint64_t> offset(rows.size());
   message_stream_offsets(result, rows.size(), offset.data());
   const unsigned long long* len_b_all = result + kRowWords * rows.size();
@@ -44,8 +42,8 @@ void write_message_blobs(const std::vector<MessageRow<T>>& rows, const std::vect
     std::vector<uint64_t> len_a(g.chunks()), len_b(len_b_all + rows[k].first_chunk, len_b_all + rows[k].first_chunk + g.chunks());
     for (uint64_t c = 0; c < g.chunks(); ++c) len_a[c] = g.chunk_end_block(c) - c * g.blocks_per_chunk;
     const uint64_t first = row[kRowFirstOutlier];
-    write_coded_blob(h, row[kRowOutliers], index + first, values + first * sizeof(T), sizeof(T), ByteWriter(), len_a,
-                     len_b, streams + offset[k], [&](size_t size) { return allocate(tensor, size); });
+    put_coded_blob(h, row[kRowOutliers], index + first, values + first * sizeof(T), sizeof(T), ByteWriter(), len_a,
+                   len_b, streams + offset[k], sink, tensor);
   }
 }
 

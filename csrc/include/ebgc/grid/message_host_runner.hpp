@@ -69,12 +69,12 @@ void grid_row_predictors(std::vector<Row>& rows, const std::vector<size_t>& tens
   for (size_t j = 0; j < blends.size(); ++j) rows[blends[j].row].predict = chosen[j];
 }
 
-// Codes the tensors of `in` as one message grid.
+// Codes the tensors of `in` as one message grid, the blobs put in the sink.
 template <class T>
-void grid_bitpack_encode_message(const MessageInputs<T>& in, const Params& p, const MessageAllocator& allocate) {
+void grid_bitpack_encode_message(const MessageInputs<T>& in, const Params& p, const CodedBlobSink& sink) {
   std::vector<MessageRow<T>> rows;
   const std::vector<std::vector<uint64_t>>& shapes = in.shape;
-  const std::vector<size_t> tensor_of = message_rows(in, p, allocate, rows, [&](size_t k, uint64_t n) {
+  const std::vector<size_t> tensor_of = message_rows(in, p, sink.allocate, rows, [&](size_t k, uint64_t n) {
     return MessageRow<T>{in.x[k], in.reconstruction[k], n, 0, 0, 0, 0, 0, {}};
   });
   if (rows.empty()) return;
@@ -154,7 +154,8 @@ void grid_bitpack_encode_message(const MessageInputs<T>& in, const Params& p, co
   for (uint64_t k = 0; k < count; ++k)
     std::memcpy(compact.data() + offset[k], streams.data() + rows[k].streams_at, result[kRowWords * k + kRowStreamBytes]);
   write_message_blobs(rows, tensor_of, shapes, p, result.data(), index.data(), reinterpret_cast<const uint8_t*>(value.data()),
-                      compact.data(), allocate);
+                      compact.data(), sink);
+  sink.finish();  // before the streams' memory goes
 }
 
 }  // namespace ebgc
