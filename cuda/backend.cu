@@ -11,6 +11,7 @@
 
 #include "backend.hpp"
 #include "bitpack_launch.cuh"
+#include "blob_assembly.cuh"
 #include "blend_launch.cuh"
 #include "context_launch.cuh"
 #include "crc32c_kernel.cuh"
@@ -31,7 +32,7 @@ namespace {
 // door, the reconstruction copied back (same format, same values).
 template <class T>
 void compress_on_host(const TensorView& x, const Params& p, const Execution& e, const StreamTerms& stream, uint64_t n,
-                      Workspace& ws, cudaStream_t s, const BlobAllocator& allocate) {
+                      Workspace& ws, cudaStream_t s, const CodedBlobSink& sink, size_t tensor) {
   const size_t bytes = n * sizeof(T), slot = (bytes + 255) & ~size_t(255);
   const void* sources[3] = {x.data, stream.previous[0], stream.previous[1]};
   ws.wait_host();
@@ -44,7 +45,9 @@ void compress_on_host(const TensorView& x, const Params& p, const Execution& e, 
   const T* previous[2] = {stream.previous[0] ? reinterpret_cast<const T*>(h + slot) : nullptr,
                           stream.previous[1] ? reinterpret_cast<const T*>(h + 2 * slot) : nullptr};
   T* rec = stream.reconstruction ? reinterpret_cast<T*>(h + 3 * slot) : nullptr;
-  compress_host(reinterpret_cast<const T*>(h), x.shape, p, e, previous, rec, allocate);
+  put_host_made_blob(sink, tensor, ws, s, [&](const BlobAllocator& allocate) {
+    compress_host(reinterpret_cast<const T*>(h), x.shape, p, e, previous, rec, allocate);
+  });
   if (!rec) return;
   Enqueued upload(ws, s);
   EBGC_CUDA(cudaMemcpyAsync(stream.reconstruction, rec, bytes, cudaMemcpyHostToDevice, s));
@@ -54,7 +57,7 @@ void compress_on_host(const TensorView& x, const Params& p, const Execution& e, 
 // A raw blob of a device tensor: its values are the payload (and the reconstruction).
 template <class T>
 void compress_raw_from_device(const TensorView& x, const Params& p, const StreamTerms& stream, uint64_t n, Workspace& ws,
-                              cudaStream_t s, const BlobAllocator& allocate) {
+                              cudaStream_t s, const CodedBlobSink& sink, size_t tensor) {
   const size_t bytes = n * sizeof(T);
   ws.wait_host();
   uint8_t* h = ws.host_bytes(bytes);
@@ -67,7 +70,7 @@ void compress_raw_from_device(const TensorView& x, const Params& p, const Stream
   Header hd = grid_header<T>(x.shape, p, ZeroPredictor(), kGridChunkLog2, Coder::Raw);  // as the grid writes it
   if (p.mode == BoundMode::Rel) hd.abs_bound = absolute_bound(p.mode, p.error_bound, finite_range(reinterpret_cast<const T*>(h), n));
   else hd.abs_bound = absolute_bound(p.mode, p.error_bound, FiniteRange());
-  ContainerWriter(hd).write_raw(h, bytes, allocate);
+  put_host_made_blob(sink, tensor, ws, s, [&](const BlobAllocator& allocate) { ContainerWriter(hd).write_raw(h, bytes, allocate); });
 }
 
 // The device's codec for one tensor: predictor (zero, or the stream's blend), then the coder the
@@ -75,8 +78,8 @@ void compress_raw_from_device(const TensorView& x, const Params& p, const Stream
 // cannot hold the outliers.
 template <class T>
 void compress_typed(const TensorView& x, const Params& p, const Execution& e, const StreamTerms& stream, uint64_t n,
-                    Workspace& ws, cudaStream_t s, const BlobAllocator& allocate) {
-  if (compress_where(x, p) == Where::Host) return compress_on_host<T>(x, p, e, stream, n, ws, s, allocate);
+                    Workspace& ws, cudaStream_t s, const CodedBlobSink& sink, size_t tensor) {
+  if (compress_where(x, p) == Where::Host) return compress_on_host<T>(x, p, e, stream, n, ws, s, sink, tensor);
   const T* xd = static_cast<const T*>(x.data);
   const T* p1 = static_cast<const T*>(stream.previous[0]);
   const T* p2 = p1 ? static_cast<const T*>(stream.previous[1]) : nullptr;
@@ -90,18 +93,18 @@ void compress_typed(const TensorView& x, const Params& p, const Execution& e, co
     q.coder = int(coder);
     q.chunk_log2 = chunk_log2;
     q.low_rank = false;
-    compress_on_host<T>(x, q, e, stream, n, ws, s, allocate);
+    compress_on_host<T>(x, q, e, stream, n, ws, s, sink, tensor);
   };
   auto run = [&](const auto& predict) {
     auto bitpack = [&]() {
-      if (!compress_bitpack_on_device(xd, x.shape, p, predict, rec, ws, s, allocate))
+      if (!compress_bitpack_on_device(xd, x.shape, p, predict, rec, ws, s, sink, tensor))
         on_host_as(Coder::Bitpack, kGpuChunkLog2);
     };
-    if (p.coder == int(Coder::Raw)) return compress_raw_from_device<T>(x, p, stream, n, ws, s, allocate);
+    if (p.coder == int(Coder::Raw)) return compress_raw_from_device<T>(x, p, stream, n, ws, s, sink, tensor);
     if (p.coder == int(Coder::Bitpack)) return bitpack();
-    switch (compress_context_on_device(xd, x.shape, p, predict, rec, ws, s, allocate)) {
+    switch (compress_context_on_device(xd, x.shape, p, predict, rec, ws, s, sink, tensor)) {
       case GridOutcome::Written: return;
-      case GridOutcome::Raw: return compress_raw_from_device<T>(x, p, stream, n, ws, s, allocate);
+      case GridOutcome::Raw: return compress_raw_from_device<T>(x, p, stream, n, ws, s, sink, tensor);
       case GridOutcome::Bitpack: return bitpack();
       case GridOutcome::TooManyOutliers: return on_host_as(Coder::Context, kGridChunkLog2);
     }
@@ -207,6 +210,13 @@ void on_device_of(const void* ptr, DType dtype, const Execution& e, F&& f) {
   with_storage_type(dtype, [&](auto tag) { f(tag, ws, s); });
 }
 
+// Where a call's blobs go: host memory, or the memory of the workspace's device (allocate returns
+// it), each grid's blobs assembled there (blob_assembly.cuh).
+CodedBlobSink sink_of(const MessageAllocator& allocate, bool device_blobs, BlobAssembly& assembly, Workspace& ws,
+                      cudaStream_t s) {
+  return device_blobs ? device_sink(allocate, assembly, ws, s) : CodedBlobSink::host(allocate);
+}
+
 }  // namespace
 
 // ---- public entry points -------------------------------------------------------------------
@@ -248,14 +258,23 @@ void check_device_tensor(const TensorView& x, const Params& p, const Execution& 
 }
 
 void compress(const TensorView& x, const Params& p, const Execution& e, const StreamTerms& stream,
-              const BlobAllocator& allocate) {
+              const BlobAllocator& allocate, bool device_blob) {
   check_device_tensor(x, p, e);
   if (!stream.previous[0] && stream.previous[1]) throw InvalidArgument("previous2 needs previous");
   const uint64_t n = x.elements();
   if (n == 0) {  // nothing to read on any device: the CPU codec writes the header
     TensorView none = x;
     none.device = Device::Host;
-    return ebgc::compress(none, p, e, StreamTerms(), allocate);
+    if (!device_blob) return ebgc::compress(none, p, e, StreamTerms(), allocate);
+    std::vector<uint8_t> blob;
+    ebgc::compress(none, p, e, StreamTerms(), [&](size_t size) {
+      blob.resize(size);
+      return blob.data();
+    });
+    uint8_t* dst = allocate(blob.size());
+    return on_device_of(dst, DType::Float32, e, [&](auto, Workspace&, cudaStream_t s) {  // device memory, checked
+      EBGC_CUDA(cudaMemcpyAsync(dst, blob.data(), blob.size(), cudaMemcpyHostToDevice, s));  // pageable: staged on return
+    });
   }
   check_aligned(x.data, x.dtype, "the input");
   check_aligned(stream.previous[0], x.dtype, "previous");
@@ -263,12 +282,14 @@ void compress(const TensorView& x, const Params& p, const Execution& e, const St
   check_aligned(stream.reconstruction, x.dtype, "the reconstruction");
   on_device_of(x.data, x.dtype, e, [&](auto tag, Workspace& ws, cudaStream_t s) {
     using T = typename decltype(tag)::type;
-    compress_typed<T>(x, p, e, stream, n, ws, s, allocate);
+    BlobAssembly assembly;
+    const MessageAllocator one = [&allocate](size_t, size_t size) { return allocate(size); };
+    compress_typed<T>(x, p, e, stream, n, ws, s, sink_of(one, device_blob, assembly, ws, s), 0);
   });
 }
 
 void compress_many(const std::vector<TensorView>& xs, const Params& p, const Execution& e,
-                   const std::vector<StreamTerms>& terms, const MessageAllocator& allocate) {
+                   const std::vector<StreamTerms>& terms, const MessageAllocator& allocate, bool device_blobs) {
   if (terms.size() != xs.size()) throw InvalidArgument("one set of stream terms per tensor");
   for (size_t k = 0; k < xs.size(); ++k) {
     check_device_tensor(xs[k], p, e);
@@ -294,12 +315,8 @@ void compress_many(const std::vector<TensorView>& xs, const Params& p, const Exe
   const bool fast = p.coder == int(Coder::Bitpack), ratio = p.coder == kCoderAuto || p.coder == int(Coder::Context);
   std::vector<std::pair<std::pair<int, DType>, std::vector<size_t>>> groups;
   for (size_t k = 0; k < xs.size(); ++k) {
-    if (xs[k].elements() == 0) {
-      write_empty_blob(xs[k].dtype, xs[k].shape, p, allocator_of(k));
-      continue;
-    }
-    if (!(fast || ratio) || compress_where(xs[k], p) == Where::Host) {
-      gpu::compress(xs[k], p, e, terms[k], allocator_of(k));
+    if (xs[k].elements() == 0 || !(fast || ratio) || compress_where(xs[k], p) == Where::Host) {
+      gpu::compress(xs[k], p, e, terms[k], allocator_of(k), device_blobs);
       continue;
     }
     const std::pair<int, DType> key(device_of(xs[k].data), xs[k].dtype);
@@ -312,6 +329,8 @@ void compress_many(const std::vector<TensorView>& xs, const Params& p, const Exe
   for (const auto& group : groups) {
     on_device_of(xs[group.second[0]].data, group.first.second, e, [&](auto tag, Workspace& ws, cudaStream_t s) {
       using T = typename decltype(tag)::type;
+      BlobAssembly assembly;
+      const CodedBlobSink sink = sink_of(allocate, device_blobs, assembly, ws, s);
       auto x_of = [&](size_t k) { return static_cast<const T*>(xs[k].data); };
       auto rec_of = [&](size_t k) { return static_cast<T*>(terms[k].reconstruction); };
       // The rows of `members` whose stream predictor the grid fits (row j is members[j]).
@@ -333,8 +352,8 @@ void compress_many(const std::vector<TensorView>& xs, const Params& p, const Exe
           if (given) rows.back().predict = (*given)[j];
         }
         std::vector<BlendRow<T>> blends = given ? std::vector<BlendRow<T>>() : blends_of(members);
-        if (compress_message_on_device<T>(rows, blends, members, shapes, q, ws, s, allocate)) return;
-        for (size_t k : members) compress_typed<T>(xs[k], q, e, terms[k], xs[k].elements(), ws, s, allocator_of(k));
+        if (compress_message_on_device<T>(rows, blends, members, shapes, q, ws, s, sink)) return;
+        for (size_t k : members) compress_typed<T>(xs[k], q, e, terms[k], xs[k].elements(), ws, s, sink, k);
       };
       if (fast) return fast_grid(group.second, p, nullptr);
       std::vector<ContextRow<T>> rows;
@@ -345,7 +364,7 @@ void compress_many(const std::vector<TensorView>& xs, const Params& p, const Exe
       }
       std::vector<BlendRow<T>> blends = blends_of(group.second);
       const ContextMessageLeftovers left =
-          compress_context_message_on_device<T>(rows, blends, group.second, shapes, p, ws, s, allocate);
+          compress_context_message_on_device<T>(rows, blends, group.second, shapes, p, ws, s, sink);
       // What the host gave to other coders, as the single-tensor path codes it (with the
       // predictor the grid chose).
       auto row_of = [&](size_t k) {
@@ -358,12 +377,12 @@ void compress_many(const std::vector<TensorView>& xs, const Params& p, const Exe
         for (size_t k : left.bitpack) given.push_back(rows[row_of(k)].predict);
         fast_grid(left.bitpack, q, &given);
       }
-      for (size_t k : left.raw) compress_raw_from_device<T>(xs[k], p, terms[k], xs[k].elements(), ws, s, allocator_of(k));
+      for (size_t k : left.raw) compress_raw_from_device<T>(xs[k], p, terms[k], xs[k].elements(), ws, s, sink, k);
       // Over the outlier capacity: the CPU codec with the grid's coder and chunks (as one tensor).
       q.coder = int(Coder::Context);
       q.chunk_log2 = kGridChunkLog2;
       q.low_rank = false;
-      for (size_t k : left.host) compress_on_host<T>(xs[k], q, e, terms[k], xs[k].elements(), ws, s, allocator_of(k));
+      for (size_t k : left.host) compress_on_host<T>(xs[k], q, e, terms[k], xs[k].elements(), ws, s, sink, k);
     });
   }
 }

@@ -27,8 +27,11 @@ int device_of(const void* device_pointer);  // throws InvalidArgument for host m
 // reconstructions and where the new one goes, all device arrays of x's dtype and size; the values
 // never leave the device (only the blob does). Waits for its own stream only (the size of the
 // blob is needed on the host).
+// device_blob: allocate returns memory of x's device, where the blob is assembled (its front
+// goes up, its streams stay, its checksum is computed there: grid/blob_assembly.hpp), enqueued on
+// the execution's stream; blobs the host writes (the plan's host work, raw) are copied up whole.
 void compress(const TensorView& x, const Params& p, const Execution& e, const StreamTerms& stream,
-              const BlobAllocator& allocate);
+              const BlobAllocator& allocate, bool device_blob = false);
 
 // Compresses the tensors of one message: C-contiguous device tensors. terms[k]: tensor k's
 // stream terms (device arrays of its dtype and size, or null): the stream's last reconstructions,
@@ -38,9 +41,9 @@ void compress(const TensorView& x, const Params& p, const Execution& e, const St
 // fitted at once (message_blend_launch.cuh): a fixed number of launches and a few host waits for
 // the whole message. The plan's host work (Huffman, matrices for the low-rank fit) and raw run
 // tensor by tensor. Blob k equals what compress() writes for x[k] alone; allocate(k, size) is
-// called once per tensor.
+// called once per tensor (with device_blobs, device memory of that tensor's device, as compress()).
 void compress_many(const std::vector<TensorView>& xs, const Params& p, const Execution& e,
-                   const std::vector<StreamTerms>& terms, const MessageAllocator& allocate);
+                   const std::vector<StreamTerms>& terms, const MessageAllocator& allocate, bool device_blobs = false);
 
 // Decodes an inspected blob into a C-contiguous device array of its dtype and size on the
 // execution's stream. Raw, bit-packed and lane-coded context blobs decode on the device (context:

@@ -47,9 +47,18 @@ Execution execution(unsigned threads, uintptr_t stream) {
   return e;
 }
 
-py::bytes compress_device(uintptr_t x, std::vector<uint64_t> shape, const std::string& dtype, double error_bound, int mode,
-                   int coder, unsigned threads, uintptr_t stream, bool low_rank, uintptr_t previous,
-                   uintptr_t previous2, uintptr_t reconstruction) {
+// A Python allocator of device memory for blobs: allocate(tensor, size) -> device pointer (an int);
+// called with the GIL taken back.
+MessageAllocator device_allocator(const py::object& allocate) {
+  return [&allocate](size_t k, size_t size) {
+    py::gil_scoped_acquire gil;
+    return reinterpret_cast<uint8_t*>(allocate(k, size).cast<uintptr_t>());
+  };
+}
+
+py::object compress_device(uintptr_t x, std::vector<uint64_t> shape, const std::string& dtype, double error_bound, int mode,
+                           int coder, unsigned threads, uintptr_t stream, bool low_rank, uintptr_t previous,
+                           uintptr_t previous2, uintptr_t reconstruction, const py::object& allocate_device) {
   const TensorView view = device_view(x, dtype_named(dtype), std::move(shape));
   const Params p = request_params(error_bound, mode, coder, low_rank);
   const Execution e = execution(threads, stream);
@@ -58,10 +67,14 @@ py::bytes compress_device(uintptr_t x, std::vector<uint64_t> shape, const std::s
   terms.previous[1] = reinterpret_cast<const void*>(previous2);
   terms.reconstruction = reinterpret_cast<void*>(reconstruction);
   py_arrays::BytesResult result;  // the blob is written straight into the bytes object returned
+  const bool device_blob = !allocate_device.is_none();
+  const MessageAllocator to_device = device_blob ? device_allocator(allocate_device) : MessageAllocator();
   {
     py::gil_scoped_release nogil;
-    gpu::compress(view, p, e, terms, [&](size_t size) { return result.allocate(size); });
+    gpu::compress(view, p, e, terms, [&](size_t size) { return device_blob ? to_device(0, size) : result.allocate(size); },
+                  device_blob);
   }
+  if (device_blob) return py::none();
   return result.release();
 }
 
@@ -69,7 +82,7 @@ py::list compress_many_device(const std::vector<uintptr_t>& xs, const std::vecto
                               const std::vector<std::string>& dtypes, double error_bound, int mode, int coder,
                               unsigned threads, uintptr_t stream, bool low_rank,
                               const std::vector<uintptr_t>& reconstructions, const std::vector<uintptr_t>& previous,
-                              const std::vector<uintptr_t>& previous2) {
+                              const std::vector<uintptr_t>& previous2, const py::object& allocate_device) {
   const size_t count = xs.size();
   if (shapes.size() != count || dtypes.size() != count)
     throw InvalidArgument("one shape and dtype per tensor");
@@ -87,11 +100,16 @@ py::list compress_many_device(const std::vector<uintptr_t>& xs, const std::vecto
     terms[k].previous[1] = reinterpret_cast<const void*>(at(previous2, k));
   }
   std::vector<py_arrays::BytesResult> results(count);
+  const bool device_blobs = !allocate_device.is_none();
+  const MessageAllocator to_device = device_blobs ? device_allocator(allocate_device) : MessageAllocator();
   {
     py::gil_scoped_release nogil;
-    gpu::compress_many(views, p, e, terms, [&](size_t k, size_t size) { return results[k].allocate(size); });
+    gpu::compress_many(views, p, e, terms, [&](size_t k, size_t size) {
+      return device_blobs ? to_device(k, size) : results[k].allocate(size);
+    }, device_blobs);
   }
   py::list out;
+  if (device_blobs) return out;
   for (auto& r : results) out.append(r.release());
   return out;
 }
@@ -149,19 +167,24 @@ PYBIND11_MODULE(_cuda, m) {
   m.def("compress", &compress_device, py::arg("data"), py::arg("shape"), py::arg("dtype"), py::arg("error_bound"),
         py::arg("mode"), py::arg("coder"), py::arg("threads"), py::arg("stream") = 0, py::arg("low_rank") = true,
         py::arg("previous") = 0, py::arg("previous2") = 0, py::arg("reconstruction") = 0,
+        py::arg("allocate_device") = py::none(),
         "Compress a C-contiguous device array (pointer) into a blob; where each stage runs is the plan's\n"
         "(context lanes, bit-packing and raw on the GPU, with zero or stream prediction; Huffman on the\n"
         "host after one copy). previous, previous2, reconstruction: device pointers (0: none) of the\n"
-        "stream's last reconstructions and of where the new one goes.");
+        "stream's last reconstructions and of where the new one goes. allocate_device(0, size) -> device\n"
+        "pointer: the blob is assembled in that memory (on the array's device; only its front crosses\n"
+        "to the device, enqueued on `stream`) and None is returned; else the blob as bytes.");
   m.def("compress_many", &compress_many_device, py::arg("data"), py::arg("shapes"), py::arg("dtypes"),
         py::arg("error_bound"), py::arg("mode"), py::arg("coder"), py::arg("threads"), py::arg("stream") = 0,
         py::arg("low_rank") = true, py::arg("reconstructions") = std::vector<uintptr_t>(),
         py::arg("previous") = std::vector<uintptr_t>(), py::arg("previous2") = std::vector<uintptr_t>(),
+        py::arg("allocate_device") = py::none(),
         "Compress the C-contiguous device arrays (pointers) of one message into one blob each, blob k\n"
         "equal to compress()'s for array k with the same stream terms. Bit-packing and the ratio coders\n"
         "code all arrays of a device and dtype as one grid, their stream predictors fitted at once: a\n"
         "fixed number of launches and a few host waits for the whole message. reconstructions,\n"
-        "previous, previous2: device pointers (0: none), one per array, or empty lists.");
+        "previous, previous2: device pointers (0: none), one per array, or empty lists.\n"
+        "allocate_device(k, size) -> device pointer: blob k assembled there, as compress(); returns [].");
   py_blob::define(m);
   m.def("decompress_into", &decompress_device, py::arg("blob"), py::arg("out"), py::arg("threads"), py::arg("stream") = 0,
         py::arg("previous") = 0, py::arg("previous2") = 0,
@@ -172,6 +195,7 @@ PYBIND11_MODULE(_cuda, m) {
       .def_property_readonly("shape", [](const gpu::DeviceBlob& b) { return py_blob::shape_of(b.front.pb.header); })
       .def_property_readonly("dtype", [](const gpu::DeviceBlob& b) { return std::string(dtype_name(b.front.pb.header.dtype)); })
       .def_property_readonly("size", [](const gpu::DeviceBlob& b) { return b.front.pb.header.elements(); })
+      .def_property_readonly("output_nbytes", [](const gpu::DeviceBlob& b) { return b.front.pb.output_bytes(); })
       .def_property_readonly("predictor_terms",
                              [](const gpu::DeviceBlob& b) { return predictor_terms(b.front.pb.header.predictor); })
       .def_property_readonly("host_bytes", [](const gpu::DeviceBlob& b) { return uint64_t(b.front.fetched + kChecksumSize); },

@@ -121,7 +121,8 @@ void enqueue_encode(const T* x, const EncodeLayout& L, uint8_t* d, BoundMode mod
 // reconstruction (optional, device): what the decoder will return.
 template <class T, class Predictor>
 bool compress_bitpack_on_device(const T* x, const std::vector<uint64_t>& shape, const Params& p, const Predictor& predict,
-                                T* reconstruction, Workspace& ws, cudaStream_t s, const BlobAllocator& allocate) {
+                                T* reconstruction, Workspace& ws, cudaStream_t s, const CodedBlobSink& sink,
+                                size_t tensor) {
   uint64_t n = 1;
   for (uint64_t d : shape) n *= d;
   const EncodeLayout L(n, sizeof(T), reconstruction != nullptr);
@@ -142,21 +143,24 @@ bool compress_bitpack_on_device(const T* x, const std::vector<uint64_t>& shape, 
   if (outliers > L.capacity) return false;
   const uint64_t chunk = uint64_t(1) << kGpuChunkLog2;
   for (uint64_t c = 0; c < L.chunks; ++c) len_a[c] = ceil_div(std::min(n, (c + 1) * chunk) - c * chunk, kPackBlock);
+  // The streams come to the host only for a host blob.
+  const bool stay = sink.streams_stay();
   const size_t index_at = 0, value_at = 8 * outliers, streams_at = value_at + sizeof(T) * outliers;
-  h = ws.host_bytes(streams_at + stream_bytes);
+  h = ws.host_bytes(streams_at + (stay ? 0 : stream_bytes));
   Enqueued download(ws, s);
   if (outliers) {
     EBGC_CUDA(cudaMemcpyAsync(h + index_at, d + L.index, 8 * outliers, cudaMemcpyDeviceToHost, s));
     EBGC_CUDA(cudaMemcpyAsync(h + value_at, d + L.value, sizeof(T) * outliers, cudaMemcpyDeviceToHost, s));
   }
-  EBGC_CUDA(cudaMemcpyAsync(h + streams_at, d + L.streams, stream_bytes, cudaMemcpyDeviceToHost, s));
+  if (!stay) EBGC_CUDA(cudaMemcpyAsync(h + streams_at, d + L.streams, stream_bytes, cudaMemcpyDeviceToHost, s));
   if (reconstruction) EBGC_CUDA(cudaMemcpyAsync(reconstruction, staged, n * sizeof(T), cudaMemcpyDeviceToDevice, s));
   download.end();
   ws.wait_host();
   Header hd = grid_header<T>(shape, p, predict, kGpuChunkLog2, Coder::Bitpack);
   hd.abs_bound = abs_bound;
-  write_coded_blob(hd, outliers, reinterpret_cast<const unsigned long long*>(h + index_at), h + value_at, sizeof(T),
-                   ByteWriter(), len_a, len_b, h + streams_at, allocate);
+  put_coded_blob(hd, outliers, reinterpret_cast<const unsigned long long*>(h + index_at), h + value_at, sizeof(T),
+                 ByteWriter(), len_a, len_b, stay ? d + L.streams : h + streams_at, sink, tensor);
+  sink.finish();
   return true;
 }
 

@@ -74,7 +74,7 @@ inline unsigned lane_blocks(uint64_t threads, unsigned per_block) { return unsig
 template <class T, class Predictor>
 GridOutcome compress_context_on_device(const T* x, const std::vector<uint64_t>& shape, const Params& p,
                                        const Predictor& predict, T* reconstruction, Workspace& ws, cudaStream_t s,
-                                       const BlobAllocator& allocate) {
+                                       const CodedBlobSink& sink, size_t tensor) {
   uint64_t n = 1;
   for (uint64_t dim : shape) n *= dim;
   const GridEncodeLayout L(n, sizeof(T), reconstruction != nullptr);
@@ -166,23 +166,26 @@ GridOutcome compress_context_on_device(const T* x, const std::vector<uint64_t>& 
   const std::vector<uint64_t> len_a(dir, dir + g.chunks), len_b(dir + g.chunks, dir + 2 * g.chunks);
   const uint64_t stream_bytes = dir[3 * g.chunks];
 
-  // The blob's variable parts to the host, the reconstruction to the caller.
+  // The blob's variable parts to the host (the streams only for a host blob), the reconstruction
+  // to the caller.
+  const bool stay = sink.streams_stay();
   const uint64_t outliers = totals.outliers;
   const size_t value_at = 8 * outliers, streams_at = value_at + sizeof(T) * outliers;
-  h = ws.host_bytes(streams_at + stream_bytes);
+  h = ws.host_bytes(streams_at + (stay ? 0 : stream_bytes));
   Enqueued download(ws, s);
   if (outliers) {
     EBGC_CUDA(cudaMemcpyAsync(h, at(L.index), 8 * outliers, cudaMemcpyDeviceToHost, s));
     EBGC_CUDA(cudaMemcpyAsync(h + value_at, at(L.value), sizeof(T) * outliers, cudaMemcpyDeviceToHost, s));
   }
-  EBGC_CUDA(cudaMemcpyAsync(h + streams_at, at(L.streams), stream_bytes, cudaMemcpyDeviceToHost, s));
+  if (!stay) EBGC_CUDA(cudaMemcpyAsync(h + streams_at, at(L.streams), stream_bytes, cudaMemcpyDeviceToHost, s));
   if (reconstruction) EBGC_CUDA(cudaMemcpyAsync(reconstruction, staged, n * sizeof(T), cudaMemcpyDeviceToDevice, s));
   download.end();
   ws.wait_host();
   Header hd = grid_header<T>(shape, p, predict, kGridChunkLog2, Coder::Context);
   hd.abs_bound = abs_bound;
-  write_coded_blob(hd, outliers, reinterpret_cast<const uint64_t*>(h), h + value_at, sizeof(T), tables, len_a, len_b,
-                   h + streams_at, allocate);
+  put_coded_blob(hd, outliers, reinterpret_cast<const uint64_t*>(h), h + value_at, sizeof(T), tables, len_a, len_b,
+                 stay ? at(L.streams) : h + streams_at, sink, tensor);
+  sink.finish();
   return GridOutcome::Written;
 }
 

@@ -80,7 +80,7 @@ ContextMessageLeftovers compress_context_message_on_device(std::vector<ContextRo
                                                             const std::vector<size_t>& tensor_of,
                                                             const std::vector<std::vector<uint64_t>>& shapes,
                                                             const Params& p, Workspace& ws, cudaStream_t s,
-                                                            const MessageAllocator& allocate) {
+                                                            const CodedBlobSink& sink) {
   ContextMessageLeftovers left;
   const ContextMessageGrid m = plan_context_message(rows);
   const uint64_t count = m.rows;
@@ -176,12 +176,13 @@ ContextMessageLeftovers compress_context_message_on_device(std::vector<ContextRo
 
   // The coded tensors' outliers and streams in one transfer each; their blobs.
   const MessageParts parts =
-      download_message_parts(ws, s, d + L.index, d + L.value, sizeof(T), outliers, d + L.streams, stream_bytes);
+      download_message_parts(ws, s, d + L.index, d + L.value, sizeof(T), outliers, d + L.streams, stream_bytes, sink);
   for (uint64_t k = 0; k < count; ++k)
     if (rows[k].coded)
-      write_context_row_blob(rows[k], shapes[tensor_of[k]], p, abs_bound[k], choices[k].tables, len_a, len_b, offset,
-                             first_outlier, reinterpret_cast<const uint64_t*>(parts.index), parts.values, parts.streams,
-                             [&](size_t size) { return allocate(tensor_of[k], size); });
+      put_context_row_blob(rows[k], shapes[tensor_of[k]], p, abs_bound[k], choices[k].tables, len_a, len_b, offset,
+                           first_outlier, reinterpret_cast<const uint64_t*>(parts.index), parts.values, parts.streams,
+                           sink, tensor_of[k]);
+  sink.finish();
   return left;
 }
 

@@ -45,23 +45,26 @@ uint8_t* start_message_grid(std::vector<Row>& rows, Row* table, uint64_t tiles, 
 }
 
 // The message's outliers (8-byte indices, then values of elem bytes) and streams, from the
-// device to pinned memory in one transfer each; pointers into the workspace's host buffer.
+// device to pinned memory in one transfer each; pointers into the workspace's host buffer. Streams
+// the sink assembles where they are stay there (`streams` is then the device's).
 struct MessageParts {
   const uint8_t *index, *values, *streams;
 };
 inline MessageParts download_message_parts(Workspace& ws, cudaStream_t s, const uint8_t* index, const uint8_t* values,
-                                           size_t elem, uint64_t outliers, const uint8_t* streams, uint64_t stream_bytes) {
+                                           size_t elem, uint64_t outliers, const uint8_t* streams, uint64_t stream_bytes,
+                                           const CodedBlobSink& sink) {
+  const bool stay = sink.streams_stay();
   const size_t value_at = 8 * outliers, streams_at = value_at + elem * outliers;
-  uint8_t* h = ws.host_bytes(streams_at + stream_bytes);
+  uint8_t* h = ws.host_bytes(streams_at + (stay ? 0 : stream_bytes));
   Enqueued download(ws, s);
   if (outliers) {
     EBGC_CUDA(cudaMemcpyAsync(h, index, 8 * outliers, cudaMemcpyDeviceToHost, s));
     EBGC_CUDA(cudaMemcpyAsync(h + value_at, values, elem * outliers, cudaMemcpyDeviceToHost, s));
   }
-  if (stream_bytes) EBGC_CUDA(cudaMemcpyAsync(h + streams_at, streams, stream_bytes, cudaMemcpyDeviceToHost, s));
+  if (stream_bytes && !stay) EBGC_CUDA(cudaMemcpyAsync(h + streams_at, streams, stream_bytes, cudaMemcpyDeviceToHost, s));
   download.end();
   ws.wait_host();
-  return {h, h + value_at, h + streams_at};
+  return {h, h + value_at, stay ? streams : h + streams_at};
 }
 
 }  // namespace gpu

@@ -60,7 +60,7 @@ struct MessageLayout {
 template <class T>
 bool compress_message_on_device(std::vector<MessageRow<T>>& rows, std::vector<BlendRow<T>>& blends,
                                 const std::vector<size_t>& tensor_of, const std::vector<std::vector<uint64_t>>& shapes,
-                                const Params& p, Workspace& ws, cudaStream_t s, const MessageAllocator& allocate) {
+                                const Params& p, Workspace& ws, cudaStream_t s, const CodedBlobSink& sink) {
   const MessageGrid m = plan_message(rows);
   const uint64_t count = m.rows;
   const MessageLayout L(m, sizeof(MessageRow<T>), sizeof(T), blends);
@@ -121,9 +121,10 @@ bool compress_message_on_device(std::vector<MessageRow<T>>& rows, std::vector<Bl
   const uint64_t stream_bytes = message_stream_offsets(results.data(), count, offsets.data());
 
   const MessageParts parts =
-      download_message_parts(ws, s, d + L.index, d + L.value, sizeof(T), outliers, d + L.compact, stream_bytes);
+      download_message_parts(ws, s, d + L.index, d + L.value, sizeof(T), outliers, d + L.compact, stream_bytes, sink);
   write_message_blobs(rows, tensor_of, shapes, p, results.data(), reinterpret_cast<const unsigned long long*>(parts.index),
-                      parts.values, parts.streams, allocate);
+                      parts.values, parts.streams, sink);
+  sink.finish();
   return true;
 }
 

@@ -12,6 +12,7 @@
 
 #include "ebgc/coders/context_model.hpp"
 #include "ebgc/common/errors.hpp"
+#include "ebgc/grid/crc32c_parts.hpp"
 
 namespace ebgc {
 namespace gpu {
@@ -49,6 +50,7 @@ struct Carve {
 
 struct Workspace {
   std::mutex mutex;
+  int device_index = 0;
   int sm_count = 0;
   uint8_t* bucket_of_sum = nullptr;  // the context coder's bucket table (kCtxBucketLut) on the device
   cudaEvent_t done = nullptr;  // the last call's work
@@ -56,6 +58,9 @@ struct Workspace {
   size_t device_size = 0;
   uint8_t* host = nullptr;     // pinned
   size_t host_size = 0;
+  uint8_t* staging = nullptr;  // device: what a step uploads while `device` still holds its inputs
+  size_t staging_size = 0;
+  Crc32cShift* pow2 = nullptr;  // device: Crc32cPowers, for checksums by parts' terms
 
   // Device work of this call runs after the previous call's (which may be on another stream).
   void begin(cudaStream_t s) {
@@ -71,6 +76,16 @@ struct Workspace {
   }
   uint8_t* device_bytes(size_t bytes) { return grow(device, device_size, bytes, false); }
   uint8_t* host_bytes(size_t bytes) { return grow(host, host_size, bytes, true); }
+  uint8_t* staging_bytes(size_t bytes) { return grow(staging, staging_size, bytes, false); }
+  const Crc32cShift* crc_powers() {
+    if (!pow2) {
+      void* p = nullptr;
+      EBGC_CUDA(cudaMalloc(&p, sizeof(Crc32cPowers)));
+      EBGC_CUDA(cudaMemcpy(p, Crc32cPowers::get().pow2, sizeof(Crc32cPowers), cudaMemcpyHostToDevice));
+      pow2 = static_cast<Crc32cShift*>(p);
+    }
+    return pow2;
+  }
 
  private:
   // Buffers only grow (with 25% headroom), so steady-state calls allocate nothing.
@@ -124,6 +139,7 @@ inline Workspace& workspace(int device) {
   Workspace*& w = all[device];
   if (!w) {
     w = new Workspace;
+    w->device_index = device;
     EBGC_CUDA(cudaDeviceGetAttribute(&w->sm_count, cudaDevAttrMultiProcessorCount, device));
     void* lut = nullptr;
     EBGC_CUDA(cudaMalloc(&lut, kCtxBucketLut.bucket.size()));

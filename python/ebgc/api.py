@@ -24,7 +24,8 @@ def compress(
     low_rank: bool = True,
     budget_bytes: Optional[int] = None,
     max_error_bound: Optional[float] = None,
-) -> bytes:
+    device_blob: bool = False,
+) -> Any:
     """Compress a float32/float64/float16/bfloat16 array so that every value comes back within the
     bound. 16-bit data is verified in its own precision: the bound holds for the values
     decompress() returns in the input's dtype. bfloat16 numpy arrays use ml_dtypes' dtype; torch
@@ -51,6 +52,12 @@ def compress(
     work on (None: the array's framework's current stream; an integer cudaStream_t, or a torch/cupy
     stream). Ignored for host arrays. Many arrays of one message: :func:`compress_many`.
 
+    device_blob (device arrays only): return the blob in the array's device memory, as a 1-D uint8
+    torch tensor (torch input) or cupy array, assembled there: only its front (header, outliers,
+    tables, chunk directory) is written by the host, its coded streams never leave the GPU, and its
+    checksum is computed there. Ready on `stream`; e.g. for an NCCL collective. decompress() takes
+    it as it is, on any GPU or, as bytes, on any host.
+
     budget_bytes: make the blob no larger than this by loosening the bound, up to max_error_bound
     (default: 64 x error_bound; same mode). The bound used is in the blob (``info(blob)``); a
     blob still over the budget at max_error_bound is returned as it is (check ``len(blob)``).
@@ -58,10 +65,10 @@ def compress(
     s = Settings.make(error_bound, mode, coder, low_rank, threads)
     limit, max_scale = budget.check_budget(budget_bytes, s.error_bound, max_error_bound)
     if limit is None:
-        return compress_with(data, s, stream=stream)
+        return compress_with(data, s, stream=stream, device_blob=device_blob)
 
     def attempt(scale: float):
-        blob = compress_with(data, s.scaled(scale), stream=stream)
+        blob = compress_with(data, s.scaled(scale), stream=stream, device_blob=device_blob)
         return len(blob), blob
 
     return budget.fit(attempt, limit, max_scale).payload
@@ -76,22 +83,25 @@ def compress_many(
     threads: Optional[int] = None,
     stream: Any = None,
     low_rank: bool = True,
-) -> List[bytes]:
+    device_blob: bool = False,
+) -> List[Any]:
     """:func:`compress` of every array of `data` (one message: a model's gradients or weights),
     blob k equal to ``compress(data[k], ...)``'s. On a GPU the device arrays of each device and
     dtype are coded together, as one grid ("auto", "context" and "bitpack"): a fixed number of
     kernel launches and a few waits for the whole message instead of a few per array, which is
     what makes messages of many small tensors fast. Host arrays, and what the GPU leaves to the
-    host (Huffman, matrices for the low-rank fit), are coded one by one.
+    host (Huffman, matrices for the low-rank fit), are coded one by one. device_blob: every blob
+    in its array's device memory, as :func:`compress` (device arrays only).
     """
     if isinstance(data, (str, bytes)) or not isinstance(data, Sequence):
         raise ArgumentTypeError("data must be a sequence (list or tuple) of arrays")
-    return compress_many_with(list(data), Settings.make(error_bound, mode, coder, low_rank, threads), stream=stream)
+    return compress_many_with(list(data), Settings.make(error_bound, mode, coder, low_rank, threads), stream=stream,
+                              device_blobs=device_blob)
 
 
 def compress_many_with(data: List[Any], s: Settings, *, stream: Any = None,
                        reconstructions: Optional[List[Any]] = None, previous: Optional[List[Any]] = None,
-                       previous2: Optional[List[Any]] = None) -> List[bytes]:
+                       previous2: Optional[List[Any]] = None, device_blobs: bool = False) -> List[Any]:
     """compress_with of each array (reconstructions, previous, previous2: one array or None each),
     the device arrays through the CUDA backend's message grids."""
     def term(terms: Optional[List[Any]], k: int) -> Any:
@@ -102,10 +112,12 @@ def compress_many_with(data: List[Any], s: Settings, *, stream: Any = None,
 
     blobs: List[Any] = [None] * len(data)
     on_device = [k for k, x in enumerate(data) if not isinstance(x, np.ndarray) and arrays.is_device(x)]
+    if device_blobs:
+        _check_device_blob(len(on_device) == len(data))
     if on_device and cuda.available():
-        device_blobs = cuda.compress_many([data[k] for k in on_device], s, stream, pick(reconstructions, on_device),
-                                          pick(previous, on_device), pick(previous2, on_device))
-        for k, blob in zip(on_device, device_blobs):
+        coded = cuda.compress_many([data[k] for k in on_device], s, stream, pick(reconstructions, on_device),
+                                   pick(previous, on_device), pick(previous2, on_device), device_blobs)
+        for k, blob in zip(on_device, coded):
             blobs[k] = blob
     for k, x in enumerate(data):
         if blobs[k] is None:
@@ -114,14 +126,25 @@ def compress_many_with(data: List[Any], s: Settings, *, stream: Any = None,
     return blobs
 
 
+def _check_device_blob(on_device: bool) -> None:
+    if not on_device:
+        raise InvalidArgumentError("device_blob=True is for device arrays (the blob goes to their GPU's memory)")
+    if not cuda.available():
+        raise CudaError("device_blob=True needs the CUDA backend and a CUDA device (ebgc.HAS_CUDA is False)")
+
+
 def compress_with(data: Any, s: Settings, *, stream: Any = None, previous: Any = None, previous2: Any = None,
-                  reconstruction: Any = None) -> bytes:
+                  reconstruction: Any = None, device_blob: bool = False) -> Any:
     """One array through the native front door with checked settings; previous / previous2 /
     reconstruction: the stream codec's terms (stream.py), on the same side as the data (device
-    arrays for a device array, which is then coded on its GPU)."""
-    if not isinstance(data, np.ndarray) and arrays.is_device(data):
+    arrays for a device array, which is then coded on its GPU). device_blob: the blob in the
+    array's device memory (compress())."""
+    on_device = not isinstance(data, np.ndarray) and arrays.is_device(data)
+    if device_blob:
+        _check_device_blob(on_device)
+    if on_device:
         if cuda.available():
-            return cuda.compress(data, s, stream, previous, previous2, reconstruction)
+            return cuda.compress(data, s, stream, previous, previous2, reconstruction, device_blob)
         if previous is not None or reconstruction is not None:
             raise InvalidArgumentError("a device array in a stream needs the CUDA backend (ebgc.HAS_CUDA is False)")
         data = arrays.to_host(data)

@@ -19,7 +19,7 @@ from typing import Any, Optional, Tuple
 
 import numpy as np
 
-from .errors import ArgumentTypeError, InvalidArgumentError, UnsupportedDTypeError
+from .errors import ArgumentTypeError, CudaError, InvalidArgumentError, UnsupportedDTypeError
 from .vocabulary import BFLOAT16, DTYPES, MAX_ELEMENTS, SUPPORTED, dtype_name
 
 _DLPACK_CUDA = (2, 13)  # kDLCUDA, kDLCUDAManaged
@@ -275,6 +275,42 @@ def device_array(obj: Any, *, writable: bool = False, device_of=None) -> DeviceA
         import cupy
 
         return _from_cupy(cupy.from_dlpack(obj), writable)
+
+
+def empty_bytes(size: int, device: int, framework: str) -> Tuple[Any, int]:
+    """A new uint8 device array of `size` bytes on CUDA device `device`, for a blob assembled there,
+    and its pointer: a torch tensor for a torch input (framework "torch"), else cupy (torch where
+    cupy is missing)."""
+    if framework != "torch":
+        try:
+            import cupy
+
+            with cupy.cuda.Device(device):
+                a = cupy.empty(size, dtype=np.uint8)
+            return a, int(a.data.ptr)
+        except ImportError:
+            pass
+    try:
+        import torch
+    except ImportError:
+        raise CudaError("a blob in device memory is returned as a cupy array or torch tensor: install one") from None
+    t = torch.empty(size, dtype=torch.uint8, device=torch.device("cuda", device))
+    return t, int(t.data_ptr())
+
+
+def copy_bytes(out: Any, at: int, piece: Any) -> None:
+    """out[at : at + len(piece)] = piece, for a uint8 device array `out` (torch or cupy) and host
+    bytes or a uint8 device array of out's framework, on that framework's current stream."""
+    end = at + len(piece)
+    if _module_of(out) == "torch":
+        import torch
+
+        src = torch.frombuffer(bytearray(piece), dtype=torch.uint8) if isinstance(piece, bytes) else piece
+        out[at:end].copy_(src)
+    elif isinstance(piece, bytes):
+        out[at:end].set(np.frombuffer(piece, np.uint8))
+    else:
+        out[at:end] = piece
 
 
 def parse_device(device: Any) -> int:

@@ -6,8 +6,10 @@ picks among those three there). Huffman, and matrices the low-rank fit may take 
 ratio coder), are staged through pinned host memory and done by the CPU codec. A device blob is
 the CPU codec's blob with the device's chunk size, and decodes anywhere.
 
-Whole messages (``compress_many``) are coded as one grid per device and dtype; blobs held in
-device memory (``inspect_device``) are decoded without copying their streams to the host.
+Whole messages (``compress_many``) are coded as one grid per device and dtype. Blobs can stay in
+device memory both ways: assembled there (``device_blob``: only each blob's front, i.e. header,
+outliers, tables and chunk directory, goes up; the checksum is computed on the device) and decoded
+from there (``inspect_device``: only the front and checksum come down).
 
 Streams: ``stream=None`` uses the producer's current stream (torch's or cupy's), else an integer
 ``cudaStream_t``, a ``torch.cuda.Stream`` or a ``cupy.cuda.Stream``. Decompression of raw and
@@ -16,7 +18,7 @@ the streams; compression waits for its own work there (the blob's size is needed
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from . import arrays
 from .arrays import DeviceArray, device_array, stream_handle
@@ -64,22 +66,36 @@ def _ptr(obj: Any, like: DeviceArray, what: str, writable: bool = False) -> int:
     return arr.ptr
 
 
+def _blob_allocator(arrs: list, kept: dict) -> Callable[[int, int], int]:
+    """allocate(k, size) for the backend: a uint8 array on array k's device, in its framework (a
+    torch tensor for torch input, else cupy), kept in kept[k] for the caller."""
+    def allocate(k: int, size: int) -> int:
+        kept[k], ptr = arrays.empty_bytes(size, arrs[k].device, arrs[k].framework)
+        return ptr
+
+    return allocate
+
+
 def compress(data: Any, settings: Settings, stream: Any, previous: Any = None, previous2: Any = None,
-             reconstruction: Any = None) -> bytes:
+             reconstruction: Any = None, device_blob: bool = False) -> Any:
     """ebgc.compress for a device array; previous, previous2: the stream's last reconstructions
     (device arrays of x's dtype and size); reconstruction: a device array that receives what the
-    decoder will return."""
+    decoder will return. device_blob: the blob is assembled in the array's device memory (its
+    streams never leave it) and returned as a uint8 device array, ready on `stream`."""
     backend = _backend()
     arr = _device_array(data)
     terms = (_ptr(previous, arr, "previous"), _ptr(previous2, arr, "previous2"),
              _ptr(reconstruction, arr, "reconstruction", writable=True))
-    return backend.compress(arr.ptr, list(arr.shape), arr.dtype, settings.error_bound, settings.mode_id,
+    kept: dict = {}
+    blob = backend.compress(arr.ptr, list(arr.shape), arr.dtype, settings.error_bound, settings.mode_id,
                             settings.coder_id, settings.threads, _stream_for(stream, arr), low_rank=settings.low_rank,
-                            previous=terms[0], previous2=terms[1], reconstruction=terms[2])
+                            previous=terms[0], previous2=terms[1], reconstruction=terms[2],
+                            allocate_device=_blob_allocator([arr], kept) if device_blob else None)
+    return kept[0] if device_blob else blob
 
 
 def compress_many(data: Any, settings: Settings, stream: Any, reconstructions: Any = None, previous: Any = None,
-                  previous2: Any = None) -> list:
+                  previous2: Any = None, device_blobs: bool = False) -> list:
     """One blob per device array of the sequence `data` (one message), each equal to what
     :func:`compress` writes for it alone with the same stream terms. With "bitpack", "context" or
     "auto" the arrays of each device and dtype are coded as one grid, their stream predictors
@@ -87,7 +103,8 @@ def compress_many(data: Any, settings: Settings, stream: Any, reconstructions: A
     (the plan's host work, Huffman and the low-rank fit, still goes tensor by tensor).
     reconstructions, previous, previous2: sequences of device arrays (or None), one per array: where
     each reconstruction goes (not overlapping the array or its previous ones) and the stream's last
-    reconstructions."""
+    reconstructions. device_blobs: each blob assembled in its array's device memory, as
+    :func:`compress` with device_blob."""
     backend = _backend()
     arrs = [_device_array(x) for x in data]
 
@@ -102,10 +119,13 @@ def compress_many(data: Any, settings: Settings, stream: Any, reconstructions: A
     p1, p2 = pointers(previous, "previous"), pointers(previous2, "previous2")
     if not arrs:
         return []
-    return backend.compress_many([a.ptr for a in arrs], [list(a.shape) for a in arrs], [a.dtype for a in arrs],
-                                 settings.error_bound, settings.mode_id, settings.coder_id, settings.threads,
-                                 _stream_for(stream, arrs[0]), low_rank=settings.low_rank, reconstructions=recs,
-                                 previous=p1, previous2=p2)
+    kept: dict = {}
+    blobs = backend.compress_many([a.ptr for a in arrs], [list(a.shape) for a in arrs], [a.dtype for a in arrs],
+                                  settings.error_bound, settings.mode_id, settings.coder_id, settings.threads,
+                                  _stream_for(stream, arrs[0]), low_rank=settings.low_rank, reconstructions=recs,
+                                  previous=p1, previous2=p2,
+                                  allocate_device=_blob_allocator(arrs, kept) if device_blobs else None)
+    return [kept[k] for k in range(len(arrs))] if device_blobs else blobs
 
 
 def crc32c(data: Any, seed: int = 0) -> int:
@@ -113,6 +133,51 @@ def crc32c(data: Any, seed: int = 0) -> int:
     arr = _device_array(data)
     nbytes = arr.size * DTYPES[arr.dtype].itemsize
     return _backend().crc32c(arr.ptr, nbytes, seed, _stream_for(None, arr)) if nbytes else seed
+
+
+def _byte_crc32c(blob: Any, seed: int = 0) -> int:
+    """crc32c of a uint8 device array's bytes, computed on its device."""
+    arr = arrays.device_blob(blob, _backend().device_of)
+    return _backend().crc32c(arr.ptr, arr.size, seed, _stream_for(None, arr)) if arr.size else seed
+
+
+def _to_host_bytes(blob: Any) -> bytes:
+    return bytes(blob.get()) if hasattr(blob, "get") else bytes(blob.cpu().numpy())
+
+
+class DeviceBytes:
+    """A sealed container in device memory (a uint8 CUDA array) as wire.FetchingReader reads it:
+    small windows copied to the host, the checksum computed on the device, parts left in place."""
+
+    def __init__(self, data: Any):
+        self.data = data
+        self.size = arrays.device_blob(data, _backend().device_of).size
+
+    def fetch(self, begin: int, end: int) -> bytes:
+        return _to_host_bytes(self.data[begin:end]) if end > begin else b""
+
+    def crc32c(self, end: int) -> int:
+        return _byte_crc32c(self.data[:end])
+
+    def part(self, begin: int, end: int) -> Any:
+        return self.data[begin:end]
+
+
+def seal_pieces(pieces: list) -> Any:
+    """A sealed container assembled in device memory: `pieces` (host bytes, and uint8 device
+    arrays on one device, in order: wire.Writer.pieces) copied into one new uint8 array of the
+    first device piece's framework, then their CRC-32C, computed on the device, appended. The
+    device pieces never come to the host; the copies run on that framework's current stream."""
+    first = next(arrays.device_blob(p, _backend().device_of) for p in pieces if not isinstance(p, bytes))
+    total = sum(len(p) for p in pieces) + 4
+    out, _ = arrays.empty_bytes(total, first.device, first.framework)
+    at = 0
+    for piece in pieces:
+        if len(piece):
+            arrays.copy_bytes(out, at, piece)
+        at += len(piece)
+    arrays.copy_bytes(out, at, _byte_crc32c(out[:at]).to_bytes(4, "little"))
+    return out
 
 
 def inspect(buf: Any, max_output: int, threads: int) -> Any:
@@ -144,6 +209,19 @@ def decompress_device_blob(parsed: Any, out: Any, threads: int, stream: Any, pre
     _backend().decompress_device_blob(blob, arr.ptr, threads, _stream_for(stream, arr),
                                       previous=_ptr(previous, arr, "previous"), previous2=_ptr(previous2, arr, "previous2"))
     return out
+
+
+def parsed_blob(inspected: Any) -> Any:
+    """The parse (shape, dtype, output_nbytes, predictor_terms) of a blob from :func:`inspect` or
+    :func:`inspect_device`."""
+    return inspected[0] if isinstance(inspected, tuple) else inspected
+
+
+def decode_inspected(inspected: Any, out: Any, threads: int, stream: Any, previous: Any = None,
+                     previous2: Any = None) -> Any:
+    """Decode a blob from :func:`inspect` (host bytes) or :func:`inspect_device` into `out`."""
+    decode = decompress_device_blob if isinstance(inspected, tuple) else decompress_into
+    return decode(inspected, out, threads, stream, previous, previous2)
 
 
 def decompress_into(blob: Any, out: Any, threads: int, stream: Any, previous: Any = None, previous2: Any = None) -> Any:

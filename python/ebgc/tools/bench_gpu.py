@@ -56,17 +56,23 @@ def _device_row(name: str, x: Any, bound: float, mode: str, repeats: int) -> dic
 
 
 def _device_blob_row(name: str, x: Any, bound: float, mode: str, repeats: int, coder: str) -> dict:
-    """Decoding a blob held in device memory (as NCCL delivers it) beside decoding its host bytes."""
+    """Blobs in device memory (as NCCL sends and delivers them): compressed into device memory
+    beside compressed to host bytes, and decoded from device memory beside from host bytes."""
     import torch
 
     blob = api.compress(x, bound, mode=mode, coder=coder)
-    on_device = torch.frombuffer(bytearray(blob), dtype=torch.uint8).to(x.device)
+    on_device = api.compress(x, bound, mode=mode, coder=coder, device_blob=True)
+    if bytes(on_device.cpu().numpy()) != blob:
+        raise RuntimeError("the blob assembled in device memory differs from the host blob")
     out = torch.empty_like(x)
+    to_host = _wall_ms(lambda: api.compress(x, bound, mode=mode, coder=coder), repeats)
+    to_device = _wall_ms(lambda: api.compress(x, bound, mode=mode, coder=coder, device_blob=True), repeats)
     from_host = _wall_ms(lambda: api.decompress(blob, out=out), repeats)
     from_device = _wall_ms(lambda: api.decompress(on_device, out=out), repeats)
     nbytes = x.numel() * x.element_size()
     return {"workload": f"{name}, {coder}", "values": int(x.numel()), "bound": bound, "bound_mode": mode,
-            "ratio": nbytes / len(blob), "decompress_from_host_bytes_ms": from_host,
+            "ratio": nbytes / len(blob), "compress_to_host_bytes_ms": to_host, "compress_to_device_blob_ms": to_device,
+            "to_device_GBps": _gbps(nbytes, to_device), "decompress_from_host_bytes_ms": from_host,
             "decompress_from_device_blob_ms": from_device, "from_device_GBps": _gbps(nbytes, from_device),
             "runs": repeats}
 
@@ -77,7 +83,7 @@ def _message_row(name: str, tensors: list, bound: float, mode: str, repeats: int
 
     flat = torch.cat([t.reshape(-1) for t in tensors])
     pinned = torch.empty(flat.shape, dtype=flat.dtype, pin_memory=True)
-    api_ms, many_ms, copy_ms, sizes = [], [], [], 0
+    api_ms, many_ms, device_ms, copy_ms, sizes = [], [], [], [], 0
     for _ in range(repeats):
         torch.cuda.synchronize()
         t0 = time.perf_counter()
@@ -91,13 +97,18 @@ def _message_row(name: str, tensors: list, bound: float, mode: str, repeats: int
             raise RuntimeError("compress_many wrote other blobs than compress")
         torch.cuda.synchronize()
         t0 = time.perf_counter()
+        api.compress_many(tensors, bound, mode=mode, coder=coder, device_blob=True)  # blobs stay on the GPU
+        torch.cuda.synchronize()
+        device_ms.append((time.perf_counter() - t0) * 1e3)
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
         pinned.copy_(flat, non_blocking=True)
         torch.cuda.synchronize()
         copy_ms.append((time.perf_counter() - t0) * 1e3)
     nbytes = flat.numel() * 4
     return {"workload": f"{name}, {coder}", "tensors": len(tensors), "values": int(flat.numel()), "bound": bound,
             "bound_mode": mode, "ratio": nbytes / sizes, "api_compress_to_host_ms": _median(api_ms),
-            "compress_many_to_host_ms": _median(many_ms),
+            "compress_many_to_host_ms": _median(many_ms), "compress_many_to_device_ms": _median(device_ms),
             "pinned_d2h_copy_ms": _median(copy_ms), "runs": repeats}
 
 
