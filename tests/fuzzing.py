@@ -913,6 +913,52 @@ def _front_parse_disagrees(data: bytes) -> Optional[str]:
     return None
 
 
+class HostWindowSource:
+    """wire.FetchingReader's source over host bytes: how a message held in device memory is read
+    (windows fetched, the checksum computed where the bytes are, parts left in place), with the
+    bytes it fetched counted."""
+
+    def __init__(self, data: bytes):
+        self.data, self.size, self.fetched = bytes(data), len(data), 0
+
+    def fetch(self, begin: int, end: int) -> bytes:
+        self.fetched += end - begin
+        return self.data[begin:end]
+
+    def crc32c(self, end: int) -> int:
+        return crc32c(self.data[:end])
+
+    def part(self, begin: int, end: int) -> bytes:
+        return self.data[begin:end]
+
+
+def read_message_fetching(data: bytes, source: Optional[HostWindowSource] = None):
+    """stream's message parse as it runs over a message in device memory."""
+    from ebgc import stream
+    from ebgc.wire import FetchingReader
+
+    reader = FetchingReader.open(source or HostWindowSource(data), stream.MESSAGE_MAGIC, (stream.MESSAGE_VERSION,),
+                                 "stream message")
+    return stream.read_message_from(reader)
+
+
+def _fetching_parse_disagrees(data: bytes) -> Optional[str]:
+    """The parse of a message held in device memory must accept exactly what the host's parse
+    accepts (the same error type otherwise), with the same fields and blobs."""
+    from ebgc import stream
+
+    def outcome(parse):
+        try:
+            m, parts = parse(data)
+            return m, tuple((name, bytes(blob)) for name, blob in parts)
+        except allowed_errors() as e:
+            return type(e)
+
+    _stage("the parse of a message in device memory")
+    host, fetching = outcome(stream._read_message), outcome(read_message_fetching)
+    return None if host == fetching else f"the fetching parse gives {fetching!r}, the host's {host!r}"
+
+
 def target_blob(data: bytes, ctx: bytes) -> Optional[str]:
     problem = _front_parse_disagrees(data)
     if problem:
@@ -975,6 +1021,9 @@ def _check_decoded(out, message: bytes) -> Optional[str]:
 
 
 def target_message(data: bytes, ctx: bytes) -> Optional[str]:
+    problem = _fetching_parse_disagrees(data)
+    if problem:
+        return problem
     dec = _decoder(ctx)
     before = dec.save()
     _stage("GradientDecoder.decode")

@@ -49,6 +49,18 @@ def test_cuda_array_interface_checks():
         arrays.device_array(fake, writable=True)
 
 
+def test_device_blob_needs_a_device_array_and_the_backend():
+    with pytest.raises(ebgc.InvalidArgumentError, match="device arrays"):
+        ebgc.compress(np.zeros(10, np.float32), 1e-3, device_blob=True)
+    with pytest.raises(ebgc.InvalidArgumentError, match="device arrays"):
+        ebgc.compress_many([np.zeros(10, np.float32)], 1e-3, device_blob=True)
+    if not cuda.available():
+        with pytest.raises(ebgc.CudaError, match="device_blob"):
+            ebgc.compress(FakeDeviceArray((3,)), 1e-3, device_blob=True)
+        with pytest.raises(ebgc.CudaError, match="device_blob"):
+            ebgc.compress_many([FakeDeviceArray((3,))], 1e-3, device_blob=True)
+
+
 def test_stream_handles():
     class TorchLike:
         cuda_stream = 1234
@@ -718,3 +730,107 @@ def test_gpu_device_blobs_refuse_corruption_with_typed_errors():
                     ebgc.decompress(bad)
     with pytest.raises(ebgc.ArgumentTypeError):
         ebgc.decompress(to_device(np.zeros(10, np.float32)))  # not a uint8 array
+
+
+# ---- blobs assembled in device memory (the sender's side of NCCL payloads) -----------------------
+
+def _blob_bytes(blob) -> bytes:
+    return to_host(blob).tobytes()
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("coder", ["raw", "bitpack", "context", "huffman", "auto"])
+def test_gpu_device_blob_is_the_host_blob(coder):
+    """compress(device_blob=True) gives, in device memory, the bytes compress() returns: the front
+    written by the host, the streams placed on the device, the checksum computed there."""
+    rng = np.random.default_rng(51)
+    cases = [(rng.laplace(size=300_001) * 1e-2).astype(np.float32), rng.standard_normal((64, 32, 3, 3)),
+             (rng.standard_normal((300, 40)) @ rng.standard_normal((40, 200))).astype(np.float32),
+             np.zeros(0, np.float32), np.full(5000, np.nan, np.float16), rng.standard_normal(4097).astype(BFLOAT16)]
+    cases[0][::997] = np.nan
+    for x in cases:
+        d = to_device(x)
+        for low_rank in (True, False):
+            blob = ebgc.compress(d, 1e-3, coder=coder, low_rank=low_rank, device_blob=True)
+            assert arrays.is_device(blob) and arrays.device_blob(blob, cuda._cuda.device_of).size == len(blob)
+            assert type(blob).__module__.split(".")[0] == type(d).__module__.split(".")[0]  # the input's framework
+            synchronize()
+            assert _blob_bytes(blob) == ebgc.compress(d, 1e-3, coder=coder, low_rank=low_rank), (x.shape, low_rank)
+            np.testing.assert_array_equal(bits(to_host(ebgc.decompress(blob))),
+                                          bits(ebgc.decompress(_blob_bytes(blob))))
+
+
+@pytest.mark.cuda
+def test_gpu_device_blobs_of_a_message_and_a_stream():
+    from ebgc.settings import Settings
+
+    xs = _message(seed=52) + [np.arange(5000, dtype=np.float64)]
+    nan_heavy = np.full(400_000, np.nan, np.float32)  # over the grid's outlier capacity
+    nan_heavy[::7] = 1.0
+    devs = [to_device(x) for x in xs + [nan_heavy]]
+    for coder in ("bitpack", "auto", "context", "huffman", "raw"):
+        got = ebgc.compress_many(devs, 1e-3, coder=coder, device_blob=True)
+        synchronize()
+        assert [_blob_bytes(b) for b in got] == ebgc.compress_many(devs, 1e-3, coder=coder), coder
+    # stream terms: the blend fitted on the device, the reconstruction written there
+    rng = np.random.default_rng(53)
+    p1 = rng.standard_normal(70_000).astype(np.float32)
+    x = (1.1 * p1 + 0.01 * rng.standard_normal(p1.size)).astype(np.float32)
+    for coder in ("bitpack", "context", "auto"):
+        s = Settings.make(1e-3, "rel", coder, False)
+        rec_a, rec_b = to_device(np.zeros_like(x)), to_device(np.zeros_like(x))
+        on_device = cuda.compress(to_device(x), s, None, to_device(p1), None, rec_a, device_blob=True)
+        host = cuda.compress(to_device(x), s, None, to_device(p1), None, rec_b)
+        synchronize()
+        assert _blob_bytes(on_device) == host
+        np.testing.assert_array_equal(bits(to_host(rec_a)), bits(to_host(rec_b)))
+
+
+@pytest.mark.cuda
+def test_gpu_device_blob_on_another_stream_and_under_a_budget():
+    rng = np.random.default_rng(54)
+    x = to_device((rng.laplace(size=200_000) * 1e-2).astype(np.float32))
+    ref = ebgc.compress(x, 1e-3, coder="context")
+    if _lib() == "torch":
+        import torch
+
+        s = torch.cuda.Stream()
+        s.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(s):
+            blob = ebgc.compress(x, 1e-3, coder="context", device_blob=True)
+        s.synchronize()
+        assert _blob_bytes(blob) == ref
+    fitted = ebgc.compress(x, 1e-4, budget_bytes=len(ref), device_blob=True)
+    synchronize()
+    assert len(fitted) <= len(ref) and ebgc.info(_blob_bytes(fitted))["error_bound"] > 1e-4
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("coder", ["auto", "bitpack", "huffman"])
+def test_gpu_stream_messages_in_device_memory(coder):
+    """encode(device_message=True) gives, in GPU memory, the bytes the same stream's host message
+    has; a GPU decoder reads it where it is (framing, fronts and checksums fetched), a host decoder
+    from its bytes, both with the same values; corruption is a typed error and changes nothing."""
+    rounds = _rounds(shapes=((64, 32, 3, 3), (512, 300), (300_001,), (0,)))
+    on_device, to_host_bytes = ebgc.GradientEncoder(1e-3, coder=coder, stream_id="s"), \
+        ebgc.GradientEncoder(1e-3, coder=coder, stream_id="s")
+    gpu_dec, host_dec = ebgc.GradientDecoder(device="cuda"), ebgc.GradientDecoder()
+    messages = []
+    for w in rounds:
+        dev = {k: to_device(v) for k, v in w.items()}
+        message = on_device.encode(dev, device_message=True)
+        messages.append(message)
+        reference = to_host_bytes.encode(dev)
+        synchronize()
+        assert arrays.is_device(message) and _blob_bytes(message) == reference
+        bad = to_device(np.frombuffer(reference[:-5] + bytes([reference[-5] ^ 1]) + reference[-4:], np.uint8).copy())
+        saved = gpu_dec.save()
+        with pytest.raises(ebgc.ChecksumError):
+            gpu_dec.decode(bad)
+        assert gpu_dec.save() == saved
+        got, expected = _host_tree(gpu_dec.decode(message)), host_dec.decode(_blob_bytes(message))
+        for k in w:
+            np.testing.assert_array_equal(bits(got[k]), bits(expected[k]))
+    fresh = ebgc.GradientDecoder()  # a host decoder takes device messages (each copied once)
+    for message, w in zip(messages, rounds):
+        assert set(fresh.decode(message)) == set(w)

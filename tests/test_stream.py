@@ -286,3 +286,64 @@ def test_bound_holds_on_every_message(xs, eb, mode, coder):
         with np.errstate(all="ignore"):
             out = dec.decode(enc.encode({"t": x}))
         check(x, out["t"], eb, mode)
+
+
+# ---- messages held in device memory: framed from parts, read by fetching windows -----------------
+
+def _stream_messages():
+    rng = np.random.default_rng(61)
+    enc = ebgc.GradientEncoder(1e-3)
+    tensors = {"conv": rng.standard_normal((64, 32, 3, 3)).astype(np.float32), "big": rng.standard_normal(300_000),
+               "tiny": np.ones(3, np.float16), "empty": np.zeros(0, np.float32)}
+    for _ in range(3):
+        tensors = {k: v * 1.01 + (0.01 * rng.standard_normal(v.shape)).astype(v.dtype) for k, v in tensors.items()}
+        yield enc.encode(tensors)
+
+
+def test_a_message_framed_around_parts_is_the_sealed_message():
+    """The writer's pieces (host framing around blobs left elsewhere) put together with their
+    checksum, as the GPU assembles a message in its memory, are the message seal() writes."""
+    from ebgc import _core
+    from ebgc.wire import Writer
+
+    blobs = [ebgc.compress(np.linspace(0, 1, n, dtype=np.float32), 1e-3) for n in (5, 70_000, 0)]
+
+    def framed(parts: bool) -> Writer:
+        w = Writer(b"EBGS", 1).u8(0).varint(len(blobs))
+        for k, b in enumerate(blobs):
+            w.name(f"t{k}")
+            w.part(b) if parts else w.blob(b)
+        return w
+
+    with_parts = framed(True)
+    pieces = with_parts.pieces()
+    assert pieces[1::2] == blobs and all(isinstance(p, bytes) for p in pieces[::2])
+    body = b"".join(pieces)
+    assert body + _core.crc32c(body).to_bytes(4, "little") == framed(False).seal()
+    with pytest.raises(ebgc.InvalidArgumentError, match="sealed where"):
+        with_parts.seal()
+
+
+def test_a_message_in_device_memory_is_read_from_small_windows():
+    """The parse of a message held in device memory (wire.FetchingReader) gives the host parse's
+    fields and blobs while fetching only the framing; it refuses what the host parse refuses."""
+    from fuzzing import HostWindowSource, read_message_fetching
+    from ebgc import stream
+
+    for message in _stream_messages():
+        source = HostWindowSource(message)
+        assert read_message_fetching(message, source) == stream._read_message(message)
+        # the head, the checksum and a window where the framing continues after a blob: not the blobs
+        assert source.fetched <= 9 + 4 * 4096 and source.fetched < len(message) / 7
+        for bad, error in ((message[:-1], ebgc.ChecksumError), (message[:7], ebgc.FormatError),
+                           (b"EBGX" + message[4:], ebgc.FormatError), (message[:4] + b"\x09" + message[5:], ebgc.VersionError),
+                           (message[:100] + bytes([message[100] ^ 1]) + message[101:], ebgc.ChecksumError)):
+            with pytest.raises(error):
+                stream._read_message(bad)
+            with pytest.raises(error):
+                read_message_fetching(bad)
+
+
+def test_device_message_needs_cuda_arrays():
+    with pytest.raises(ebgc.InvalidArgumentError, match="device_message"):
+        ebgc.GradientEncoder(1e-3).encode({"x": np.ones(10, np.float32)}, device_message=True)

@@ -26,7 +26,7 @@ from . import _core, api, arrays, budget, cuda, placement
 from .errors import ArgumentTypeError, CudaError, FormatError, InvalidArgumentError, OutputLimitError, StreamError
 from .settings import Settings, max_output_of, threads_of
 from .vocabulary import CODER_NAMES, CODERS, DTYPE_BY_CODE, DTYPE_CODES, DTYPES, MODES, dtype_from_name, dtype_name
-from .wire import MAX_NAME, Reader, Writer, varint
+from .wire import MAX_NAME, FetchingReader, Reader, Writer, varint
 from ._legacy import saved_coder_id
 
 MESSAGE_MAGIC = b"EBGS"
@@ -183,8 +183,9 @@ class GradientEncoder:
 
     Tensors given as CUDA arrays (torch, cupy) are coded on their GPU when ebgc.HAS_CUDA: the
     prediction, quantization and coding run there and their reconstructions stay there; only the
-    message comes back to the host. The messages decode on either side (:class:`GradientDecoder`),
-    and a tensor may change sides between messages.
+    message comes back to the host (or, ``encode(..., device_message=True)``, not even that: the
+    message is assembled in GPU memory). The messages decode on either side
+    (:class:`GradientDecoder`), and a tensor may change sides between messages.
     """
 
     def __init__(
@@ -231,9 +232,13 @@ class GradientEncoder:
         """Sequence number the next message will carry."""
         return self._state.seq + 1
 
-    def encode(self, tensors: Mapping[str, Any], *, keyframe: bool = False, budget_bytes: Optional[int] = None) -> bytes:
+    def encode(self, tensors: Mapping[str, Any], *, keyframe: bool = False, budget_bytes: Optional[int] = None,
+               device_message: bool = False) -> Any:
         """One message holding every tensor of `tensors` (name -> float array). budget_bytes: this
-        message's budget, in place of the encoder's (up to its max_error_bound)."""
+        message's budget, in place of the encoder's (up to its max_error_bound). device_message
+        (CUDA arrays only): the message as a uint8 array in their GPU's memory (torch for torch
+        tensors, else cupy), each blob assembled there and framed there, its checksum computed
+        there: its coded bytes never come to the host (e.g. for NCCL)."""
         if not isinstance(tensors, Mapping):
             raise ArgumentTypeError("tensors must be a mapping of names to arrays")
         limit, max_scale = self.budget_bytes, self._max_scale
@@ -248,6 +253,8 @@ class GradientEncoder:
                 if not isinstance(name, str) or not 0 < len(name.encode()) <= MAX_NAME:
                     raise InvalidArgumentError(f"tensor names must be non-empty str of <= {MAX_NAME} bytes")
                 x = self._with_feedback(name, self._placed(data))
+                if device_message and not (arrays.is_device(x) and cuda.available()):
+                    raise InvalidArgumentError("device_message=True needs CUDA arrays and the CUDA backend")
                 last, older = (None, None) if key or not self.history else st.history(name, x)
                 inputs.append((name, x, last, older if self.history == 2 else None))
 
@@ -260,12 +267,14 @@ class GradientEncoder:
                 recs = [placement.empty_like(x) for _, x, _, _ in inputs]
                 blobs = api.compress_many_with([x for _, x, _, _ in inputs], settings, reconstructions=recs,
                                                previous=[last for _, _, last, _ in inputs],
-                                               previous2=[older for _, _, _, older in inputs])
+                                               previous2=[older for _, _, _, older in inputs],
+                                               device_blobs=device_message and bool(inputs))
                 updates: Dict[str, np.ndarray] = {}
                 for (name, _, _, _), blob, rec in zip(inputs, blobs, recs):
                     updates[name] = rec
-                    w.name(name).blob(blob)
-                message = w.seal()
+                    w.name(name)
+                    w.part(blob) if device_message else w.blob(blob)
+                message = cuda.seal_pieces(w.pieces()) if device_message and inputs else w.seal()
                 return len(message), (message, updates)
 
             result = budget.fit(attempt, limit, max_scale)
@@ -369,8 +378,17 @@ class MessageInfo:
     tensors: Tuple[Tuple[str, bytes], ...]  # (name, ebgc blob)
 
 
-def _read_message(message: Any) -> Tuple[MessageInfo, Tuple[Tuple[str, memoryview], ...]]:
-    r = Reader.open(message, MESSAGE_MAGIC, (MESSAGE_VERSION,), "stream message")
+def _read_message(message: Any) -> Tuple[MessageInfo, Tuple[Tuple[str, Any], ...]]:
+    """The message's header and (name, blob) parts: views of host bytes, or, for a message in
+    device memory, parts of it (fetched only in small windows, checksummed on the device)."""
+    if _in_device_memory(message):
+        return read_message_from(FetchingReader.open(cuda.DeviceBytes(message), MESSAGE_MAGIC, (MESSAGE_VERSION,),
+                                                     "stream message"))
+    return read_message_from(Reader.open(message, MESSAGE_MAGIC, (MESSAGE_VERSION,), "stream message"))
+
+
+def read_message_from(r: Reader) -> Tuple[MessageInfo, Tuple[Tuple[str, Any], ...]]:
+    """A message's fields from a reader opened past its magic and version."""
     flags = r.u8("flags")
     if flags & ~_KEYFRAME:
         raise FormatError("unknown message flags")
@@ -379,20 +397,29 @@ def _read_message(message: Any) -> Tuple[MessageInfo, Tuple[Tuple[str, memoryvie
     if seq >= MAX_SEQUENCE:
         raise FormatError("stream message sequence number out of range")
     digest = r.u32("state digest")
-    parts = tuple((r.name("tensor name"), r.blob("tensor blob")) for _ in range(r.count("tensor count", 2)))
+    parts = tuple((r.name("tensor name"), r.payload("tensor blob")) for _ in range(r.count("tensor count", 2)))
     r.end()
     return MessageInfo(sid, seq, bool(flags & _KEYFRAME), digest, ()), parts
 
 
+def _in_device_memory(message: Any) -> bool:
+    return not isinstance(message, (bytes, bytearray, memoryview, np.ndarray)) and arrays.is_device(message)
+
+
+def _host_message(message: Any) -> Any:
+    return cuda._to_host_bytes(message) if _in_device_memory(message) else message
+
+
 def parse_message(message: Any) -> MessageInfo:
     """Validate a message's container (checksum, lengths, names) and list its parts."""
-    m, parts = _read_message(message)
+    m, parts = _read_message(_host_message(message))
     return MessageInfo(m.stream_id, m.sequence, m.keyframe, m.state_digest,
                        tuple((name, bytes(blob)) for name, blob in parts))
 
 
 def message_info(message: Any) -> dict:
     """A message's header and, per tensor, its blob's header (``ebgc.info`` of a stream message)."""
+    message = _host_message(message)
     m, parts = _read_message(message)
     tensors = {name: api.info(blob) for name, blob in parts}
     raw = sum(t["raw_nbytes"] for t in tensors.values())
@@ -452,14 +479,18 @@ class GradientDecoder:
         not follow the last one applied for its stream; the decoder's state is then unchanged.
         device: for this message, in place of the decoder's device."""
         target = self._device if device is None else _decode_device(device)
-        m, parts = _read_message(message)
+        # A message in device memory decoded on a GPU stays there: only its framing, each blob's
+        # front and the checksums come to the host.
+        m, parts = _read_message(message if target is not None else _host_message(message))
         # Every blob parsed and checked once, and the message's size limited, before any decoding.
         limit = self._max_output or None
         if target is None:
             blobs = [(name, api.inspect(blob, max_output=limit, threads=self._threads)) for name, blob in parts]
         else:
-            blobs = [(name, cuda.inspect(api.blob_bytes(blob), max_output_of(limit), self._threads)) for name, blob in parts]
-        total = sum(b.output_nbytes for _, b in blobs)
+            blobs = [(name, cuda.inspect_device(blob, max_output_of(limit)) if _in_device_memory(blob)
+                      else cuda.inspect(api.blob_bytes(blob), max_output_of(limit), self._threads))
+                     for name, blob in parts]
+        total = sum(cuda.parsed_blob(b).output_nbytes for _, b in blobs)
         if self._max_output and total > self._max_output:
             raise OutputLimitError(f"the message decodes to {total} bytes, over max_output={self._max_output}")
         with self._lock:  # the order check and the state update are one step
@@ -467,7 +498,8 @@ class GradientDecoder:
             self._check_order(m, st)
             base = _StreamState() if m.keyframe else st
             out: Dict[str, Any] = {}
-            for name, blob in blobs:
+            for name, inspected in blobs:
+                blob = cuda.parsed_blob(inspected)
                 if target is None:
                     rec = api.empty_host(tuple(blob.shape), dtype_from_name(blob.dtype))
                 else:
@@ -482,8 +514,8 @@ class GradientDecoder:
                                           arrays.core_buffer(last) if terms else None,
                                           arrays.core_buffer(older) if terms == 2 else None, dtype=blob.dtype)
                 else:
-                    cuda.decompress_into(blob, rec, self._threads, None, last if terms else None,
-                                         older if terms == 2 else None)
+                    cuda.decode_inspected(inspected, rec, self._threads, None, last if terms else None,
+                                          older if terms == 2 else None)
                 out[name] = rec
             # only now: a message that fails anywhere above changes nothing
             self._streams[m.stream_id] = base.advance(m.sequence, out, m.keyframe)

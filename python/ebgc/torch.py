@@ -167,15 +167,17 @@ class HookState:
         self._settings = Settings.make(self.error_bound, self.mode, self.coder)
         self.mode, self.coder = self._settings.mode, self._settings.coder
 
-    def _encode(self, index: int, x: torch.Tensor) -> bytes:
+    def _encode(self, index: int, x: torch.Tensor, on_device: bool) -> Any:
+        """The bucket's payload: bytes, or (on_device) a uint8 tensor in x's GPU memory, assembled
+        there: its coded bytes do not cross PCIe."""
         if not self.stateful:
-            return api.compress_with(x, self._settings)
+            return api.compress_with(x, self._settings, device_blob=on_device)
         enc = self.encoders.get(index)
         if enc is None:
             sid = f"rank{dist.get_rank(self.process_group)}/bucket{index}"
             enc = self.encoders[index] = GradientEncoder(self.error_bound, mode=self.mode, coder=self.coder,
                                                          stream_id=sid)
-        return enc.encode({"grad": x})
+        return enc.encode({"grad": x}, device_message=on_device)
 
     def _decode(self, payload: torch.Tensor, device: torch.device) -> torch.Tensor:
         """payload: one rank's gathered bytes (a CPU tensor, or a CUDA tensor over NCCL)."""
@@ -184,10 +186,12 @@ class HookState:
                 # decoded where it arrived: only the blob's front and checksum go to the host
                 return _as_torch(api.decompress(payload, device=device))
             return decompress(payload.cpu().numpy(), device=device)  # decoded on the GPU for a CUDA device
-        message = bytes(payload.cpu().numpy())  # a stream message is parsed on the host
         if device.type == "cuda" and cuda.available():  # the streams' state stays on the GPU
+            # a message in device memory is read where it is (its framing, fronts and checksums
+            # come to the host)
+            message = payload if payload.is_cuda else bytes(payload.numpy())
             return torch.as_tensor(self.decoder.decode(message, device=device)["grad"], device=device)
-        return to_torch(self.decoder.decode(message)["grad"]).to(device)
+        return to_torch(self.decoder.decode(bytes(payload.cpu().numpy()))["grad"]).to(device)
 
 
 def allreduce_hook(state: HookState, bucket: dist.GradBucket) -> torch.futures.Future[torch.Tensor]:
@@ -200,8 +204,9 @@ def allreduce_hook(state: HookState, bucket: dist.GradBucket) -> torch.futures.F
     stateful (the streams' reconstructions stay on the device). Payloads travel as CPU tensors, or
     as CUDA tensors with the NCCL backend. With NCCL, one-shot payloads are decoded where they
     arrive: only each blob's front (header, outliers, tables, chunk directory) and checksum are
-    copied to the host. Still through the host: each rank's own blob (assembled there, then sent)
-    and stateful messages (parsed there)."""
+    copied to the host; each rank's own payload is assembled in its GPU's memory (only the blob's
+    front and the message framing are written by the host), stateful messages too: with NCCL the
+    compressed bytes never cross PCIe."""
     group = state.process_group
     world = dist.get_world_size(group)
     buf = bucket.buffer()
@@ -213,11 +218,11 @@ def allreduce_hook(state: HookState, bucket: dist.GradBucket) -> torch.futures.F
     if residual is not None and residual.shape == work.shape:  # DDP may rebuild buckets after step 1
         work = work + residual
     x = work.to(grad.dtype)
-    payload = state._encode(bucket.index(), x)
+    comm = buf.device if dist.get_backend(group) == "nccl" else torch.device("cpu")
+    payload = state._encode(bucket.index(), x, comm.type == "cuda" and x.is_cuda and cuda.available())
     state.bytes_sent += len(payload)
     state.raw_bytes += grad.numel() * grad.element_size()
 
-    comm = buf.device if dist.get_backend(group) == "nccl" else torch.device("cpu")
     me = dist.get_rank(group)
     # Two all-gathers, sizes then payloads, both issued here, in the order DDP calls the hook, so
     # every rank issues its collectives in the same order (a collective issued from a callback can
@@ -227,10 +232,11 @@ def allreduce_hook(state: HookState, bucket: dist.GradBucket) -> torch.futures.F
     sizes = [torch.zeros(1, dtype=torch.int64, device=comm) for _ in range(world)]
     dist.all_gather(sizes, size, group=group)
     lengths = [int(n.item()) for n in sizes]
-    mine = torch.zeros(max(lengths), dtype=torch.uint8)
-    mine[: len(payload)] = torch.frombuffer(bytearray(payload), dtype=torch.uint8)
+    mine = torch.zeros(max(lengths), dtype=torch.uint8, device=comm)
+    mine[: len(payload)] = (payload if isinstance(payload, torch.Tensor)
+                            else torch.frombuffer(bytearray(payload), dtype=torch.uint8).to(comm))
     gathered = [torch.empty(max(lengths), dtype=torch.uint8, device=comm) for _ in range(world)]
-    exchanged = dist.all_gather(gathered, mine.to(comm), group=group, async_op=True).get_future()
+    exchanged = dist.all_gather(gathered, mine, group=group, async_op=True).get_future()
 
     def average(_: torch.futures.Future) -> torch.Tensor:
         total = torch.zeros_like(work)

@@ -18,7 +18,7 @@ from typing import Any, Iterable, Optional, Sequence, Tuple
 import numpy as np
 
 from . import _core
-from .errors import ArgumentTypeError, ChecksumError, FormatError, VersionError
+from .errors import ArgumentTypeError, ChecksumError, FormatError, InvalidArgumentError, VersionError
 from .vocabulary import MAX_ELEMENTS
 
 MAX_NDIM = 32
@@ -41,6 +41,7 @@ class Writer:
         self.buf = bytearray(magic)
         if version is not None:
             self.buf.append(version)
+        self._parts: list = []  # (position in buf, part) of parts held elsewhere
 
     def u8(self, v: int) -> "Writer":
         self.buf.append(v)
@@ -89,7 +90,24 @@ class Writer:
         self.buf += memoryview(np.ascontiguousarray(a).reshape(-1).view(np.uint8))
         return self
 
+    def part(self, b: Any) -> "Writer":
+        """Length-prefixed bytes that stay where they are (a blob in GPU memory): a body with parts
+        is sealed where they are, from :meth:`pieces`."""
+        self.buf += varint(len(b))
+        self._parts.append((len(self.buf), b))
+        return self
+
+    def pieces(self) -> list:
+        """The body in order: host bytes, then each part and the host bytes after it."""
+        out, at = [], 0
+        for pos, part in self._parts:
+            out += [bytes(self.buf[at:pos]), part]
+            at = pos
+        return out + [bytes(self.buf[at:])]
+
     def seal(self) -> bytes:
+        if self._parts:
+            raise InvalidArgumentError("a body with parts held elsewhere is sealed where they are")
         self.buf += struct.pack("<I", _core.crc32c(self.buf))
         return bytes(self.buf)
 
@@ -118,23 +136,22 @@ class Reader:
         """A reader past the magic and version of a container, whose CRC is checked (the reader
         ends before it) unless its version is one of `unsealed` (layouts written without one)."""
         view = _view(data, what)
-        if len(view) < 4 or bytes(view[:4]) != magic:
-            raise FormatError(f"not an ebgc {what} (bad magic bytes)")
-        if len(view) < 5:
-            raise FormatError(f"truncated {what}")
-        if view[4] not in tuple(versions):
-            raise VersionError(f"unsupported {what} version {view[4]}")
-        if view[4] not in tuple(unsealed):
+        version = _check_head(bytes(view[:5]), len(view), magic, versions, what)
+        if version not in tuple(unsealed):
             if len(view) < 9 or _core.crc32c(view[:-4]) != struct.unpack("<I", view[-4:])[0]:
                 raise ChecksumError(f"{what} checksum mismatch (truncated or corrupted)")
             view = view[:-4]
-        r = cls(view, what, view[4])
+        r = cls(view, what, version)
         r.pos = 5
         return r
 
     @property
+    def size(self) -> int:
+        return len(self.data)
+
+    @property
     def remaining(self) -> int:
-        return len(self.data) - self.pos
+        return self.size - self.pos
 
     def take(self, n: int, field: str) -> memoryview:
         if n < 0 or n > self.remaining:
@@ -179,6 +196,11 @@ class Reader:
         if limit is not None and n > limit:
             raise FormatError(f"{field} longer than {limit} bytes in {self.what}")
         return self.take(n, field)
+
+    def payload(self, field: str) -> Any:
+        """A length-prefixed part handed on whole (a tensor blob): a view here; a
+        :class:`FetchingReader` leaves it where the container is."""
+        return self.blob(field)
 
     def sub(self, field: str) -> "Reader":
         """A reader over a length-prefixed part."""
@@ -229,5 +251,65 @@ class Reader:
         return np.frombuffer(raw, dtype=dtype).reshape(shape).copy()
 
     def end(self) -> None:
-        if self.pos != len(self.data):
+        if self.pos != self.size:
             raise FormatError(f"trailing bytes in {self.what}")
+
+
+def _check_head(head: bytes, size: int, magic: bytes, versions: Iterable[int], what: str) -> int:
+    """The version of a sealed container of `size` bytes that starts with `head` (its first 5)."""
+    if size < 4 or head[:4] != magic:
+        raise FormatError(f"not an ebgc {what} (bad magic bytes)")
+    if size < 5:
+        raise FormatError(f"truncated {what}")
+    if head[4] not in tuple(versions):
+        raise VersionError(f"unsupported {what} version {head[4]}")
+    return head[4]
+
+
+class FetchingReader(Reader):
+    """A :class:`Reader` over a sealed container the host reads only by copies (one held in GPU
+    memory): the checksum is computed where the bytes are, the fields are fetched in small windows,
+    and :meth:`payload` parts stay where they are. `source` has ``size``, ``fetch(begin, end)``
+    (bytes), ``crc32c(end)`` (of its first `end` bytes) and ``part(begin, end)``."""
+
+    WINDOW = 4096
+
+    def __init__(self, source: Any, what: str, version: int = 0):
+        super().__init__(memoryview(b""), what, version)
+        self.source, self._size = source, int(source.size)
+        self._window_at, self._window = 0, b""
+
+    @classmethod
+    def open(cls, source: Any, magic: bytes, versions: Iterable[int], what: str,  # type: ignore[override]
+             unsealed: Iterable[int] = ()) -> "FetchingReader":
+        size = int(source.size)
+        version = _check_head(source.fetch(0, min(size, 5)), size, magic, versions, what)
+        if version in tuple(unsealed):
+            raise VersionError(f"{what} version {version} is read from host memory only")
+        if size < 9 or source.crc32c(size - 4) != struct.unpack("<I", source.fetch(size - 4, size))[0]:
+            raise ChecksumError(f"{what} checksum mismatch (truncated or corrupted)")
+        r = cls(source, what, version)
+        r._size, r.pos = size - 4, 5
+        return r
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    def take(self, n: int, field: str) -> memoryview:
+        if n < 0 or n > self.remaining:
+            raise FormatError(f"truncated {self.what}: {field} runs past the end")
+        at = self.pos - self._window_at
+        if at < 0 or at + n > len(self._window):  # n <= remaining: never past the container
+            self._window_at, at = self.pos, 0
+            self._window = self.source.fetch(self.pos, min(self.size, self.pos + max(n, self.WINDOW)))
+        self.pos += n
+        return memoryview(self._window)[at : at + n]
+
+    def payload(self, field: str) -> Any:
+        n = self.varint(field)
+        if n > self.remaining:
+            raise FormatError(f"truncated {self.what}: {field} runs past the end")
+        part = self.source.part(self.pos, self.pos + n)
+        self.pos += n
+        return part
