@@ -9,6 +9,7 @@
 #include <cstring>
 #include <vector>
 
+#include "crc32c_kernel.cuh"
 #include "device_common.cuh"
 #include "ebgc/grid/blob_assembly.hpp"
 #include "workspace.cuh"
@@ -35,12 +36,7 @@ __global__ void __launch_bounds__(kAssemblyThreads)
     assembly_crc_kernel(const AssemblyJob* __restrict__ jobs, uint64_t count, uint64_t parts,
                         const Crc32cShift* __restrict__ pow2, uint32_t* terms, unsigned long long* done) {
   __shared__ uint32_t table[256];
-  for (unsigned i = threadIdx.x; i < 256; i += blockDim.x) {
-    uint32_t c = i;
-    for (int b = 0; b < 8; ++b) c = (c & 1u) ? (c >> 1) ^ 0x82F63B78u : c >> 1;
-    table[i] = c;
-  }
-  __syncthreads();
+  build_crc32c_table(table);
   const uint64_t part = uint64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (part >= parts) return;
   const uint64_t k = assembly_job_of(jobs, count, part);
