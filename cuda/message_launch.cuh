@@ -2,7 +2,9 @@
 // kernels (message_kernels.cuh) in a fixed number of launches whatever the tensor count, every
 // tensor's sizes back in one small copy, then the outliers and the compacted streams of all
 // tensors in one more, and the blobs written by the host part the host runner shares
-// (grid/message_blobs.hpp). Two host waits per message, not two per tensor.
+// (grid/message_blobs.hpp). Two host waits per message, not two per tensor. Blobs assembled in
+// device memory skip the compaction: only the outliers come down, and the assembly reads each
+// row's streams where the encoder left them.
 #pragma once
 #include <cuda_runtime.h>
 
@@ -25,8 +27,9 @@ struct MessageLayout {
   size_t rows, bounds, counter, status, tile_outliers, zeroed_bytes, tile_offset, outlier_bits, result, offset, index,
       value, scan_temp, scan_temp_bytes, streams, compact, total;
   MessageBlendLayout blend;
+  // compact: a copy of the streams in row order, for one transfer to the host (host blobs only).
   template <class T>
-  MessageLayout(const MessageGrid& m, size_t row_bytes, size_t elem, std::vector<BlendRow<T>>& blends) {
+  MessageLayout(const MessageGrid& m, size_t row_bytes, size_t elem, std::vector<BlendRow<T>>& blends, bool compacted) {
     capacity = message_outlier_capacity(m.values);
     scan_temp_bytes = 0;
     EBGC_CUDA(cub::DeviceScan::ExclusiveSum(nullptr, scan_temp_bytes, static_cast<unsigned long long*>(nullptr),
@@ -47,7 +50,7 @@ struct MessageLayout {
     value = c.take(elem * capacity);
     scan_temp = c.take(scan_temp_bytes);
     streams = c.take(m.stream_area);
-    compact = c.take(m.stream_area);
+    compact = c.take(compacted ? m.stream_area : 0);
     blend.carve(c, blends);
     total = c.end;
   }
@@ -63,7 +66,8 @@ bool compress_message_on_device(std::vector<MessageRow<T>>& rows, std::vector<Bl
                                 const Params& p, Workspace& ws, cudaStream_t s, const CodedBlobSink& sink) {
   const MessageGrid m = plan_message(rows);
   const uint64_t count = m.rows;
-  const MessageLayout L(m, sizeof(MessageRow<T>), sizeof(T), blends);
+  const bool stay = sink.streams_stay();
+  const MessageLayout L(m, sizeof(MessageRow<T>), sizeof(T), blends, !stay);
   uint8_t* d = ws.device_bytes(L.total);
   const size_t row_bytes = sizeof(MessageRow<T>) * count, result_bytes = 8 * m.result_words();
   ws.wait_host();
@@ -101,13 +105,15 @@ bool compress_message_on_device(std::vector<MessageRow<T>>& rows, std::vector<Bl
   message_gather_kernel<T><<<gather_grid, kMessageThreads, 0, s>>>(
       table, count, outlier_bits, tile_outliers, tile_offset, m.tiles, L.capacity,
       reinterpret_cast<unsigned long long*>(d + L.index), reinterpret_cast<T*>(d + L.value), bounds, result);
-  message_offsets_kernel<<<1, 1, 0, s>>>(result, count, offset);
-  uint64_t widest = 0;  // the largest stream area sets the compaction's grid
-  for (const MessageRow<T>& r : rows) widest = std::max(widest, bitpack_stream_area(r.grid().blocks));
-  const dim3 compact_grid(unsigned(std::min<uint64_t>(ceil_div(widest, kMessageThreads * 16), 1024)),
-                          unsigned(std::min<uint64_t>(count, 65535)));
-  message_compact_kernel<T><<<compact_grid, kMessageThreads, 0, s>>>(table, count, d + L.streams, result, offset,
-                                                                     d + L.compact);
+  if (!stay) {  // blobs assembled on the device read the stream area itself
+    message_offsets_kernel<<<1, 1, 0, s>>>(result, count, offset);
+    uint64_t widest = 0;  // the largest stream area sets the compaction's grid
+    for (const MessageRow<T>& r : rows) widest = std::max(widest, bitpack_stream_area(r.grid().blocks));
+    const dim3 compact_grid(unsigned(std::min<uint64_t>(ceil_div(widest, kMessageThreads * 16), 1024)),
+                            unsigned(std::min<uint64_t>(count, 65535)));
+    message_compact_kernel<T><<<compact_grid, kMessageThreads, 0, s>>>(table, count, d + L.streams, result, offset,
+                                                                       d + L.compact);
+  }
   EBGC_CUDA(cudaGetLastError());
   EBGC_CUDA(cudaMemcpyAsync(h + row_bytes, result, result_bytes, cudaMemcpyDeviceToHost, s));
   encode.end();
@@ -120,8 +126,8 @@ bool compress_message_on_device(std::vector<MessageRow<T>>& rows, std::vector<Bl
   std::vector<uint64_t> offsets(count);
   const uint64_t stream_bytes = message_stream_offsets(results.data(), count, offsets.data());
 
-  const MessageParts parts =
-      download_message_parts(ws, s, d + L.index, d + L.value, sizeof(T), outliers, d + L.compact, stream_bytes, sink);
+  const MessageParts parts = download_message_parts(ws, s, d + L.index, d + L.value, sizeof(T), outliers,
+                                                    d + (stay ? L.streams : L.compact), stream_bytes, sink);
   write_message_blobs(rows, tensor_of, shapes, p, results.data(), reinterpret_cast<const unsigned long long*>(parts.index),
                       parts.values, parts.streams, sink);
   sink.finish();

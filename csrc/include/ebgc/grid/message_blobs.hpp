@@ -23,15 +23,19 @@ inline void write_empty_blob(DType dtype, const std::vector<uint64_t>& shape, co
 }
 
 // rows[k] holds tensor tensor_of[k] (of shape shapes[tensor_of[k]]); result, index, values and
-// streams are the message's, as the grid left them (streams compacted by message_stream_offsets;
-// host memory for a host sink, else where the sink assembles).
+// streams are the message's, as the grid left them: for a host sink the compact copy in host
+// memory (row k at message_stream_offsets), for a sink that assembles where the streams are the
+// grid's own stream area (row k at rows[k].streams_at: no compaction).
 template <class T>
 void write_message_blobs(const std::vector<MessageRow<T>>& rows, const std::vector<size_t>& tensor_of,
                          const std::vector<std::vector<uint64_t>>& shapes, const Params& p,
                          const unsigned long long* result, const unsigned long long* index, const uint8_t* values,
                          const uint8_t* streams, const CodedBlobSink& sink) {
   std::vector<uint64_t> offset(rows.size());
-  message_stream_offsets(result, rows.size(), offset.data());
+  if (sink.streams_stay())
+    for (size_t k = 0; k < rows.size(); ++k) offset[k] = rows[k].streams_at;
+  else
+    message_stream_offsets(result, rows.size(), offset.data());
   const unsigned long long* len_b_all = result + kRowWords * rows.size();
   for (size_t k = 0; k < rows.size(); ++k) {
     const BitpackGrid g = rows[k].grid();

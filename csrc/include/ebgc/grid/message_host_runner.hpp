@@ -148,13 +148,15 @@ void grid_bitpack_encode_message(const MessageInputs<T>& in, const Params& p, co
   }
   for (uint64_t k = 0; k < count; ++k) finish_message_row(rows[k], k, tile_offset.data(), abs_bound[k], result.data());
 
-  // The compaction: each row's streams at its offset in one buffer.
+  // For host blobs the compaction (each row's streams at its offset in one buffer, one transfer on
+  // the device); blobs assembled where the streams are read the stream area itself.
   std::vector<uint64_t> offset(count);
-  std::vector<uint8_t> compact(message_stream_offsets(result.data(), count, offset.data()) + 1);
-  for (uint64_t k = 0; k < count; ++k)
-    std::memcpy(compact.data() + offset[k], streams.data() + rows[k].streams_at, result[kRowWords * k + kRowStreamBytes]);
+  std::vector<uint8_t> compact(sink.streams_stay() ? 0 : message_stream_offsets(result.data(), count, offset.data()) + 1);
+  if (!sink.streams_stay())
+    for (uint64_t k = 0; k < count; ++k)
+      std::memcpy(compact.data() + offset[k], streams.data() + rows[k].streams_at, result[kRowWords * k + kRowStreamBytes]);
   write_message_blobs(rows, tensor_of, shapes, p, result.data(), index.data(), reinterpret_cast<const uint8_t*>(value.data()),
-                      compact.data(), sink);
+                      sink.streams_stay() ? streams.data() : compact.data(), sink);
   sink.finish();  // before the streams' memory goes
 }
 
