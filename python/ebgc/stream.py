@@ -238,7 +238,8 @@ class GradientEncoder:
         message's budget, in place of the encoder's (up to its max_error_bound). device_message
         (CUDA arrays only): the message as a uint8 array in their GPU's memory (torch for torch
         tensors, else cupy), each blob assembled there and framed there, its checksum computed
-        there: its coded bytes never come to the host (e.g. for NCCL)."""
+        there: its coded bytes never come to the host (e.g. for NCCL). A message of no tensors is
+        bytes."""
         if not isinstance(tensors, Mapping):
             raise ArgumentTypeError("tensors must be a mapping of names to arrays")
         limit, max_scale = self.budget_bytes, self._max_scale
