@@ -113,6 +113,26 @@ void compress_typed(const TensorView& x, const Params& p, const Execution& e, co
   run(ZeroPredictor());
 }
 
+// Calls f with a blob's predictor as the device decoders read it: a low-rank predictor's factors
+// uploaded to the workspace's staging buffer (in stream order) and read through a LowRankView,
+// the others as they are.
+template <class T, class F>
+void with_device_predictor(const Header& h, const T* const* previous, Workspace& ws, cudaStream_t s, F&& f) {
+  with_predictor(h, previous, [&](const auto& predict) {
+    if constexpr (std::is_same_v<std::decay_t<decltype(predict)>, LowRankPredictor>) {
+      const size_t a_bytes = predict.a.size() * sizeof(double), b_bytes = predict.b.size() * sizeof(double);
+      auto* factors = reinterpret_cast<double*>(ws.staging_bytes(a_bytes + b_bytes));
+      Enqueued upload(ws, s);  // from pageable memory: copied out before each call returns
+      EBGC_CUDA(cudaMemcpyAsync(factors, predict.a.data(), a_bytes, cudaMemcpyHostToDevice, s));
+      EBGC_CUDA(cudaMemcpyAsync(factors + predict.a.size(), predict.b.data(), b_bytes, cudaMemcpyHostToDevice, s));
+      upload.end();
+      f(LowRankView{factors, factors + predict.a.size(), predict.cols, predict.rank});
+    } else {
+      f(predict);
+    }
+  });
+}
+
 template <class T>
 void decompress_typed(const ParsedBlob& pb, T* out, const Execution& e, const T* const* previous, Workspace& ws,
                       cudaStream_t s) {
@@ -129,11 +149,8 @@ void decompress_typed(const ParsedBlob& pb, T* out, const Execution& e, const T*
     return;
   }
   if (decompress_where(h, true) == Where::Device) {
-    with_predictor(h, previous, [&](const auto& predict) {
-      using P = std::decay_t<decltype(predict)>;
-      if constexpr (std::is_same_v<P, LowRankPredictor>) {
-        throw InvalidArgument("low-rank blobs decode on the host");  // decompress_where says so
-      } else if (h.coder == Coder::Context) {
+    with_device_predictor(h, previous, ws, s, [&](const auto& predict) {
+      if (h.coder == Coder::Context) {
         decompress_context_on_device(pb, out, predict, ws, s);
       } else {
         check_bitpack_streams(pb);
@@ -148,7 +165,7 @@ void decompress_typed(const ParsedBlob& pb, T* out, const Execution& e, const T*
     });
     return;
   }
-  // The plan's host path (Huffman, the serial context layout, low rank): the stream's
+  // The plan's host path (Huffman, the serial context layout): the stream's
   // reconstructions to the host if the blob is predicted from them, the CPU codec, one copy back.
   const size_t slot = (bytes + 255) & ~size_t(255);
   uint8_t* host = ws.host_bytes(3 * slot);
@@ -469,11 +486,8 @@ void decompress_device_blob(const DeviceBlob& db, const TensorView& out, const E
       copy.end();
       return;
     }
-    with_predictor(h, prev.data(), [&](const auto& predict) {
-      using P = std::decay_t<decltype(predict)>;
-      if constexpr (std::is_same_v<P, LowRankPredictor>) {
-        throw InvalidArgument("low-rank blobs decode on the host");  // copied whole by inspect_device
-      } else if (h.coder == Coder::Context) {
+    with_device_predictor(h, prev.data(), ws, s, [&](const auto& predict) {
+      if (h.coder == Coder::Context) {
         decompress_context_on_device(pb, o, predict, ws, s, payload);
       } else {
         decompress_bitpack_from_device(pb, payload, o, predict, ws, s);

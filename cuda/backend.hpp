@@ -54,7 +54,7 @@ void decompress(const ParsedBlob& blob, const TensorView& out, const Execution& 
 // A blob in device memory (e.g. received over NCCL), parsed from its front (format/front.hpp):
 // header, outliers, tables, directory and checksum come to the host, the chunk streams stay on
 // the device and are decoded there. The checksum is verified on the device. A blob the host
-// decodes (Huffman, low rank, the serial context layout) or whose streams are checked before its
+// decodes (Huffman, the serial context layout) or whose streams are checked before its
 // output is allocated (plan.hpp) is copied whole (`whole`).
 struct DeviceBlob {
   const uint8_t* data = nullptr;  // device memory, `size` bytes, read again by the decode

@@ -252,7 +252,7 @@ def test_gpu_decodes_low_rank_blobs_and_host_codes_them_alike(coder):
     x = x.astype(np.float32)
     blob = ebgc.compress(x, 1e-3, coder=coder if coder != "auto" else "context")
     assert ebgc.info(blob)["predictor"] == "low-rank"
-    y = ebgc.decompress(blob, device="cuda")  # no GPU kernel for it: decoded by the CPU codec
+    y = ebgc.decompress(blob, device="cuda")  # context: on the GPU (the factors go up); Huffman: on the host
     synchronize()
     np.testing.assert_array_equal(bits(to_host(y)), bits(ebgc.decompress(blob)))
     # host-coded (the low-rank fit is a CPU stage): the CPU's blob
@@ -362,7 +362,7 @@ def test_the_plan_decides_what_runs_on_the_device():
     """The one planning point (csrc/include/ebgc/plan.hpp) the CUDA backend asks, checked without a
     GPU: a device tensor is coded on the device (context lanes, bit-packing, raw; "auto" picks among
     them), Huffman is staged through the host; a device output decodes raw, bit-packed and context
-    blobs on the device, Huffman and low-rank blobs on the host."""
+    blobs on the device (low-rank ones too), Huffman blobs on the host."""
     from ebgc import _core
     from ebgc.vocabulary import CODERS
 
@@ -380,9 +380,10 @@ def test_the_plan_decides_what_runs_on_the_device():
         assert _core._decompress_where_device(_core.inspect(blob)) == where, coder
     rng = np.random.default_rng(2)
     low = (rng.standard_normal((200, 3)) @ rng.standard_normal((3, 300))).astype(np.float32)
-    blob = ebgc.compress(low, 1e-3, coder="context")
-    assert ebgc.info(blob)["predictor"] == "low-rank"
-    assert _core._decompress_where_device(_core.inspect(blob)) == "host"
+    for coder, where in (("context", "device"), ("huffman", "host")):
+        blob = ebgc.compress(low, 1e-3, coder=coder)
+        assert ebgc.info(blob)["predictor"] == "low-rank"
+        assert _core._decompress_where_device(_core.inspect(blob)) == where, coder
 
 
 # ---- streams on the device ----------------------------------------------------------------------

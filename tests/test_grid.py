@@ -144,6 +144,24 @@ def test_grid_decoder_reads_cpu_blobs_of_any_chunk_size(chunk_log2):
     assert grid_decode(blob, x).tobytes() == ebgc.decompress(blob).tobytes()
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
+def test_grid_decoder_reads_low_rank_blobs(dtype):
+    """Low-rank blobs (the context coder's; bit-packing has no low rank) decode on the device: the
+    factors' product per value (LowRankView, the operation order of the CPU's fill) gives the CPU
+    decoder's bits, whatever the chunk size, with outliers and non-finite values in the matrix."""
+    coder = "context"
+    rng = np.random.default_rng(21)
+    for rows, cols, rank in ((200, 300, 3), (64, 1000, 1), (513, 129, 6)):
+        x = (rng.standard_normal((rows, rank)) @ rng.standard_normal((rank, cols))
+             + 0.01 * rng.standard_normal((rows, cols))).astype(dtype)
+        x[3, 5], x[rows - 1, cols - 1] = np.nan, np.inf
+        for chunk_log2 in (10, 14, 16):
+            blob = _core.compress(x, x.dtype.name, 1e-3, MODES["rel"], CODERS[coder], 1, chunk_log2=chunk_log2)
+            assert ebgc.info(blob)["predictor"] == "low-rank", (rows, cols, chunk_log2)
+            assert _core._decompress_where_device(_core.inspect(blob)) == "device"
+            assert grid_decode(blob, x).tobytes() == ebgc.decompress(blob).tobytes(), (rows, cols, chunk_log2)
+
+
 @settings(max_examples=150, deadline=None)
 @given(st.sampled_from([np.float32, np.float64]).flatmap(lambda d: float_arrays(d, max_dims=3, max_side=40)),
        error_bounds(), st.sampled_from(["abs", "rel"]))

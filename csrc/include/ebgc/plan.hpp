@@ -81,13 +81,14 @@ inline Where compress_where(const TensorView& x, const Params& p) {
   const bool ratio_coder = p.coder != int(Coder::Bitpack) && p.coder != int(Coder::Raw);
   return p.low_rank && ratio_coder && low_rank_eligible(x.shape) ? Where::Host : Where::Device;
 }
-// Raw, bit-packed and lane-coded context blobs decode on the device (zero or stream prediction);
-// Huffman, the serial context layout and low-rank predictions on the host.
+// Raw, bit-packed and lane-coded context blobs decode on the device, with any predictor (zero,
+// stream blend, or low rank: its factors go up with the blob's front and are multiplied out per
+// value, LowRankView); Huffman and the serial context layout on the host.
 inline Where decompress_where(const Header& h, bool out_on_device) {
   if (!out_on_device) return Where::Host;
   if (h.coder == Coder::Raw) return Where::Device;  // a copy
   const bool device_coder = h.coder == Coder::Bitpack || h.coder == Coder::Context;
-  return device_coder && !is_low_rank(h.predictor) ? Where::Device : Where::Host;
+  return device_coder ? Where::Device : Where::Host;
 }
 
 // ---- which coder --------------------------------------------------------------------------------

@@ -80,7 +80,6 @@ template <class T>
 void grid_bitpack_decode(const ParsedBlob& pb, T* out, const T* const* previous) {
   const Header& h = pb.header;
   if (h.coder != Coder::Bitpack) throw InvalidArgument("the grid bit-packing decoder reads bit-packed (coder 1) blobs");
-  if (is_low_rank(h.predictor)) throw InvalidArgument("low-rank blobs are decoded on the host");
   const uint64_t chunks = pb.len_a.size();
   for (uint64_t c = 0; c < chunks; ++c) BitpackCoder::check_chunk(pb.tables, pb.chunk(c));
   uint64_t stream_bytes = 0;
@@ -90,26 +89,25 @@ void grid_bitpack_decode(const ParsedBlob& pb, T* out, const T* const* previous)
 
   const LinearQuantizer qz(h.abs_bound);
   const unsigned per_chunk = decode_segments_per_chunk(h.chunk_log2);
-  with_predictor(h, previous, [&](const auto& predict) {
-    if constexpr (!std::is_same_v<std::decay_t<decltype(predict)>, LowRankPredictor>) {  // refused above
-      uint32_t offset[kBitpackDecodeBlocks];
-      unsigned width[kBitpackDecodeBlocks];
-      for (uint64_t id = 0; id < chunks * per_chunk; ++id) {
-        const BitpackDecodeSegment s = decode_segment(h.elements(), h.chunk_log2, per_chunk, id);
-        if (s.empty()) continue;
-        const uint8_t* widths = streams.data() + pb.offset[s.chunk];
-        const uint8_t* data = widths + s.blocks;
-        uint32_t before = 0;  // the block-wide reduction
-        for (unsigned t = 0; t < kBitpackDecodeBlocks; ++t) before += widths_before_part(s, widths, t, kBitpackDecodeBlocks);
-        uint32_t at = uint32_t(packed_block_bytes(before));  // the block-wide exclusive scan
-        for (unsigned t = 0; t < kBitpackDecodeBlocks; ++t) {
-          width[t] = segment_width(s, widths, t);
-          offset[t] = at;
-          at += uint32_t(packed_block_bytes(width[t]));
-        }
-        for (unsigned b = 0; b < kBitpackDecodeBlocks && s.first + b < s.blocks; ++b)
-          for (unsigned lane = 0; lane < kPackBlock; ++lane) decode_value(s, b, lane, width[b], offset[b], data, qz, predict, out);
+  with_predictor(h, previous, [&](const auto& full) {
+    const auto& predict = per_value(full);
+    uint32_t offset[kBitpackDecodeBlocks];
+    unsigned width[kBitpackDecodeBlocks];
+    for (uint64_t id = 0; id < chunks * per_chunk; ++id) {
+      const BitpackDecodeSegment s = decode_segment(h.elements(), h.chunk_log2, per_chunk, id);
+      if (s.empty()) continue;
+      const uint8_t* widths = streams.data() + pb.offset[s.chunk];
+      const uint8_t* data = widths + s.blocks;
+      uint32_t before = 0;  // the block-wide reduction
+      for (unsigned t = 0; t < kBitpackDecodeBlocks; ++t) before += widths_before_part(s, widths, t, kBitpackDecodeBlocks);
+      uint32_t at = uint32_t(packed_block_bytes(before));  // the block-wide exclusive scan
+      for (unsigned t = 0; t < kBitpackDecodeBlocks; ++t) {
+        width[t] = segment_width(s, widths, t);
+        offset[t] = at;
+        at += uint32_t(packed_block_bytes(width[t]));
       }
+      for (unsigned b = 0; b < kBitpackDecodeBlocks && s.first + b < s.blocks; ++b)
+        for (unsigned lane = 0; lane < kPackBlock; ++lane) decode_value(s, b, lane, width[b], offset[b], data, qz, predict, out);
     }
   });
   for (uint64_t k = 0; k < pb.outlier_index.size(); ++k) scatter_outlier(pb.outlier_index.data(), pb.outlier_values, k, out);

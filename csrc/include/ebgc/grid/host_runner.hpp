@@ -127,7 +127,6 @@ template <class T>
 void grid_decode(const ParsedBlob& pb, T* out, const T* const* previous) {
   const Header& h = pb.header;
   if (h.coder != Coder::Context) throw InvalidArgument("the grid decoder reads context-coded (coder 4) blobs");
-  if (is_low_rank(h.predictor)) throw InvalidArgument("low-rank blobs are decoded on the host");
   const ContextModel& m = pb.tables.context;
   uint32_t sign_freq[kSignContexts + 1];
   for (unsigned c = 0; c < kSignContexts; ++c) sign_freq[c] = m.sign_positive[c];
@@ -143,9 +142,9 @@ void grid_decode(const ParsedBlob& pb, T* out, const T* const* previous) {
     ok &= decode_lane_symbols(g, t, tables, pb.streams, chunks.data(), sym.data(), lane_raw_bits.data());
   require_format(ok, "rANS chunk is corrupt");
   const LinearQuantizer qz(h.abs_bound);
-  with_predictor(h, previous, [&](const auto& predict) {
-    if constexpr (!std::is_same_v<std::decay_t<decltype(predict)>, LowRankPredictor>)  // refused above
-      for (uint64_t t = 0; t < g.lanes(); ++t)
+  with_predictor(h, previous, [&](const auto& full) {
+    const auto& predict = per_value(full);
+    for (uint64_t t = 0; t < g.lanes(); ++t)
       ok &= reconstruct_lane(g, t, pb.streams, chunks.data(), sym.data(), lane_raw_bits.data(), qz, predict, out);
   });
   require_format(ok, "raw bits truncated");

@@ -24,4 +24,12 @@ decltype(auto) with_predictor(const Header& h, const T* const* previous, F&& f) 
   return f(ZeroPredictor());
 }
 
+// A predictor as the grid decoders read it, one value at a time: the low-rank factors' product per
+// value (LowRankView over the predictor's own factors), the others as they are.
+template <class P>
+const P& per_value(const P& predict) {
+  return predict;
+}
+inline LowRankView per_value(const LowRankPredictor& predict) { return predict.view(); }
+
 }  // namespace ebgc

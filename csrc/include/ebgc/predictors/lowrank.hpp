@@ -31,6 +31,25 @@ struct RangePrediction {
   double operator()(size_t i) const { return v[i - begin]; }
 };
 
+// The prediction one value at a time, for the device's decoders (a thread a value) and their host
+// runners: the factors in memory the caller holds (a: rows x rank, b: rank x cols, as in
+// LowRankPredictor), the operation order of fill_portable, so the same bits.
+struct LowRankView {
+  const double* a;
+  const double* b;
+  uint64_t cols;
+  unsigned rank;  // >= 1
+
+  EBGC_HD double operator()(size_t i) const {
+    const uint64_t row = i / cols, j = i % cols;
+    const double* ar = a + row * rank;
+    double p = mul_rn(ar[0], b[j]);
+    for (unsigned k = 1; k < rank; ++k) p = add_rn(p, mul_rn(ar[k], b[k * cols + j]));
+    return p;
+  }
+  const LowRankView& for_range(uint64_t, uint64_t) const { return *this; }
+};
+
 struct LowRankPredictor {
   uint64_t rows = 0, cols = 0;
   unsigned rank = 0;
@@ -83,6 +102,8 @@ struct LowRankPredictor {
     fill(begin, end, buffer.data());
     return {buffer.data(), begin};
   }
+
+  LowRankView view() const { return {a.data(), b.data(), cols, rank}; }
 
   // Its state from a blob's header (predictor 3 or 4; read_header() has checked the sizes).
   static LowRankPredictor load(const Header& h) {
