@@ -47,7 +47,7 @@ class ContainerWriter {
   template <class Fill>
   void write(const BlobAllocator& allocate, Fill&& fill) {
     finish(head_.size() + stream_bytes_, allocate, [&](uint8_t* p) {
-      std::memcpy(p, head_.buf.data(), head_.size());
+      if (head_.size()) std::memcpy(p, head_.buf.data(), head_.size());  // a raw blob has none
       if (stream_bytes_) fill(p + head_.size());
     });
   }
