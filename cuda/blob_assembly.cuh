@@ -12,6 +12,7 @@
 #include "crc32c_kernel.cuh"
 #include "device_common.cuh"
 #include "ebgc/grid/blob_assembly.hpp"
+#include "ebgc/grid/grid_blob.hpp"
 #include "workspace.cuh"
 
 namespace ebgc {
@@ -96,6 +97,21 @@ inline CodedBlobSink device_sink(MessageAllocator allocate, BlobAssembly& assemb
   sink.assembly = &assembly;
   sink.assemble = [&ws, s](const BlobAssembly& a) { enqueue_assembly(a, ws, s); };
   return sink;
+}
+
+// A raw blob assembled where the values are (the sink's streams stay): the header with the bound
+// the grid found, the values as the payload, the reconstruction (the values) copied on the device.
+template <class T>
+void put_raw_on_device(const T* x, T* reconstruction, const std::vector<uint64_t>& shape, const Params& p,
+                       double abs_bound, uint64_t n, const CodedBlobSink& sink, size_t tensor, Workspace& ws,
+                       cudaStream_t s) {
+  put_raw_blob(shape, p, abs_bound, x, n, sink, tensor);
+  if (reconstruction && reconstruction != x) {
+    Enqueued copy(ws, s);
+    EBGC_CUDA(cudaMemcpyAsync(reconstruction, x, n * sizeof(T), cudaMemcpyDeviceToDevice, s));
+    copy.end();
+  }
+  sink.finish();
 }
 
 // A blob the host writes (raw from host values, the CPU codec's paths, tensors of no values) put

@@ -118,7 +118,11 @@ GridOutcome compress_context_on_device(const T* x, const std::vector<uint64_t>& 
   const SymbolStats st = grid_stats(totals, n, g.chunks, sign_period, sizeof(T));
   const ContextCoder::Model model(st);
   const Coder coder = pick_grid_coder(p.coder, st, model, sizeof(T));
-  if (coder == Coder::Raw) return GridOutcome::Raw;
+  if (coder == Coder::Raw) {
+    if (!sink.streams_stay()) return GridOutcome::Raw;  // the values come to the host once
+    put_raw_on_device(x, reconstruction, shape, p, abs_bound, n, sink, tensor, ws, s);
+    return GridOutcome::Written;
+  }
   if (coder == Coder::Bitpack) return GridOutcome::Bitpack;
   if (totals.outliers > L.capacity) return GridOutcome::TooManyOutliers;
   ByteWriter tables;

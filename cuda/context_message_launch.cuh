@@ -66,8 +66,9 @@ struct ContextMessageLayout {
   }
 };
 
-// What the host gave to other coders: tensor indices the caller codes tensor by tensor (raw, the
-// CPU codec for rows over the outlier capacity) or through the fast mode's message grid.
+// What the host gave to other coders: tensor indices the caller codes tensor by tensor (raw, for
+// host blobs; the CPU codec for rows over the outlier capacity) or through the fast mode's message
+// grid.
 struct ContextMessageLeftovers {
   std::vector<size_t> raw, bitpack, host;
 };
@@ -119,6 +120,7 @@ ContextMessageLeftovers compress_context_message_on_device(std::vector<ContextRo
   // The host's part: each tensor's coder and tables, by the CPU's code.
   std::vector<ContextRowChoice> choices(count);
   std::vector<double> abs_bound(count);
+  std::vector<uint64_t> raw_rows;
   for (uint64_t k = 0; k < count; ++k) {
     const AnalysisSummary& sm = reinterpret_cast<const AnalysisSummary*>(h + row_bytes)[k];
     GridTotals totals;
@@ -131,9 +133,16 @@ ContextMessageLeftovers compress_context_message_on_device(std::vector<ContextRo
     choices[k] = choose_context_row(totals, r.n, r.grid().chunks, r.sign_period, sizeof(T), p.coder,
                                     message_outlier_capacity(r.n));
     const size_t tensor = tensor_of[k];
-    if (choices[k].coder == Coder::Raw) left.raw.push_back(tensor);
+    if (choices[k].coder == Coder::Raw) raw_rows.push_back(k);
     else if (choices[k].coder == Coder::Bitpack) left.bitpack.push_back(tensor);
     else if (choices[k].over_capacity) left.host.push_back(tensor);
+  }
+  // Raw rows: assembled from the values where they are for device blobs (after the loop above: the
+  // assembly reuses the pinned buffer that held the summaries), else tensor by tensor.
+  for (uint64_t k : raw_rows) {
+    if (!sink.streams_stay()) left.raw.push_back(tensor_of[k]);
+    else put_raw_on_device(rows[k].x, rows[k].reconstruction, shapes[tensor_of[k]], p, abs_bound[k], rows[k].n, sink,
+                           tensor_of[k], ws, s);
   }
   std::vector<uint8_t> tables;
   place_context_tables(rows, choices, tables);
@@ -142,6 +151,7 @@ ContextMessageLeftovers compress_context_message_on_device(std::vector<ContextRo
   // Steps 2 and 3: the coded tensors' lanes, sizes, one scan of offsets and one of outliers over
   // the message, streams and outliers in place; the chunk directory back in one copy.
   const size_t dir_at = row_bytes + tables.size(), dir_bytes = 8 * (4 * m.chunks + 2);
+  ws.wait_host();  // a raw row's assembly may still read the pinned buffer
   h = ws.host_bytes(dir_at + dir_bytes);
   std::memcpy(h, rows.data(), row_bytes);
   std::memcpy(h + row_bytes, tables.data(), tables.size());

@@ -88,12 +88,8 @@ void grid_context_encode_message(const MessageInputs<T>& in, const Params& p, co
     choices[k] = choose_context_row(totals[k], r.n, r.grid().chunks, r.sign_period, sizeof(T), p.coder,
                                     std::numeric_limits<uint64_t>::max());
     if (choices[k].coder == Coder::Raw) {
-      Header h = grid_header<T>(shapes[tensor], p, ZeroPredictor(), kGridChunkLog2, Coder::Raw);
-      h.abs_bound = abs_bound[k];
       if (r.reconstruction) std::memcpy(r.reconstruction, r.x, r.n * sizeof(T));
-      ContainerWriter w(h);
-      w.raw(r.n * sizeof(T));
-      sink.put(tensor, w, reinterpret_cast<const uint8_t*>(r.x));
+      put_raw_blob(shapes[tensor], p, abs_bound[k], r.x, r.n, sink, tensor);
     } else if (choices[k].coder == Coder::Bitpack) {
       pack.add(r.x, shapes[tensor], r.reconstruction, nullptr, nullptr);
       pack.chosen.push_back(r.predict);

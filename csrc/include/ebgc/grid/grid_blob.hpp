@@ -96,6 +96,17 @@ void put_coded_blob(const Header& h, uint64_t outliers, const Index* index, cons
   for (size_t c = 0; c < len_a.size(); ++c) w.chunk(len_a[c], len_b[c]);
   sink.put(tensor, w, streams);
 }
+// A raw blob of the n values at x (read where the sink reads streams), with the bound the grid
+// found; its reconstruction is the values themselves.
+template <class T>
+void put_raw_blob(const std::vector<uint64_t>& shape, const Params& p, double abs_bound, const T* x, uint64_t n,
+                  const CodedBlobSink& sink, size_t tensor) {
+  Header h = grid_header<T>(shape, p, ZeroPredictor(), kGridChunkLog2, Coder::Raw);
+  h.abs_bound = abs_bound;
+  ContainerWriter w(h);
+  w.raw(n * sizeof(T));
+  sink.put(tensor, w, reinterpret_cast<const uint8_t*>(x));
+}
 template <class Index>
 void write_coded_blob(const Header& h, uint64_t outliers, const Index* index, const void* values, size_t elem,
                       const ByteWriter& tables, const std::vector<uint64_t>& len_a, const std::vector<uint64_t>& len_b,
