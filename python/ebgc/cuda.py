@@ -171,11 +171,16 @@ def seal_pieces(pieces: list) -> Any:
     first = next(arrays.device_blob(p, _backend().device_of) for p in pieces if not isinstance(p, bytes))
     total = sum(len(p) for p in pieces) + 4
     out, _ = arrays.empty_bytes(total, first.device, first.framework)
-    at = 0
+    host = b"".join(p for p in pieces if isinstance(p, bytes))
+    framing, _ = arrays.empty_bytes(len(host), first.device, first.framework)
+    arrays.copy_bytes(framing, 0, host)  # all host pieces up in one copy, then placed on the device
+    at = taken = 0
     for piece in pieces:
-        if len(piece):
-            arrays.copy_bytes(out, at, piece)
-        at += len(piece)
+        n = len(piece)
+        if n:
+            arrays.copy_bytes(out, at, framing[taken : taken + n] if isinstance(piece, bytes) else piece)
+        taken += n if isinstance(piece, bytes) else 0
+        at += n
     arrays.copy_bytes(out, at, _byte_crc32c(out[:at]).to_bytes(4, "little"))
     return out
 
