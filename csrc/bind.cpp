@@ -111,14 +111,14 @@ void grid_decompress_buffer(const py_blob::Blob& blob, py::buffer out, py::objec
 }
 
 // The host runners of whole messages (grid/message_host_runner.hpp for bit-packing,
-// grid/context_message_runner.hpp for auto and context): one blob per array, all coded as one
+// grid/context_message_runner.hpp for auto, context and Huffman): one blob per array, all coded as one
 // message grid. Arrays of one dtype, C-contiguous; reconstructions, previous, previous2: lists
 // with one array or None per array (or None).
 py::list grid_compress_message(const py::list& arrays, const std::string& dtype, double error_bound, int mode, int coder,
                                const py::object& reconstructions, const py::object& previous,
                                const py::object& previous2, bool assemble) {
-  if (coder != int(Coder::Bitpack) && coder != int(Coder::Context) && coder != kCoderAuto)
-    throw InvalidArgument("a message grid codes with bitpack, context or auto");
+  if (coder != int(Coder::Bitpack) && coder != int(Coder::Context) && coder != int(Coder::Huffman) && coder != kCoderAuto)
+    throw InvalidArgument("a message grid codes with bitpack, context, huffman or auto");
   const size_t count = arrays.size();
   for (const py::object* list : {&reconstructions, &previous, &previous2})
     if (!list->is_none() && py::len(*list) != count) throw InvalidArgument("one entry per array in each list");

@@ -27,9 +27,9 @@ void check_aligned(const void* p, DType dtype, const char* what);  // below: the
 
 namespace {
 
-// What the plan gives the host (Huffman), and the device paths' fallback (outlier overflow): the
-// tensor and the stream's reconstructions copied to pinned host memory, the CPU codec's front
-// door, the reconstruction copied back (same format, same values).
+// What the plan gives the host (matrices for the low-rank fit), and the device paths' fallback
+// (outlier overflow): the tensor and the stream's reconstructions copied to pinned host memory,
+// the CPU codec's front door, the reconstruction copied back (same format, same values).
 template <class T>
 void compress_on_host(const TensorView& x, const Params& p, const Execution& e, const StreamTerms& stream, uint64_t n,
                       Workspace& ws, cudaStream_t s, const CodedBlobSink& sink, size_t tensor) {
@@ -54,12 +54,25 @@ void compress_on_host(const TensorView& x, const Params& p, const Execution& e, 
   upload.end();
 }
 
-// A raw blob of a device tensor: its values are the payload (and the reconstruction).
+// A raw blob of a device tensor: its values are the payload (and the reconstruction). A device
+// blob is assembled where the values are (only the bound, found on the device, comes to the host);
+// a host blob takes one copy of the values.
 template <class T>
 void compress_raw_from_device(const TensorView& x, const Params& p, const StreamTerms& stream, uint64_t n, Workspace& ws,
                               cudaStream_t s, const CodedBlobSink& sink, size_t tensor) {
   const size_t bytes = n * sizeof(T);
   ws.wait_host();
+  if (sink.streams_stay()) {
+    auto* bound = reinterpret_cast<DeviceBound*>(ws.device_bytes(sizeof(DeviceBound)));
+    auto* abs_bound = reinterpret_cast<double*>(ws.host_bytes(sizeof(double)));
+    Enqueued find(ws, s);
+    enqueue_bound(static_cast<const T*>(x.data), n, bound, p.mode, p.error_bound, ws.sm_count, s);
+    EBGC_CUDA(cudaMemcpyAsync(abs_bound, &bound->abs_bound, sizeof(double), cudaMemcpyDeviceToHost, s));
+    find.end();
+    ws.wait_host();
+    return put_raw_on_device(static_cast<const T*>(x.data), static_cast<T*>(stream.reconstruction), x.shape, p,
+                             *abs_bound, n, sink, tensor, ws, s);
+  }
   uint8_t* h = ws.host_bytes(bytes);
   Enqueued download(ws, s);
   EBGC_CUDA(cudaMemcpyAsync(h, x.data, bytes, cudaMemcpyDeviceToHost, s));
@@ -102,11 +115,12 @@ void compress_typed(const TensorView& x, const Params& p, const Execution& e, co
     };
     if (p.coder == int(Coder::Raw)) return compress_raw_from_device<T>(x, p, stream, n, ws, s, sink, tensor);
     if (p.coder == int(Coder::Bitpack)) return bitpack();
-    switch (compress_context_on_device(xd, x.shape, p, predict, rec, ws, s, sink, tensor)) {
+    const GridResult r = compress_context_on_device(xd, x.shape, p, predict, rec, ws, s, sink, tensor);
+    switch (r.outcome) {
       case GridOutcome::Written: return;
       case GridOutcome::Raw: return compress_raw_from_device<T>(x, p, stream, n, ws, s, sink, tensor);
       case GridOutcome::Bitpack: return bitpack();
-      case GridOutcome::TooManyOutliers: return on_host_as(Coder::Context, kGridChunkLog2);
+      case GridOutcome::TooManyOutliers: return on_host_as(r.coder, kGridChunkLog2);
     }
   };
   if (choice.kind == PredictorKind::Blend) return run(choice.blend);
@@ -150,7 +164,7 @@ void decompress_typed(const ParsedBlob& pb, T* out, const Execution& e, const T*
   }
   if (decompress_where(h, true) == Where::Device) {
     with_device_predictor(h, previous, ws, s, [&](const auto& predict) {
-      if (h.coder == Coder::Context) {
+      if (h.coder == Coder::Context || h.coder == Coder::Huffman) {
         decompress_context_on_device(pb, out, predict, ws, s);
       } else {
         check_bitpack_streams(pb);
@@ -165,7 +179,7 @@ void decompress_typed(const ParsedBlob& pb, T* out, const Execution& e, const T*
     });
     return;
   }
-  // The plan's host path (Huffman, the serial context layout): the stream's
+  // The plan's host path (the serial context layout): the stream's
   // reconstructions to the host if the blob is predicted from them, the CPU codec, one copy back.
   const size_t slot = (bytes + 255) & ~size_t(255);
   uint8_t* host = ws.host_bytes(3 * slot);
@@ -328,8 +342,9 @@ void compress_many(const std::vector<TensorView>& xs, const Params& p, const Exe
   }
   auto allocator_of = [&](size_t k) -> BlobAllocator { return [&allocate, k](size_t size) { return allocate(k, size); }; };
   // Fast mode and the ratio coders run as message grids, one per device and dtype (in order of
-  // first appearance); the rest (raw, Huffman, matrices for the low-rank fit) tensor by tensor.
-  const bool fast = p.coder == int(Coder::Bitpack), ratio = p.coder == kCoderAuto || p.coder == int(Coder::Context);
+  // first appearance); the rest (raw, matrices for the low-rank fit) tensor by tensor.
+  const bool fast = p.coder == int(Coder::Bitpack);
+  const bool ratio = p.coder == kCoderAuto || p.coder == int(Coder::Context) || p.coder == int(Coder::Huffman);
   std::vector<std::pair<std::pair<int, DType>, std::vector<size_t>>> groups;
   for (size_t k = 0; k < xs.size(); ++k) {
     if (xs[k].elements() == 0 || !(fast || ratio) || compress_where(xs[k], p) == Where::Host) {
@@ -396,10 +411,12 @@ void compress_many(const std::vector<TensorView>& xs, const Params& p, const Exe
       }
       for (size_t k : left.raw) compress_raw_from_device<T>(xs[k], p, terms[k], xs[k].elements(), ws, s, sink, k);
       // Over the outlier capacity: the CPU codec with the grid's coder and chunks (as one tensor).
-      q.coder = int(Coder::Context);
       q.chunk_log2 = kGridChunkLog2;
       q.low_rank = false;
-      for (size_t k : left.host) compress_on_host<T>(xs[k], q, e, terms[k], xs[k].elements(), ws, s, sink, k);
+      for (const auto& [k, coder] : left.host) {
+        q.coder = int(coder);
+        compress_on_host<T>(xs[k], q, e, terms[k], xs[k].elements(), ws, s, sink, k);
+      }
     });
   }
 }
@@ -487,7 +504,7 @@ void decompress_device_blob(const DeviceBlob& db, const TensorView& out, const E
       return;
     }
     with_device_predictor(h, prev.data(), ws, s, [&](const auto& predict) {
-      if (h.coder == Coder::Context) {
+      if (h.coder == Coder::Context || h.coder == Coder::Huffman) {
         decompress_context_on_device(pb, o, predict, ws, s, payload);
       } else {
         decompress_bitpack_from_device(pb, payload, o, predict, ws, s);

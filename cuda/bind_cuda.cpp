@@ -169,8 +169,8 @@ PYBIND11_MODULE(_cuda, m) {
         py::arg("previous") = 0, py::arg("previous2") = 0, py::arg("reconstruction") = 0,
         py::arg("allocate_device") = py::none(),
         "Compress a C-contiguous device array (pointer) into a blob; where each stage runs is the plan's\n"
-        "(context lanes, bit-packing and raw on the GPU, with zero or stream prediction; Huffman on the\n"
-        "host after one copy). previous, previous2, reconstruction: device pointers (0: none) of the\n"
+        "(context and Huffman lanes, bit-packing and raw on the GPU, with zero or stream prediction; the\n"
+        "low-rank fit of matrices on the host after one copy). previous, previous2, reconstruction: device pointers (0: none) of the\n"
         "stream's last reconstructions and of where the new one goes. allocate_device(0, size) -> device\n"
         "pointer: the blob is assembled in that memory (on the array's device; only its front crosses\n"
         "to the device, enqueued on `stream`) and None is returned; else the blob as bytes.");

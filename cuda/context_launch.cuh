@@ -1,7 +1,8 @@
-// The ratio coder on the device, host side: buffers, launches and the three host waits of a grid
-// encode (the analysis summary, for the tables; the chunk sizes; the streams), and the decode of a
-// context-coded blob (one staging copy, two lane kernels, the outliers, and a fault word the host
-// reads before returning, so a corrupt stream is a typed error).
+// The ratio coders on the device (context, and Huffman on the same lanes), host side: buffers,
+// launches and the three host waits of a grid encode (the analysis summary, for the tables; the
+// chunk sizes; the streams), and the decode of a lane-coded blob (one staging copy, a symbol and a
+// lane kernel, the outliers, and a fault word the host reads before returning, so a corrupt stream
+// is a typed error).
 #pragma once
 #include <cuda_runtime.h>
 
@@ -55,7 +56,7 @@ struct GridEncodeLayout {
     state = c.take(4 * g.lanes());
     words = c.take(4 * g.lanes());
     region = c.take(2 * g.lanes() * g.word_region());
-    tables = c.take(sizeof(RansEncodeEntry) * (kCtxBuckets * kSymbols + 2 * kSignContexts) + 2 * 128 * 4);
+    tables = c.take(max_context_table_bytes());
     // A chunk's streams: its head (<= 32 + 7 * 5 bytes), <= 2 words a value, <= 27 raw bits a value.
     streams = c.take(g.chunks * 72 + n * 4 + (n * kMaxRawBits + 7) / 8);
     index = c.take(8 * capacity);
@@ -66,13 +67,19 @@ struct GridEncodeLayout {
 };
 
 enum class GridOutcome { Written, Raw, Bitpack, TooManyOutliers };
+// What a grid encode did; for TooManyOutliers, the coder the CPU codec is to run in its place.
+struct GridResult {
+  GridOutcome outcome;
+  Coder coder = Coder::Context;
+};
 
 inline unsigned lane_blocks(uint64_t threads, unsigned per_block) { return unsigned(ceil_div(threads, per_block)); }
 
-// Encodes x (n >= 1) with the context coder's lanes, or says which coder to run instead: the plan's
-// pick from the device's own statistics (raw, bit-packing) or the CPU codec (outlier overflow).
+// Encodes x (n >= 1) with the context coder's or Huffman's lanes, or says which coder to run
+// instead: the plan's pick from the device's own statistics (raw, bit-packing) or the CPU codec
+// (outlier overflow).
 template <class T, class Predictor>
-GridOutcome compress_context_on_device(const T* x, const std::vector<uint64_t>& shape, const Params& p,
+GridResult compress_context_on_device(const T* x, const std::vector<uint64_t>& shape, const Params& p,
                                        const Predictor& predict, T* reconstruction, Workspace& ws, cudaStream_t s,
                                        const CodedBlobSink& sink, size_t tensor) {
   uint64_t n = 1;
@@ -115,38 +122,42 @@ GridOutcome compress_context_on_device(const T* x, const std::vector<uint64_t>& 
   totals.bitpack_bytes = host_summary->bitpack_bytes;
   totals.outliers = host_summary->outliers;
   const double abs_bound = double_of(host_summary->abs_bound_bits);
-  const SymbolStats st = grid_stats(totals, n, g.chunks, sign_period, sizeof(T));
-  const ContextCoder::Model model(st);
-  const Coder coder = pick_grid_coder(p.coder, st, model, sizeof(T));
-  if (coder == Coder::Raw) {
-    if (!sink.streams_stay()) return GridOutcome::Raw;  // the values come to the host once
+  const LaneCoderChoice choice = choose_lane_coder(totals, n, g.chunks, sign_period, sizeof(T), p.coder, L.capacity);
+  if (choice.coder == Coder::Raw) {
+    if (!sink.streams_stay()) return {GridOutcome::Raw};  // the values come to the host once
     put_raw_on_device(x, reconstruction, shape, p, abs_bound, n, sink, tensor, ws, s);
-    return GridOutcome::Written;
+    return {GridOutcome::Written};
   }
-  if (coder == Coder::Bitpack) return GridOutcome::Bitpack;
-  if (totals.outliers > L.capacity) return GridOutcome::TooManyOutliers;
-  ByteWriter tables;
-  model.save(tables);
-  const RansLaneEncoder encoder(model.model);
-  const size_t entry_bytes = sizeof(RansEncodeEntry) * encoder.entry.size(), dir_bytes = 8 * (3 * g.chunks + 1);
+  if (choice.coder == Coder::Bitpack) return {GridOutcome::Bitpack};
+  if (choice.over_capacity) return {GridOutcome::TooManyOutliers, choice.coder};
+  const uint32_t coded = choice.coded();
+  std::vector<uint8_t> placed;
+  const PlacedTables placed_at = place_lane_tables(choice, placed);
+  const size_t dir_bytes = 8 * (3 * g.chunks + 1);
   // One pinned buffer for the tables going and the directory coming back: growing it later would
   // free memory the tables' copy may still read.
-  uint8_t* h = ws.host_bytes(std::max(entry_bytes + 2 * 128 * 4, dir_bytes));
-  std::memcpy(h, encoder.entry.data(), entry_bytes);
-  std::memcpy(h + entry_bytes, encoder.magnitude_base.data(), 128 * 4);
-  std::memcpy(h + entry_bytes + 128 * 4, encoder.sign_base.data(), 128 * 4);
+  uint8_t* h = ws.host_bytes(std::max(placed.size(), dir_bytes));
+  std::memcpy(h, placed.data(), placed.size());
 
   // Step 2 and 3: lanes coded, chunk sizes and offsets, streams and outliers in place.
   Enqueued encode(ws, s);
-  EBGC_CUDA(cudaMemcpyAsync(at(L.tables), h, entry_bytes + 2 * 128 * 4, cudaMemcpyHostToDevice, s));
-  const RansEncodeView view{reinterpret_cast<const RansEncodeEntry*>(at(L.tables)), u32(L.tables + entry_bytes),
-                            u32(L.tables + entry_bytes + 128 * 4)};
+  EBGC_CUDA(cudaMemcpyAsync(at(L.tables), h, placed.size(), cudaMemcpyHostToDevice, s));
   const LaneCode code{u32(L.state), u32(L.words), reinterpret_cast<uint16_t*>(at(L.region))};
+  uint32_t* chunk_a = u32(L.region);  // Huffman's A words, where the context coder's regions are
   EBGC_CUDA(cudaMemsetAsync(at(L.chunk_b), 0, L.chunk_b_bytes, s));
-  context_encode_kernel<<<lane_blocks(g.lanes(), kLaneThreads), kLaneThreads, 0, s>>>(
-      g, view, at(L.sym), at(L.ctx), code, u32(L.lane_raw), u32(L.lane_raw_bits), u32(L.chunk_b));
+  if (coded == kLaneHuffman) {
+    EBGC_CUDA(cudaMemsetAsync(chunk_a, 0, 4 * g.chunks * huffman_words_per_chunk(g), s));
+    huffman_encode_kernel<<<lane_blocks(g.lanes(), kLaneThreads), kLaneThreads, 0, s>>>(
+        g, huffman_view_at(at(L.tables)), at(L.sym), code, chunk_a, u32(L.lane_raw), u32(L.lane_raw_bits),
+        u32(L.chunk_b));
+  } else {
+    context_encode_kernel<<<lane_blocks(g.lanes(), kLaneThreads), kLaneThreads, 0, s>>>(
+        g, rans_tables_at(at(L.tables), placed_at), at(L.sym), at(L.ctx), code, u32(L.lane_raw), u32(L.lane_raw_bits),
+        u32(L.chunk_b));
+  }
   EBGC_CUDA(cudaGetLastError());
-  context_sizes_kernel<<<lane_blocks(g.chunks + 1, 256), 256, 0, s>>>(g, u32(L.words), u64(L.len_b), u64(L.len_a), u64(L.bytes));
+  context_sizes_kernel<<<lane_blocks(g.chunks + 1, 256), 256, 0, s>>>(g, coded, u32(L.words), u64(L.len_b), u64(L.len_a),
+                                                                      u64(L.bytes));
   EBGC_CUDA(cudaGetLastError());
   size_t temp = L.scan_temp_bytes;
   EBGC_CUDA(cub::DeviceScan::ExclusiveSum(at(L.scan_temp), temp, u64(L.bytes), u64(L.offset), int64_t(g.chunks + 1), s));
@@ -154,7 +165,7 @@ GridOutcome compress_context_on_device(const T* x, const std::vector<uint64_t>& 
   EBGC_CUDA(cub::DeviceScan::ExclusiveSum(at(L.scan_temp), temp, u64(L.chunk_outliers), u64(L.first_outlier),
                                           int64_t(g.chunks + 1), s));
   context_streams_kernel<<<lane_blocks(g.lanes(), kLaneThreads), kLaneThreads, 0, s>>>(
-      g, code, u32(L.chunk_b), u64(L.len_b), u64(L.offset), at(L.streams));
+      g, coded, code, chunk_a, u32(L.chunk_b), u64(L.len_a), u64(L.len_b), u64(L.offset), at(L.streams));
   EBGC_CUDA(cudaGetLastError());
   if (totals.outliers)
     context_outlier_kernel<T><<<lane_blocks(g.chunks, 256), 256, 0, s>>>(
@@ -185,27 +196,30 @@ GridOutcome compress_context_on_device(const T* x, const std::vector<uint64_t>& 
   if (reconstruction) EBGC_CUDA(cudaMemcpyAsync(reconstruction, staged, n * sizeof(T), cudaMemcpyDeviceToDevice, s));
   download.end();
   ws.wait_host();
-  Header hd = grid_header<T>(shape, p, predict, kGridChunkLog2, Coder::Context);
+  Header hd = grid_header<T>(shape, p, predict, kGridChunkLog2, choice.coder);
   hd.abs_bound = abs_bound;
-  put_coded_blob(hd, outliers, reinterpret_cast<const uint64_t*>(h), h + value_at, sizeof(T), tables, len_a, len_b,
+  put_coded_blob(hd, outliers, reinterpret_cast<const uint64_t*>(h), h + value_at, sizeof(T), choice.tables, len_a, len_b,
                  stay ? at(L.streams) : h + streams_at, sink, tensor);
   sink.finish();
-  return GridOutcome::Written;
+  return {GridOutcome::Written};
 }
 
 // ---- decoding ----------------------------------------------------------------------------------
 
-// A context blob's staged inputs (one host-to-device copy), then the device-only buffers.
+// A lane-coded blob's staged inputs (one host-to-device copy: the directory, the decode tables,
+// the outliers, the streams unless they are on the device), then the device-only buffers.
 struct GridDecodeLayout {
-  size_t chunks, slot_entry, table_for_sum, sign_freq, index, value, streams, staged;
+  size_t chunks, slot_entry, table_for_sum, sign_freq, huffman, index, value, streams, staged;
   size_t sym, lane_raw_bits, fault, total;
   GridDecodeLayout(const ParsedBlob& pb, const LaneGrid& g) {
+    const bool huffman_coded = pb.header.coder == Coder::Huffman;
     const ContextModel& m = pb.tables.context;
     Carve c;
     chunks = c.take(sizeof(ChunkStreamRef) * g.chunks);
-    slot_entry = c.take(4 * m.slot_entry.size());
-    table_for_sum = c.take(4 * m.table_for_sum.size());
-    sign_freq = c.take(4 * (kSignContexts + 1));
+    slot_entry = c.take(huffman_coded ? 0 : 4 * m.slot_entry.size());
+    table_for_sum = c.take(huffman_coded ? 0 : 4 * m.table_for_sum.size());
+    sign_freq = c.take(huffman_coded ? 0 : 4 * (kSignContexts + 1));
+    huffman = c.take(huffman_coded ? 2 * kHuffMaxSymbols : 0);
     index = c.take(8 * pb.outlier_index.size());
     value = c.take(dtype_size(pb.header.dtype) * pb.outlier_index.size());
     streams = c.take(stream_bytes_of(pb));
@@ -217,12 +231,15 @@ struct GridDecodeLayout {
   }
 };
 
-// device_streams: where the blob's chunk streams are if they are in device memory (a blob parsed
-// from its front), else null (they are staged from the host's bytes).
+// Decodes a context (coder 4) or Huffman (coder 2) blob: the symbols a thread a lane (context) or a
+// thread a chunk (Huffman), then the values a thread a lane. device_streams: where the blob's
+// chunk streams are if they are in device memory (a blob parsed from its front), else null (they
+// are staged from the host's bytes).
 template <class T, class Predictor>
 void decompress_context_on_device(const ParsedBlob& pb, T* out, const Predictor& predict, Workspace& ws, cudaStream_t s,
                                   const uint8_t* device_streams = nullptr) {
   const Header& hd = pb.header;
+  const bool huffman_coded = hd.coder == Coder::Huffman;
   const LaneGrid g(hd.elements(), hd.chunk_log2);
   const ContextModel& m = pb.tables.context;
   const GridDecodeLayout L(pb, g);
@@ -232,11 +249,15 @@ void decompress_context_on_device(const ParsedBlob& pb, T* out, const Predictor&
   uint8_t* h = ws.host_bytes(L.staged + 4);
   auto* refs = reinterpret_cast<ChunkStreamRef*>(h + L.chunks);
   for (uint64_t c = 0; c < g.chunks; ++c) refs[c] = {pb.offset[c], pb.len_a[c], pb.offset[c] + pb.len_a[c], pb.len_b[c]};
-  std::memcpy(h + L.slot_entry, m.slot_entry.data(), 4 * m.slot_entry.size());
-  std::memcpy(h + L.table_for_sum, m.table_for_sum.data(), 4 * m.table_for_sum.size());
-  auto* sign_freq = reinterpret_cast<uint32_t*>(h + L.sign_freq);
-  for (unsigned c = 0; c < kSignContexts; ++c) sign_freq[c] = m.sign_positive[c];
-  sign_freq[kSignContexts] = kRansScale;
+  if (huffman_coded) {
+    std::memcpy(h + L.huffman, pb.tables.huffman->table.data(), 2 * kHuffMaxSymbols);
+  } else {
+    std::memcpy(h + L.slot_entry, m.slot_entry.data(), 4 * m.slot_entry.size());
+    std::memcpy(h + L.table_for_sum, m.table_for_sum.data(), 4 * m.table_for_sum.size());
+    auto* sign_freq = reinterpret_cast<uint32_t*>(h + L.sign_freq);
+    for (unsigned c = 0; c < kSignContexts; ++c) sign_freq[c] = m.sign_positive[c];
+    sign_freq[kSignContexts] = kRansScale;
+  }
   std::memcpy(h + L.index, pb.outlier_index.data(), 8 * count);
   std::memcpy(h + L.value, pb.outlier_values, elem * count);
   if (!device_streams) std::memcpy(h + L.streams, pb.streams, stream_bytes_of(pb));
@@ -247,14 +268,19 @@ void decompress_context_on_device(const ParsedBlob& pb, T* out, const Predictor&
   if (device_streams && stream_bytes_of(pb))
     EBGC_CUDA(cudaMemcpyAsync(d + L.streams, device_streams, stream_bytes_of(pb), cudaMemcpyDeviceToDevice, s));
   EBGC_CUDA(cudaMemsetAsync(fault, 0, 4, s));
-  const LaneDecodeTables tables{
-      {{reinterpret_cast<const uint32_t*>(d + L.slot_entry), reinterpret_cast<const uint32_t*>(d + L.table_for_sum)},
-       reinterpret_cast<const uint32_t*>(d + L.sign_freq)},
-      m.sign_period};
   const auto* chunks = reinterpret_cast<const ChunkStreamRef*>(d + L.chunks);
   auto* lane_raw_bits = reinterpret_cast<uint32_t*>(d + L.lane_raw_bits);
-  context_symbols_kernel<<<lane_blocks(g.lanes(), kLaneThreads), kLaneThreads, 0, s>>>(
-      g, tables, d + L.streams, chunks, d + L.sym, lane_raw_bits, fault);
+  if (huffman_coded) {
+    huffman_symbols_kernel<<<lane_blocks(g.chunks, kLaneThreads), kLaneThreads, 0, s>>>(
+        g, reinterpret_cast<const uint16_t*>(d + L.huffman), d + L.streams, chunks, d + L.sym, lane_raw_bits, fault);
+  } else {
+    const LaneDecodeTables tables{
+        {{reinterpret_cast<const uint32_t*>(d + L.slot_entry), reinterpret_cast<const uint32_t*>(d + L.table_for_sum)},
+         reinterpret_cast<const uint32_t*>(d + L.sign_freq)},
+        m.sign_period};
+    context_symbols_kernel<<<lane_blocks(g.lanes(), kLaneThreads), kLaneThreads, 0, s>>>(
+        g, tables, d + L.streams, chunks, d + L.sym, lane_raw_bits, fault);
+  }
   EBGC_CUDA(cudaGetLastError());
   context_reconstruct_kernel<T, Predictor><<<lane_blocks(g.lanes(), kLaneThreads), kLaneThreads, 0, s>>>(
       g, d + L.streams, chunks, d + L.sym, lane_raw_bits, LinearQuantizer(hd.abs_bound), predict, out, fault);
@@ -271,6 +297,7 @@ void decompress_context_on_device(const ParsedBlob& pb, T* out, const Predictor&
   unsigned flags;
   std::memcpy(&flags, h + L.staged, 4);
   require_format(!(flags & kFaultRans), "rANS chunk is corrupt");
+  require_format(!(flags & kFaultHuffman), "Huffman chunk is corrupt");
   require_format(!(flags & kFaultRawBits), "raw bits truncated");
 }
 

@@ -1,7 +1,7 @@
-// Whole messages in ratio mode on the GPU: the context coder's kernels over one message grid
+// Whole messages in ratio mode on the GPU: the lane coders' kernels over one message grid
 // (grid/context_message.hpp) of all tensors of one dtype. A lane thread finds its row by its
 // thread block (rows start on a block, so the block's shared histograms are one row's), a chunk
-// thread by its chunk, and then runs grid/context_lane_steps.hpp's body for the row's lane or chunk
+// thread by its chunk, and then runs grid/*_lane_steps.hpp's body for the row's lane or chunk
 // at the row's offsets, as context_kernels.cuh does for one tensor. The host runner
 // (grid/context_message_runner.hpp) runs the same bodies in the same order in the test suite.
 #pragma once
@@ -28,6 +28,12 @@ struct ContextMessageArrays {
   template <class T>
   __device__ LaneCode code_of(const ContextRow<T>& r) const {
     return {state + r.first_lane, words + r.first_lane, region + r.first_lane * region_words};
+  }
+  // A Huffman row's chunk A words: where its lanes' regions are (a chunk's start there is a
+  // multiple of 16 bytes: first_lane is a multiple of kLanes).
+  template <class T>
+  __device__ uint32_t* huffman_a_of(const ContextRow<T>& r) const {
+    return reinterpret_cast<uint32_t*>(region + r.first_lane * region_words);
   }
 };
 
@@ -82,7 +88,10 @@ __global__ void context_message_tally_kernel(const ContextRow<T>* rows, uint64_t
   if (t.outliers) atomicAdd(&summary->outliers, (unsigned long long)t.outliers);
 }
 
-// The coded rows' lanes: rANS words, and raw bits into their chunk's B (zeroed before the launch).
+// The coded rows' lanes: rANS words, or Huffman's bits (counted, the thread block synced, then
+// written after the chunk's earlier lanes' into the chunk's A words, zeroed before the launch), and
+// raw bits into their chunk's B (zeroed). A thread block holds one row's lanes, so the sync is the
+// whole block's or none.
 template <class T>
 __global__ void __launch_bounds__(kLaneThreads)
     context_message_encode_kernel(const ContextRow<T>* rows, uint64_t count, const uint8_t* __restrict__ tables,
@@ -91,9 +100,18 @@ __global__ void __launch_bounds__(kLaneThreads)
   const ContextRow<T> r = rows[row_at(rows, count, thread, &ContextRow<T>::first_thread)];
   const LaneGrid g = r.grid();
   const uint64_t t = thread - r.first_thread;
-  if (!r.coded || t >= g.lanes()) return;
-  encode_lane(g, t, row_tables(r, tables), a.sym + r.first_value, a.ctx + r.first_value, a.code_of(r));
+  const bool live = r.coded != kLaneNone && t < g.lanes();
+  if (r.coded == kLaneHuffman) {
+    if (live) a.words[r.first_lane + t] = huffman_lane_bits(g, t, row_huffman(r, tables), a.sym + r.first_value);
+    __syncthreads();
+  }
+  if (!live) return;
   DeviceSink sink{nullptr};
+  if (r.coded == kLaneHuffman)
+    encode_huffman_lane(g, t, row_huffman(r, tables), a.sym + r.first_value,
+                        huffman_lane_offset(t, a.words + r.first_lane), a.huffman_a_of(r), sink);
+  else
+    encode_lane(g, t, row_tables(r, tables), a.sym + r.first_value, a.ctx + r.first_value, a.code_of(r));
   place_lane_raw_bits(g, t, a.lane_raw + r.first_lane * a.raw_words, a.lane_raw_bits + r.first_lane,
                       a.chunk_b + r.first_chunk * a.b_words, sink);
 }
@@ -114,7 +132,7 @@ __global__ void context_message_sizes_kernel(const ContextRow<T>* rows, uint64_t
     a.len_a[c] = a.bytes[c] = a.chunk_outliers[c] = 0;
     return;
   }
-  a.len_a[c] = chunk_a_bytes(a.words + r.first_lane + (c - r.first_chunk) * kLanes);
+  a.len_a[c] = lane_chunk_a_bytes(r.coded, a.words + r.first_lane + (c - r.first_chunk) * kLanes);
   a.bytes[c] = a.len_a[c] + a.len_b[c];
 }
 
@@ -127,7 +145,8 @@ __global__ void __launch_bounds__(kLaneThreads)
   const uint64_t t = thread - r.first_thread;
   if (!r.coded || t >= g.lanes()) return;
   const uint64_t c = r.first_chunk + t / kLanes;
-  write_lane_streams(g, t, a.code_of(r), a.chunk_b + r.first_chunk * a.b_words, a.len_b[c], streams + a.offset[c]);
+  write_coded_lane_streams(r.coded, g, t, a.code_of(r), a.huffman_a_of(r), a.chunk_b + r.first_chunk * a.b_words,
+                           a.len_a[c], a.len_b[c], streams + a.offset[c]);
 }
 
 // A thread per message chunk of a coded row: its outliers (indices within the row) at its place in

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <utility>
 #include <vector>
 
 #include <cub/device/device_scan.cuh>
@@ -70,7 +71,8 @@ struct ContextMessageLayout {
 // host blobs; the CPU codec for rows over the outlier capacity) or through the fast mode's message
 // grid.
 struct ContextMessageLeftovers {
-  std::vector<size_t> raw, bitpack, host;
+  std::vector<size_t> raw, bitpack;
+  std::vector<std::pair<size_t, Coder>> host;  // with the coder the CPU codec is to run
 };
 
 // rows: x, reconstruction, n, sign_period set; blends: the rows whose stream predictor is fitted
@@ -118,7 +120,7 @@ ContextMessageLeftovers compress_context_message_on_device(std::vector<ContextRo
   ws.wait_host();
 
   // The host's part: each tensor's coder and tables, by the CPU's code.
-  std::vector<ContextRowChoice> choices(count);
+  std::vector<LaneCoderChoice> choices(count);
   std::vector<double> abs_bound(count);
   std::vector<uint64_t> raw_rows;
   for (uint64_t k = 0; k < count; ++k) {
@@ -130,12 +132,12 @@ ContextMessageLeftovers compress_context_message_on_device(std::vector<ContextRo
     totals.raw_bytes = sm.raw_bytes, totals.bitpack_bytes = sm.bitpack_bytes, totals.outliers = sm.outliers;
     abs_bound[k] = double_of(sm.abs_bound_bits);
     const ContextRow<T>& r = rows[k];
-    choices[k] = choose_context_row(totals, r.n, r.grid().chunks, r.sign_period, sizeof(T), p.coder,
-                                    message_outlier_capacity(r.n));
+    choices[k] = choose_lane_coder(totals, r.n, r.grid().chunks, r.sign_period, sizeof(T), p.coder,
+                                   message_outlier_capacity(r.n));
     const size_t tensor = tensor_of[k];
     if (choices[k].coder == Coder::Raw) raw_rows.push_back(k);
     else if (choices[k].coder == Coder::Bitpack) left.bitpack.push_back(tensor);
-    else if (choices[k].over_capacity) left.host.push_back(tensor);
+    else if (choices[k].over_capacity) left.host.push_back({tensor, choices[k].coder});
   }
   // Raw rows: assembled from the values where they are for device blobs (after the loop above: the
   // assembly reuses the pinned buffer that held the summaries), else tensor by tensor.
@@ -159,6 +161,8 @@ ContextMessageLeftovers compress_context_message_on_device(std::vector<ContextRo
   EBGC_CUDA(cudaMemcpyAsync(d + L.rows, h, row_bytes, cudaMemcpyHostToDevice, s));
   EBGC_CUDA(cudaMemcpyAsync(d + L.tables, h + row_bytes, tables.size(), cudaMemcpyHostToDevice, s));
   EBGC_CUDA(cudaMemsetAsync(d + L.chunk_b, 0, L.chunk_b_bytes, s));
+  if (std::any_of(rows.begin(), rows.end(), [](const ContextRow<T>& r) { return r.coded == kLaneHuffman; }))
+    EBGC_CUDA(cudaMemsetAsync(d + L.region, 0, 2 * m.lanes * any.word_region(), s));  // Huffman's A words
   context_message_encode_kernel<T><<<lane_grid, kLaneThreads, 0, s>>>(table, count, d + L.tables, a);
   context_message_sizes_kernel<T><<<chunk_grid, 256, 0, s>>>(table, count, m.chunks, a);
   EBGC_CUDA(cudaGetLastError());

@@ -887,8 +887,8 @@ def _check_blob_result(y, h) -> Optional[str]:
 
 def _device_decode(data: bytes):
     """The GPU decoder's steps run on the host (the host runner of csrc/include/ebgc/grid/) for a
-    blob the GPU decodes itself (plan.hpp: raw, bit-packed, context lanes; no low rank); None for
-    the others."""
+    blob the GPU decodes itself (plan.hpp: raw, bit-packed, Huffman, context lanes, any predictor);
+    None for the others."""
     from ebgc import _core
 
     parsed = _core.inspect(data)

@@ -6,6 +6,11 @@ On the GPU the contract is strict: a blob made on the device is byte-for-byte wh
 (the device's per-lane code run on the CPU, tests/test_grid.py) writes, which is the CPU codec's
 blob with the device's chunk size; ``coder="bitpack"`` blobs are the CPU's; decoding on the device
 gives the CPU's bits, and streams cross between devices in both directions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -165,8 +170,8 @@ def synchronize():
 
 def host_reference(x: np.ndarray, eb: float, mode: str, coder: str = "auto", previous=None, previous2=None,
                    reconstruction=None) -> bytes:
-    """What the device must write: the host runner's blob (coder auto/context/raw) or the CPU's
-    bit-packed blob."""
+    """What the device must write: the host runner's blob (coder auto/context/huffman/raw) or the
+    CPU's bit-packed blob."""
     from ebgc import _core
     from ebgc.vocabulary import CODERS, MODES
 
@@ -201,7 +206,7 @@ SIZES = (1, 31, 32, 33, 2047, 2048, 2049, 65535, 65536, 65537, 300_001)
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("n", SIZES)
 @pytest.mark.parametrize("mode,eb", [("rel", 1e-2), ("rel", 1e-4), ("abs", 1e-3)])
-@pytest.mark.parametrize("coder", ["auto", "context", "bitpack"])
+@pytest.mark.parametrize("coder", ["auto", "context", "huffman", "bitpack"])
 def test_gpu_blob_is_the_host_runners_blob(dtype, n, mode, eb, coder):
     x = (np.random.default_rng(n).laplace(size=n) * 1e-3).astype(dtype)
     ref = host_reference(x, eb, mode, coder)
@@ -228,6 +233,7 @@ def test_gpu_too_many_outliers_falls_back_to_the_same_blob():
     x[::7] = 1.0
     assert ebgc.compress(to_device(x), 1e-2, coder="bitpack") == ebgc.compress(x, 1e-2, coder="bitpack")
     assert ebgc.compress(to_device(x), 1e-2, coder="context") == host_reference(x, 1e-2, "rel", "context")
+    assert ebgc.compress(to_device(x), 1e-2, coder="huffman") == host_reference(x, 1e-2, "rel", "huffman")
 
 
 @pytest.mark.cuda
@@ -238,7 +244,7 @@ def test_gpu_decodes_cpu_blobs_of_every_coder(coder):
     y = ebgc.decompress(blob, device="cuda")
     synchronize()
     np.testing.assert_array_equal(bits(to_host(y)), bits(ebgc.decompress(blob)))
-    if coder in ("huffman", "context"):  # host-coded (Huffman; a matrix the low-rank fit may predict)
+    if coder in ("huffman", "context"):  # host-coded (a matrix the low-rank fit may predict)
         assert ebgc.compress(to_device(x), 1e-3, coder=coder) == blob
     else:
         assert ebgc.compress(to_device(x), 1e-3, coder=coder) == host_reference(x, 1e-3, "rel", coder)
@@ -252,7 +258,7 @@ def test_gpu_decodes_low_rank_blobs_and_host_codes_them_alike(coder):
     x = x.astype(np.float32)
     blob = ebgc.compress(x, 1e-3, coder=coder if coder != "auto" else "context")
     assert ebgc.info(blob)["predictor"] == "low-rank"
-    y = ebgc.decompress(blob, device="cuda")  # context: on the GPU (the factors go up); Huffman: on the host
+    y = ebgc.decompress(blob, device="cuda")  # on the GPU (the factors go up)
     synchronize()
     np.testing.assert_array_equal(bits(to_host(y)), bits(ebgc.decompress(blob)))
     # host-coded (the low-rank fit is a CPU stage): the CPU's blob
@@ -360,30 +366,32 @@ def test_gpu_torch_helpers_stay_on_device():
 
 def test_the_plan_decides_what_runs_on_the_device():
     """The one planning point (csrc/include/ebgc/plan.hpp) the CUDA backend asks, checked without a
-    GPU: a device tensor is coded on the device (context lanes, bit-packing, raw; "auto" picks among
-    them), Huffman is staged through the host; a device output decodes raw, bit-packed and context
-    blobs on the device (low-rank ones too), Huffman blobs on the host."""
+    GPU: a device tensor is coded on the device (context lanes, Huffman on the same lanes,
+    bit-packing, raw; "auto" picks among them); a device output decodes raw, bit-packed, Huffman and
+    context blobs on the device (low-rank ones too), only the serial context layout on the host."""
     from ebgc import _core
     from ebgc.vocabulary import CODERS
 
-    for name in ("auto", "bitpack", "context", "raw"):
+    for name in ("auto", "bitpack", "context", "huffman", "raw"):
         assert _core._compress_where_device(CODERS[name]) == "device", name
-    assert _core._compress_where_device(CODERS["huffman"]) == "host"
     # matrices the low-rank fit may predict go to the CPU codec, unless low_rank is off
-    for name, where in (("auto", "host"), ("context", "host"), ("bitpack", "device"), ("raw", "device")):
+    for name, where in (("auto", "host"), ("context", "host"), ("huffman", "host"), ("bitpack", "device"),
+                        ("raw", "device")):
         assert _core._compress_where_device(CODERS[name], shape=[512, 512]) == where, name
         assert _core._compress_where_device(CODERS[name], shape=[512, 512], low_rank=False) == "device", name
     x = np.random.default_rng(3).standard_normal((64, 96)).astype(np.float32)
-    expect = {"bitpack": "device", "raw": "device", "huffman": "host", "context": "device"}
+    expect = {"bitpack": "device", "raw": "device", "huffman": "device", "context": "device"}
     for coder, where in expect.items():
         blob = ebgc.compress(x, 1e-2, coder=coder, low_rank=False)
         assert _core._decompress_where_device(_core.inspect(blob)) == where, coder
     rng = np.random.default_rng(2)
     low = (rng.standard_normal((200, 3)) @ rng.standard_normal((3, 300))).astype(np.float32)
-    for coder, where in (("context", "device"), ("huffman", "host")):
+    for coder, where in (("context", "device"), ("huffman", "device")):
         blob = ebgc.compress(low, 1e-3, coder=coder)
         assert ebgc.info(blob)["predictor"] == "low-rank"
         assert _core._decompress_where_device(_core.inspect(blob)) == where, coder
+    serial = (Path(__file__).parent / "fixtures" / "f32_rel_context.ebgc").read_bytes()  # an older encoder's layout
+    assert _core._decompress_where_device(_core.inspect(serial)) == "host"
 
 
 # ---- streams on the device ----------------------------------------------------------------------
@@ -486,11 +494,12 @@ def test_gpu_stream_error_feedback_and_budget():
 
 
 @pytest.mark.cuda
-def test_gpu_decodes_corrupt_context_blobs_as_errors():
+@pytest.mark.parametrize("coder", ["context", "huffman"])
+def test_gpu_decodes_corrupt_lane_coded_blobs_as_errors(coder):
     from ebgc import _core
 
     x = np.random.default_rng(12).standard_normal(100_000).astype(np.float32)
-    blob = ebgc.compress(to_device(x), 1e-3, coder="context")
+    blob = ebgc.compress(to_device(x), 1e-3, coder=coder)
     rng = np.random.default_rng(13)
     for at in rng.integers(len(blob) // 2, len(blob) - 4, 60):
         bad = bytearray(blob)
@@ -560,7 +569,7 @@ def test_gpu_compress_many_is_compress_of_each():
 
 
 @pytest.mark.cuda
-@pytest.mark.parametrize("coder", ["bitpack", "context", "auto"])
+@pytest.mark.parametrize("coder", ["bitpack", "context", "huffman", "auto"])
 def test_gpu_message_over_outlier_capacity_falls_back_to_the_same_blobs(coder):
     x = np.full(400_000, np.nan, np.float32)  # every value an outlier: over the message's capacity
     x[::7] = 1.0
@@ -571,7 +580,7 @@ def test_gpu_message_over_outlier_capacity_falls_back_to_the_same_blobs(coder):
 
 @pytest.mark.cuda
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
-@pytest.mark.parametrize("coder", ["auto", "context"])
+@pytest.mark.parametrize("coder", ["auto", "context", "huffman"])
 def test_gpu_ratio_message_grid_blobs_are_the_host_runners(dtype, coder):
     """The ratio coders' message grid writes, for every tensor, the single-tensor host runner's blob
     and reconstruction (the host picks bit-packing or raw for some of them)."""
@@ -677,7 +686,7 @@ def test_gpu_decodes_blobs_in_device_memory(coder):
         synchronize()
         np.testing.assert_array_equal(bits(to_host(out)), bits(expected))
         parsed, _ = cuda.inspect_device(_device_bytes(blob), 0)
-        if coder in ("bitpack", "context", "auto"):  # decoded on the device: only the front came over
+        if coder != "raw":  # decoded on the device: only the front came over
             assert parsed.host_bytes < len(blob) / 4
 
 

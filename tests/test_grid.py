@@ -1,13 +1,14 @@
 """The device codec's algorithm, proven on the CPU: the host runner executes the per-lane bodies
 that the CUDA kernels run (one lane a thread) over the same grid, lane by lane, and its blobs must
-be the CPU codec's byte for byte (context coder, chunk_log2=GRID_CHUNK_LOG2, no low rank), its
-reconstructions the CPU's bit for bit, and its decoder must read every context-coded blob the CPU
-writes (any chunk size) to the same bits. Runs without a GPU; only launch, synchronisation and
+be the CPU codec's byte for byte (context and Huffman coders, and auto's pick among all four,
+chunk_log2=GRID_CHUNK_LOG2, no low rank), its reconstructions the CPU's bit for bit, and its
+decoder must read every lane-coded blob the CPU writes (any chunk size) to the same bits. Runs without a GPU; only launch, synchronisation and
 speed are left for tests/test_cuda.py."""
 
 from __future__ import annotations
 
 from importlib.resources import files
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -59,9 +60,12 @@ def assert_same_codec(x, eb, mode, coder="context", previous=None, previous2=Non
     rec_cpu, rec_grid = np.empty_like(x), np.empty_like(x)
     a = cpu_blob(x, eb, mode, coder, previous, previous2, rec_cpu)
     b = grid_blob(x, eb, mode, coder, previous, previous2, rec_grid)
+    if coder == "auto" and ebgc.info(b)["coder"] == "bitpack":  # the CPU's pick too, made with the fast mode's chunks
+        assert ebgc.info(a)["coder"] == "bitpack"
+        a = cpu_blob(x, eb, mode, "bitpack", previous, previous2, rec_cpu, chunk_log2=_core.DEFAULT_CHUNK_LOG2)
     assert a == b, f"grid blob differs: {len(b)} vs CPU {len(a)} bytes"
     assert rec_cpu.tobytes() == rec_grid.tobytes()
-    if ebgc.info(a)["coder"] == "context":
+    if ebgc.info(a)["coder"] in ("context", "huffman"):
         assert grid_decode(a, x, previous, previous2).tobytes() == rec_cpu.tobytes()
     return a
 
@@ -70,27 +74,45 @@ def gradient_like(rng, n, dtype=np.float32):
     return (rng.standard_normal(n) * rng.exponential(1.0, n)).astype(dtype)
 
 
+LANE_CODERS = ["context", "huffman"]
+
+
+@pytest.mark.parametrize("coder", LANE_CODERS)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("n", [0, 1, 7, 8, 9, 31, 33, 1000, 2**GRID - 1, 2**GRID, 2**GRID + 1, 100_003])
 @pytest.mark.parametrize("mode,eb", [("rel", 1e-2), ("rel", 1e-4), ("abs", 1e-3), ("abs", 1e-300)])
-def test_grid_blob_is_the_cpu_blob(dtype, n, mode, eb):
+def test_grid_blob_is_the_cpu_blob(dtype, n, mode, eb, coder):
     x = gradient_like(np.random.default_rng(n), n, dtype)
     if n > 16:
         x[[2, 5, 11]] = [np.nan, np.inf, np.finfo(dtype).max]
-    assert_same_codec(x, eb, mode)
+    blob = assert_same_codec(x, eb, mode, coder)
+    assert ebgc.info(blob)["coder"] == coder or n == 0
 
 
-def test_bfloat16_grid_blob():
+@pytest.mark.parametrize("coder", LANE_CODERS)
+def test_bfloat16_grid_blob(coder):
     ml_dtypes = pytest.importorskip("ml_dtypes")
     x = gradient_like(np.random.default_rng(3), 40_000).astype(ml_dtypes.bfloat16)
-    assert_same_codec(x, 1e-2, "rel")
+    assert_same_codec(x, 1e-2, "rel", coder)
 
 
-def test_large_codes_use_every_symbol_class():
-    # codes up to 2^29 in magnitude: every symbol class and its raw bits
+@pytest.mark.parametrize("coder", LANE_CODERS)
+def test_large_codes_use_every_symbol_class(coder):
+    # codes up to 2^29 in magnitude: every symbol class and its raw bits (Huffman: codes up to the
+    # 12-bit limit, lengths repaired)
     rng = np.random.default_rng(4)
     x = (np.sign(rng.standard_normal(50_000)) * 2.0 ** rng.uniform(0, 29, 50_000)).astype(np.float64)
-    assert_same_codec(x, 0.5, "abs")
+    assert_same_codec(x, 0.5, "abs", coder)
+
+
+def test_huffman_lanes_of_one_symbol_and_skewed_tables():
+    # one used symbol (a 1-bit code), two symbols, and a geometric spread whose optimal code is
+    # longer than 12 bits: lane boundaries fall inside words at every offset
+    rng = np.random.default_rng(14)
+    for x in (np.zeros(70_001, np.float32), np.where(rng.random(40_000) < 0.999, 0.0, 1.0).astype(np.float32),
+              (2.0 ** -rng.geometric(0.35, 90_000) * np.sign(rng.standard_normal(90_000))).astype(np.float32)):
+        for n in (x.size, 2049, 2048 * 8 + 3):
+            assert_same_codec(np.ascontiguousarray(x[:n]), 1e-6, "abs", "huffman")
 
 
 @pytest.mark.parametrize("shape", [(64, 32, 3, 3), (300, 257), (40_000,)])
@@ -100,14 +122,15 @@ def test_sign_contexts_of_kernels_and_rows(shape):
     assert_same_codec(x, 1e-2, "rel")
 
 
-def test_stream_blends_match():
+@pytest.mark.parametrize("coder", LANE_CODERS)
+def test_stream_blends_match(coder):
     rng = np.random.default_rng(6)
     p1 = rng.standard_normal(70_000).astype(np.float32)
     p2 = (0.9 * p1 + 0.1 * rng.standard_normal(p1.size)).astype(np.float32)
     x = (1.1 * p1 - 0.2 * p2 + 0.01 * rng.standard_normal(p1.size)).astype(np.float32)
-    blob = assert_same_codec(x, 1e-3, "rel", previous=p1, previous2=p2)
+    blob = assert_same_codec(x, 1e-3, "rel", coder, previous=p1, previous2=p2)
     assert ebgc.info(blob)["predictor"] == "blend-two-previous"
-    blob = assert_same_codec(x, 1e-3, "rel", previous=p1)
+    blob = assert_same_codec(x, 1e-3, "rel", coder, previous=p1)
     assert ebgc.info(blob)["predictor"] == "scaled-previous"
 
 
@@ -126,15 +149,24 @@ def test_sample_trace_tensors_and_stream():
 
 
 @pytest.mark.parametrize("coder", ["auto", "raw", "bitpack"])
-def test_grid_auto_picks_among_device_coders(coder):
+def test_grid_auto_picks_as_the_cpu_codec(coder):
+    """"auto" on the grid is the CPU codec's pick among all four coders for the same chunks (its
+    blob, but for bit-packing, which the device does with its fast mode's chunks)."""
     rng = np.random.default_rng(7)
-    for x in (gradient_like(rng, 50_000), rng.uniform(-1, 1, 5000).astype(np.float32), np.zeros(3000, np.float32)):
+    picked = set()
+    for x in (gradient_like(rng, 50_000), rng.uniform(-1, 1, 5000).astype(np.float32), np.zeros(3000, np.float32),
+              np.where(rng.random(60_000) < 0.97, 0.0, rng.standard_normal(60_000)).astype(np.float32),
+              rng.integers(-3, 4, 60_000).astype(np.float32)):
         b = grid_blob(x, 1e-2, "rel", coder)
-        assert ebgc.info(b)["coder"] in ("context", "bitpack", "raw")
-        assert np.array_equal(ebgc.decompress(b), grid_decode(b, x) if ebgc.info(b)["coder"] == "context" else ebgc.decompress(b), equal_nan=True)
-        if coder != "auto" or ebgc.info(b)["coder"] == "context":
-            chunk_log2 = _core.DEFAULT_CHUNK_LOG2 if ebgc.info(b)["coder"] == "bitpack" else GRID
-            assert b == cpu_blob(x, 1e-2, "rel", ebgc.info(b)["coder"], chunk_log2=chunk_log2)
+        got = ebgc.info(b)["coder"]
+        picked.add(got)
+        assert np.array_equal(ebgc.decompress(b), grid_decode(b, x), equal_nan=True)
+        if got == "bitpack":
+            assert b == cpu_blob(x, 1e-2, "rel", "bitpack", chunk_log2=_core.DEFAULT_CHUNK_LOG2)
+        else:
+            assert b == cpu_blob(x, 1e-2, "rel", coder, chunk_log2=GRID)
+    if coder == "auto":
+        assert {"huffman", "context"} <= picked, picked
 
 
 @pytest.mark.parametrize("chunk_log2", [10, 12, 16, 20])
@@ -164,25 +196,27 @@ def test_grid_decoder_reads_low_rank_blobs(dtype):
 
 @settings(max_examples=150, deadline=None)
 @given(st.sampled_from([np.float32, np.float64]).flatmap(lambda d: float_arrays(d, max_dims=3, max_side=40)),
-       error_bounds(), st.sampled_from(["abs", "rel"]))
-def test_grid_property_adversarial(x, eb, mode):
+       error_bounds(), st.sampled_from(["abs", "rel"]), st.sampled_from(["auto"] + LANE_CODERS))
+def test_grid_property_adversarial(x, eb, mode, coder):
     x = np.ascontiguousarray(x)
-    assert_same_codec(x, eb, mode)
+    assert_same_codec(x, eb, mode, coder)
 
 
-def test_grid_special_values():
+@pytest.mark.parametrize("coder", LANE_CODERS)
+def test_grid_special_values(coder):
     for dtype in (np.float32, np.float64):
         x = np.array(special_values(dtype) * 50, dtype=dtype)
         for mode, eb in (("abs", 1e-3), ("rel", 1e-2), ("abs", 1e-300)):
-            assert_same_codec(x, eb, mode)
+            assert_same_codec(x, eb, mode, coder)
 
 
-def test_grid_decoder_refuses_corrupt_streams_like_the_cpu():
+@pytest.mark.parametrize("coder", LANE_CODERS)
+def test_grid_decoder_refuses_corrupt_streams_like_the_cpu(coder):
     """Mutations past the checksum (CRC recomputed): the grid decoder refuses exactly the blobs the
     CPU decoder refuses, with a typed error, and decodes the others to the CPU's bits."""
     rng = np.random.default_rng(8)
     x = gradient_like(rng, 40_000)
-    blob = cpu_blob(x, 1e-5, "rel")  # many raw bits: mutations there decode (to the CPU's values)
+    blob = cpu_blob(x, 1e-5, "rel", coder)  # many raw bits: mutations there decode (to the CPU's values)
     tail = len(blob) - 4
     agree = refused = 0
     for at in rng.integers(tail - 9000, tail, 300):
@@ -201,7 +235,20 @@ def test_grid_decoder_refuses_corrupt_streams_like_the_cpu():
     assert refused > 0 and agree > 0
 
 
-def test_grid_decoder_refuses_other_coders():
-    x = gradient_like(np.random.default_rng(9), 5000)
-    with pytest.raises(InvalidArgumentError):
-        grid_decode(cpu_blob(x, 1e-2, "rel", "huffman"), x)
+def test_grid_decoder_reads_every_blob_the_plan_gives_the_device():
+    """Every stored blob layout (tests/fixtures: older encoders' too) that the plan decodes on the
+    device, the grid decoder reads to the CPU's bits; the one it leaves to the host (the serial
+    context layout) it refuses with a typed error."""
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    refused = 0
+    for path in sorted((Path(__file__).parent / "fixtures").glob("*.ebgc")):
+        blob = path.read_bytes()
+        want = ebgc.decompress(blob)
+        like = np.empty(want.shape, ml_dtypes.bfloat16 if want.dtype.name == "bfloat16" else want.dtype)
+        if _core._decompress_where_device(_core.inspect(blob)) == "device":
+            assert grid_decode(blob, like).tobytes() == want.tobytes(), path.name
+        else:
+            with pytest.raises(InvalidArgumentError):
+                grid_decode(blob, like)
+            refused += 1
+    assert refused >= 1

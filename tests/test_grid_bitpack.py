@@ -190,13 +190,6 @@ def test_runner_decoder_refuses_corrupt_streams_like_the_cpu(n):
     assert refused > 0 and agree > 0
 
 
-def test_runner_decoder_refuses_other_coders():
-    x = gradient_like(np.random.default_rng(9), 5000)
-    blob = _core.compress(x, "float32", 1e-2, MODES["rel"], CODERS["huffman"], 1, low_rank=False)
-    with pytest.raises(InvalidArgumentError):
-        runner_decode(blob, x)
-
-
 def test_runner_refuses_bad_requests():
     x = gradient_like(np.random.default_rng(10), 100)
     with pytest.raises(InvalidArgumentError):

@@ -2,10 +2,11 @@
 per-thread bodies over one grid of all of a message's tensors, in the device's thread order, with
 one scan of sizes and one of outliers for the whole message:
 - fast mode (bitpack): grid/message_grid.hpp over grid/bitpack_block_steps.hpp, tile by tile;
-- ratio mode (auto, context): grid/context_message.hpp over grid/context_lane_steps.hpp, lane by
-  lane, the host choosing each tensor's coder and tables (bit-packed ones through the fast grid).
+- ratio mode (auto, context, huffman): grid/context_message.hpp over grid/context_lane_steps.hpp
+  and grid/huffman_lane_steps.hpp, lane by lane, the host choosing each tensor's coder and tables
+  (bit-packed ones through the fast grid).
 Each tensor's blob must still be the one the device writes for it alone (the CPU codec's bytes for
-bitpack and context, with no low rank and the device's chunk size) byte for byte, and its
+bitpack, context and huffman, with no low rank and the device's chunk size) byte for byte, and its
 reconstruction the same bits, whatever its neighbours in the message. Runs
 without a GPU; the launches, the look-back across rows and the copies are left for
 tests/test_cuda.py."""
@@ -39,9 +40,9 @@ def buf(a):
 
 
 def cpu_blob(x, eb, mode, coder="bitpack", reconstruction=None):
-    """What the device writes for x alone: the CPU codec's bit-packed blob; for auto and context the
-    single-tensor host runner's (tests/test_grid.py: the CPU codec's bytes where it picks the same
-    coder; the device has no Huffman, and bit-packs with its fast mode's chunks)."""
+    """What the device writes for x alone: the CPU codec's bit-packed blob; for the ratio coders the
+    single-tensor host runner's (tests/test_grid.py: the CPU codec's bytes, but that the device
+    bit-packs with its fast mode's chunks)."""
     if coder == "bitpack":
         return _core.compress(buf(x), dtype_name(x), eb, MODES[mode], CODERS[coder], 1, chunk_log2=CHUNK,
                               low_rank=False, reconstruction=buf(reconstruction))
@@ -82,7 +83,7 @@ def gradient_like(rng, n, dtype=np.float32):
 # Sizes around every edge of the message grids: blocks, segments, tiles, lanes, chunks of both.
 EDGES = [1, 7, 8, 9, 31, 32, 33, 1023, 1024, 1025, TILE - 1, TILE, TILE + 1, 2**GRID_CHUNK - 1, 2**GRID_CHUNK,
          2**GRID_CHUNK + 1, 2**CHUNK - 1, 2**CHUNK, 2**CHUNK + 1, 100_003]
-RATIO = ["auto", "context"]
+RATIO = ["auto", "context", "huffman"]
 ALL = ["bitpack"] + RATIO
 
 
@@ -103,10 +104,13 @@ def test_auto_message_mixes_coders():
     # constant, tiny, noise and smooth tensors in one message: the host picks a coder per tensor
     rng = np.random.default_rng(9)
     xs = [np.full(5000, 3.0, np.float32), gradient_like(rng, 3), rng.standard_normal(200_000).astype(np.float32),
-          np.linspace(0, 1, 70_000, dtype=np.float32), rng.integers(-2**20, 2**20, 50_000).astype(np.float32)]
+          np.linspace(0, 1, 70_000, dtype=np.float32), rng.integers(-2**20, 2**20, 50_000).astype(np.float32),
+          rng.uniform(-1, 1, 5000).astype(np.float32), gradient_like(rng, 50_000)]
+    picked = set()
     for mode, eb in (("rel", 1e-2), ("abs", 1e-7), ("rel", 1e-7)):
         blobs = assert_message_is_cpu_blobs(xs, eb, mode, "auto")
-    assert len({ebgc.info(b)["coder"] for b in blobs}) >= 2
+        picked |= {ebgc.info(b)["coder"] for b in blobs}
+    assert {"context", "huffman", "raw"} <= picked, picked
 
 
 @pytest.mark.parametrize("coder", ALL)
@@ -188,7 +192,7 @@ def test_refuses_bad_messages():
     with pytest.raises(InvalidArgumentError):
         _core._grid_compress_message([x], "float32", 1e-3, MODES["rel"], CODERS["bitpack"], reconstructions=[])
     with pytest.raises(InvalidArgumentError):
-        _core._grid_compress_message([x], "float32", 1e-3, MODES["rel"], CODERS["huffman"])
+        _core._grid_compress_message([x], "float32", 1e-3, MODES["rel"], CODERS["raw"])
     with pytest.raises(InvalidArgumentError):
         _core._grid_compress_message([np.zeros((4, 4), np.float32)[:, ::2]], "float32", 1e-3, MODES["rel"],
                                      CODERS["context"])

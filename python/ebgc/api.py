@@ -46,9 +46,9 @@ def compress(
     Input of any layout is read in place (a strided view is gathered once by the core).
 
     GPU arrays (torch CUDA tensors, cupy, ``__cuda_array_interface__``, CUDA DLPack) are compressed
-    by the CUDA backend into the same format: the context coder, bit-packing and raw run on the
-    device ("auto" picks among those three there); "huffman", and matrices the low-rank fit may
-    take, are coded on the host after one copy. stream: the CUDA stream to
+    by the CUDA backend into the same format: the context coder, Huffman, bit-packing and raw run on
+    the device ("auto" picks among all four there, as the CPU does); matrices the low-rank fit may
+    take are coded on the host after one copy. stream: the CUDA stream to
     work on (None: the array's framework's current stream; an integer cudaStream_t, or a torch/cupy
     stream). Ignored for host arrays. Many arrays of one message: :func:`compress_many`.
 
@@ -87,10 +87,10 @@ def compress_many(
 ) -> List[Any]:
     """:func:`compress` of every array of `data` (one message: a model's gradients or weights),
     blob k equal to ``compress(data[k], ...)``'s. On a GPU the device arrays of each device and
-    dtype are coded together, as one grid ("auto", "context" and "bitpack"): a fixed number of
-    kernel launches and a few waits for the whole message instead of a few per array, which is
+    dtype are coded together, as one grid ("auto", "context", "huffman" and "bitpack"): a fixed
+    number of kernel launches and a few waits for the whole message instead of a few per array, which is
     what makes messages of many small tensors fast. Host arrays, and what the GPU leaves to the
-    host (Huffman, matrices for the low-rank fit), are coded one by one. device_blob: every blob
+    host (matrices for the low-rank fit), are coded one by one. device_blob: every blob
     in its array's device memory, as :func:`compress` (device arrays only).
     """
     if isinstance(data, (str, bytes)) or not isinstance(data, Sequence):

@@ -1,9 +1,9 @@
 """Device arrays through the CUDA backend (``ebgc._cuda``), without a copy to the host.
 
 Where the work runs is the native plan's decision (csrc/include/ebgc/plan.hpp): the context
-coder's lanes, bit-packing and raw run on the GPU, with zero or stream (blend) prediction ("auto"
-picks among those three there). Huffman, and matrices the low-rank fit may take (low_rank on, a
-ratio coder), are staged through pinned host memory and done by the CPU codec. A device blob is
+coder's lanes, Huffman on the same lanes, bit-packing and raw run on the GPU, with zero or stream
+(blend) prediction ("auto" picks among those four there). Matrices the low-rank fit may take
+(low_rank on, a ratio coder) are staged through pinned host memory and done by the CPU codec. A device blob is
 the CPU codec's blob with the device's chunk size, and decodes anywhere.
 
 Whole messages (``compress_many``) are coded as one grid per device and dtype. Blobs can stay in
@@ -97,10 +97,10 @@ def compress(data: Any, settings: Settings, stream: Any, previous: Any = None, p
 def compress_many(data: Any, settings: Settings, stream: Any, reconstructions: Any = None, previous: Any = None,
                   previous2: Any = None, device_blobs: bool = False) -> list:
     """One blob per device array of the sequence `data` (one message), each equal to what
-    :func:`compress` writes for it alone with the same stream terms. With "bitpack", "context" or
-    "auto" the arrays of each device and dtype are coded as one grid, their stream predictors
-    fitted at once: a fixed number of kernel launches and a few host waits for the whole message
-    (the plan's host work, Huffman and the low-rank fit, still goes tensor by tensor).
+    :func:`compress` writes for it alone with the same stream terms. With "bitpack", "context",
+    "huffman" or "auto" the arrays of each device and dtype are coded as one grid, their stream
+    predictors fitted at once: a fixed number of kernel launches and a few host waits for the whole
+    message (the plan's host work, the low-rank fit, still goes tensor by tensor).
     reconstructions, previous, previous2: sequences of device arrays (or None), one per array: where
     each reconstruction goes (not overlapping the array or its previous ones) and the stream's last
     reconstructions. device_blobs: each blob assembled in its array's device memory, as

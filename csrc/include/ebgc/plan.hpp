@@ -68,29 +68,27 @@ enum class Where { Host, Device };
 // cost 36 bytes each in lane states and directory: 0.3-1% of a gradient's blob).
 constexpr unsigned kGridChunkLog2 = 14;
 
-// A device tensor is coded on the device by the context coder's lanes, bit-packing or raw, with
-// zero or stream (blend) prediction: "auto" there picks among those three from the device's own
-// statistics (grid/grid_blob.hpp). Staged through host memory and coded by the CPU codec: Huffman,
-// and matrices that may be predicted by a low-rank approximation (low_rank on, a ratio coder): the
-// fit is a CPU stage, and it pays (the vgg trace's messages are 1.16-1.30x larger without it) at
-// a host cost of 0.1-0.2 s for a 4096 x 4096 matrix (docs/DESIGN.md). low_rank=False keeps them
-// on the device.
+// A device tensor is coded on the device by the context coder's lanes, Huffman on the same lanes,
+// bit-packing or raw, with zero or stream (blend) prediction: "auto" there picks among those four
+// from the device's own statistics (grid/grid_blob.hpp). Staged through host memory and coded by
+// the CPU codec: matrices that may be predicted by a low-rank approximation (low_rank on, a ratio
+// coder): the fit is a CPU stage, and it pays (the vgg trace's messages are 1.16-1.30x larger
+// without it) at a host cost of 0.1-0.2 s for a 4096 x 4096 matrix (docs/DESIGN.md). low_rank=False
+// keeps them on the device.
 inline Where compress_where(const TensorView& x, const Params& p) {
   if (x.device != Device::Cuda) return Where::Host;
-  if (p.coder == int(Coder::Huffman)) return Where::Host;
   const bool ratio_coder = p.coder != int(Coder::Bitpack) && p.coder != int(Coder::Raw);
   return p.low_rank && ratio_coder && low_rank_eligible(x.shape) ? Where::Host : Where::Device;
 }
-// Raw, bit-packed and lane-coded context blobs decode on the device, with any predictor (zero,
-// stream blend, or low rank: its factors go up with the blob's front and are multiplied out per
-// value, LowRankView); Huffman and the serial context layout on the host.
+// Raw, bit-packed, Huffman and lane-coded context blobs decode on the device, with any predictor
+// (zero, stream blend, or low rank: its factors go up with the blob's front and are multiplied out
+// per value, LowRankView); only the serial context layout (older encoders') on the host.
 inline Where decompress_where(const Header& h, bool out_on_device) {
   if (!out_on_device) return Where::Host;
   if (h.coder == Coder::Raw) return Where::Device;  // a copy
-  const bool device_coder = h.coder == Coder::Bitpack || h.coder == Coder::Context;
+  const bool device_coder = h.coder == Coder::Bitpack || h.coder == Coder::Context || h.coder == Coder::Huffman;
   return device_coder ? Where::Device : Where::Host;
 }
-
 // ---- which coder --------------------------------------------------------------------------------
 
 struct CoderCosts {

@@ -246,6 +246,13 @@ EBGC_HD inline uint64_t chunk_a_bytes(const uint32_t* words_of_chunk) {
   return n;
 }
 
+// Bytes [k * share, (k + 1) * share) of a chunk stream of len bytes held in LSB-first 32-bit
+// words, share = len / kLanes rounded up: lane k's part of copying the stream out.
+EBGC_HD inline void copy_lane_share(unsigned k, const uint32_t* words, uint64_t len, uint8_t* out) {
+  const uint64_t share = (len + kLanes - 1) / kLanes;
+  for (uint64_t j = k * share; j < len && j < (k + 1) * share; ++j) out[j] = uint8_t(words[j / 4] >> (8 * (j % 4)));
+}
+
 // Lane t's share of its chunk's streams at `out` (the chunk's first byte in the blob's stream
 // area): lane 0 writes the head, every lane its words and an eighth of B (len_b bytes of chunk_b).
 EBGC_HD inline void write_lane_streams(const LaneGrid& g, uint64_t t, const LaneCode& code, const uint32_t* chunk_b,
@@ -266,10 +273,7 @@ EBGC_HD inline void write_lane_streams(const LaneGrid& g, uint64_t t, const Lane
   for (unsigned l = 0; l < k; ++l) at += 2 * uint64_t(words[l]);
   const uint16_t* w = code.region + (t + 1) * g.word_region() - words[k];
   for (uint32_t j = 0; j < words[k]; ++j) out[at + 2 * j] = uint8_t(w[j]), out[at + 2 * j + 1] = uint8_t(w[j] >> 8);
-  // B: bytes [k * share, (k + 1) * share) of the chunk's len_b.
-  const uint64_t a_len = chunk_a_bytes(words), share = (len_b + kLanes - 1) / kLanes;
-  const uint32_t* b = chunk_b + c * g.b_words_per_chunk();
-  for (uint64_t j = k * share; j < len_b && j < (k + 1) * share; ++j) out[a_len + j] = uint8_t(b[j / 4] >> (8 * (j % 4)));
+  copy_lane_share(k, chunk_b + c * g.b_words_per_chunk(), len_b, out + chunk_a_bytes(words));
 }
 
 // ---- decoding ----------------------------------------------------------------------------------

@@ -34,8 +34,8 @@ struct ContextRow {
   T* reconstruction;  // optional, must not overlap x
   uint64_t n, sign_period;
   uint64_t first_tile, first_thread, first_lane, first_chunk, first_block, first_value;
-  uint64_t tables_at, bases_at;  // byte offsets of its encode entries and its two base tables
-  uint32_t coded;                // 1: the context lanes code it (steps 2 and 3)
+  uint64_t tables_at, bases_at;  // byte offsets of its encode tables (and the context coder's bases)
+  uint32_t coded;                // LaneCoded: which lane coder codes it in steps 2 and 3, if any
   RowPredictor<T> predict;
   EBGC_HD LaneGrid grid() const { return LaneGrid(n, kGridChunkLog2); }
   EBGC_HD uint64_t threads() const { return (grid().lanes() + kContextLaneBlock - 1) / kContextLaneBlock * kContextLaneBlock; }
@@ -65,62 +65,27 @@ ContextMessageGrid plan_context_message(std::vector<ContextRow<T>>& rows) {
   return m;
 }
 
-// The host's choice for one row from what the analysis counted: the coder (context, bit-packing
-// or raw, by the CPU's estimates), and for context rows their tables (blob) and lane encoder. A
-// context row with more outliers than `capacity` is coded by the CPU codec instead.
-struct ContextRowChoice {
-  Coder coder = Coder::Context;
-  bool over_capacity = false;
-  ByteWriter tables;
-  std::shared_ptr<const RansLaneEncoder> encoder;
-};
-
-inline ContextRowChoice choose_context_row(const GridTotals& totals, uint64_t n, uint64_t chunks, uint64_t sign_period,
-                                           size_t elem, int requested, uint64_t capacity) {
-  ContextRowChoice c;
-  const SymbolStats st = grid_stats(totals, n, chunks, sign_period, elem);
-  const ContextCoder::Model model(st);
-  c.coder = pick_grid_coder(requested, st, model, elem);
-  if (c.coder != Coder::Context) return c;
-  if (totals.outliers > capacity) {
-    c.over_capacity = true;
-    return c;
-  }
-  model.save(c.tables);
-  c.encoder = std::make_shared<const RansLaneEncoder>(model.model);
-  return c;
-}
-
-// A row's encode tables as placed (entries, then the two base tables), rounded to 16 bytes.
-inline size_t context_table_bytes(size_t entries) {
-  return (sizeof(RansEncodeEntry) * entries + 2 * 128 * 4 + 15) & ~size_t(15);
-}
-// The most one row's tables take (entries of kCtxBuckets groups).
-inline size_t max_context_table_bytes() { return context_table_bytes(kCtxBuckets * kSymbols + 2 * kSignContexts); }
-
 // Lays out the coded rows' tables one after another in `out` (max_context_table_bytes() each at most)
-// and marks the rows coded.
+// and marks the rows with their lane coder.
 template <class T>
-void place_context_tables(std::vector<ContextRow<T>>& rows, const std::vector<ContextRowChoice>& choices,
+void place_context_tables(std::vector<ContextRow<T>>& rows, const std::vector<LaneCoderChoice>& choices,
                           std::vector<uint8_t>& out) {
   out.clear();
   for (size_t k = 0; k < rows.size(); ++k) {
-    if (!choices[k].encoder) continue;
-    const RansLaneEncoder& e = *choices[k].encoder;
-    const size_t entry_bytes = sizeof(RansEncodeEntry) * e.entry.size(), at = out.size();
-    out.resize(at + context_table_bytes(e.entry.size()));
-    std::memcpy(out.data() + at, e.entry.data(), entry_bytes);
-    std::memcpy(out.data() + at + entry_bytes, e.magnitude_base.data(), 128 * 4);
-    std::memcpy(out.data() + at + entry_bytes + 128 * 4, e.sign_base.data(), 128 * 4);
-    rows[k].tables_at = at, rows[k].bases_at = at + entry_bytes, rows[k].coded = 1;
+    if (choices[k].coded() == kLaneNone) continue;
+    const PlacedTables at = place_lane_tables(choices[k], out);
+    rows[k].tables_at = at.tables, rows[k].bases_at = at.bases, rows[k].coded = choices[k].coded();
   }
 }
 
-// A coded row's view of the tables (placed at `tables`).
+// A coded row's view of the tables (placed at `tables`): the context coder's, or Huffman's.
 template <class T>
 EBGC_HD inline RansEncodeView row_tables(const ContextRow<T>& r, const uint8_t* tables) {
-  const uint32_t* bases = reinterpret_cast<const uint32_t*>(tables + r.bases_at);
-  return {reinterpret_cast<const RansEncodeEntry*>(tables + r.tables_at), bases, bases + 128};
+  return rans_tables_at(tables, {r.tables_at, r.bases_at});
+}
+template <class T>
+EBGC_HD inline HuffmanEncodeView row_huffman(const ContextRow<T>& r, const uint8_t* tables) {
+  return huffman_view_at(tables + r.tables_at);
 }
 
 // Where a coded row's blob parts are, from the message's per-chunk arrays: len_a, len_b (chunks),
@@ -133,7 +98,7 @@ void put_context_row_blob(const ContextRow<T>& r, const std::vector<uint64_t>& s
                           const CodedBlobSink& sink, size_t tensor) {
   const LaneGrid g = r.grid();
   const uint64_t c0 = r.first_chunk, first = first_outlier[c0];
-  Header h = grid_header<T>(shape, p, r.predict, kGridChunkLog2, Coder::Context);
+  Header h = grid_header<T>(shape, p, r.predict, kGridChunkLog2, lane_coder(r.coded));
   h.abs_bound = abs_bound;
   const std::vector<uint64_t> a(len_a + c0, len_a + c0 + g.chunks), b(len_b + c0, len_b + c0 + g.chunks);
   put_coded_blob(h, first_outlier[c0 + g.chunks] - first, index + first, values + first * sizeof(T), sizeof(T), tables,

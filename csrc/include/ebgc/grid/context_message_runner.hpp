@@ -1,10 +1,10 @@
 // The host runner of whole-message ratio mode: the context message kernels' steps
 // (cuda/context_message_kernels.cuh) executed on the CPU over the same message grid, in the
-// device's thread order, with the same per-lane and per-chunk bodies (grid/context_lane_steps.hpp)
+// device's thread order, with the same per-lane and per-chunk bodies (grid/*_lane_steps.hpp)
 // at the offsets grid/context_message.hpp gives, and the host's choices made by the same code.
 // Tensors the host gives to bit-packing go through the fast mode's message grid (its host runner),
-// raw ones are written as raw. Every tensor's blob must equal the CPU codec's (coder auto/context,
-// chunk_log2 = kGridChunkLog2, no low rank) byte for byte: tests/test_grid_message.py.
+// raw ones are written as raw. Every tensor's blob must equal the CPU codec's (coder auto, context
+// or Huffman, chunk_log2 = kGridChunkLog2, no low rank) byte for byte: tests/test_grid_message.py.
 // Single-threaded: a proof, not a codec.
 #pragma once
 #include <cstdint>
@@ -79,14 +79,14 @@ void grid_context_encode_message(const MessageInputs<T>& in, const Params& p, co
   // The host's part: each row's coder and tables (no capacity here: the device codes rows over its
   // own with the CPU codec, whose blob is this one). Raw rows are written now, bit-packed ones by
   // the fast mode's message grid.
-  std::vector<ContextRowChoice> choices(count);
+  std::vector<LaneCoderChoice> choices(count);
   MessageInputs<T> pack;  // with the predictors chosen here
   std::vector<size_t> pack_tensor;
   for (uint64_t k = 0; k < count; ++k) {
     const ContextRow<T>& r = rows[k];
     const size_t tensor = tensor_of[k];
-    choices[k] = choose_context_row(totals[k], r.n, r.grid().chunks, r.sign_period, sizeof(T), p.coder,
-                                    std::numeric_limits<uint64_t>::max());
+    choices[k] = choose_lane_coder(totals[k], r.n, r.grid().chunks, r.sign_period, sizeof(T), p.coder,
+                                   std::numeric_limits<uint64_t>::max());
     if (choices[k].coder == Coder::Raw) {
       if (r.reconstruction) std::memcpy(r.reconstruction, r.x, r.n * sizeof(T));
       put_raw_blob(shapes[tensor], p, abs_bound[k], r.x, r.n, sink, tensor);
@@ -104,23 +104,38 @@ void grid_context_encode_message(const MessageInputs<T>& in, const Params& p, co
   std::vector<uint8_t> tables;
   place_context_tables(rows, choices, tables);
 
-  // Step 2: the coded rows' lanes (rANS words, raw bits into their chunk's B).
+  // Step 2: the coded rows' lanes (A: rANS words, or Huffman's bit counts then bits; raw bits into
+  // their chunk's B). The device's kernel counts a Huffman lane's bits, syncs its thread block (a
+  // chunk's lanes are in one), then writes them: here all counts come first.
   std::vector<uint32_t> state(m.lanes), words(m.lanes), chunk_b(m.chunks * b_words, 0);
+  std::vector<uint32_t> chunk_a(m.chunks * huffman_words_per_chunk(any), 0);
   std::vector<uint16_t> region(m.lanes * region_words);
   GridTotals unused;
   HostGridSink tallies{unused};
-  for (uint64_t thread = 0; thread < m.threads; ++thread) {
-    const uint64_t k = row_at(rows.data(), count, thread, &ContextRow<T>::first_thread);
-    const ContextRow<T>& r = rows[k];
+  auto coded_lanes = [&](uint32_t which, auto&& body) {
+    for (uint64_t thread = 0; thread < m.threads; ++thread) {
+      const ContextRow<T>& r = rows[row_at(rows.data(), count, thread, &ContextRow<T>::first_thread)];
+      const uint64_t t = thread - r.first_thread;
+      if ((which == kLaneNone ? r.coded != kLaneNone : r.coded == which) && t < r.grid().lanes()) body(r, t);
+    }
+  };
+  auto code_of = [&](const ContextRow<T>& r) {
+    return LaneCode{state.data() + r.first_lane, words.data() + r.first_lane, region.data() + r.first_lane * region_words};
+  };
+  coded_lanes(kLaneHuffman, [&](const ContextRow<T>& r, uint64_t t) {
+    words[r.first_lane + t] = huffman_lane_bits(r.grid(), t, row_huffman(r, tables.data()), sym.data() + r.first_value);
+  });
+  coded_lanes(kLaneNone, [&](const ContextRow<T>& r, uint64_t t) {
     const LaneGrid g = r.grid();
-    const uint64_t t = thread - r.first_thread;
-    if (!r.coded || t >= g.lanes()) continue;
-    const LaneCode code{state.data() + r.first_lane, words.data() + r.first_lane,
-                        region.data() + r.first_lane * region_words};
-    encode_lane(g, t, row_tables(r, tables.data()), sym.data() + r.first_value, ctx.data() + r.first_value, code);
+    if (r.coded == kLaneHuffman)
+      encode_huffman_lane(g, t, row_huffman(r, tables.data()), sym.data() + r.first_value,
+                          huffman_lane_offset(t, words.data() + r.first_lane),
+                          chunk_a.data() + r.first_chunk * huffman_words_per_chunk(g), tallies);
+    else
+      encode_lane(g, t, row_tables(r, tables.data()), sym.data() + r.first_value, ctx.data() + r.first_value, code_of(r));
     place_lane_raw_bits(g, t, lane_raw.data() + r.first_lane * raw_words, lane_raw_bits.data() + r.first_lane,
                         chunk_b.data() + r.first_chunk * b_words, tallies);
-  }
+  });
 
   // Step 3: chunk sizes (0 for rows not coded here), one scan of bytes and one of outliers over the
   // whole message, the streams lane by lane, the outliers chunk by chunk.
@@ -131,7 +146,7 @@ void grid_context_encode_message(const MessageInputs<T>& in, const Params& p, co
       chunk_outliers[c] = 0;
       continue;
     }
-    len_a[c] = chunk_a_bytes(words.data() + r.first_lane + (c - r.first_chunk) * kLanes);
+    len_a[c] = lane_chunk_a_bytes(r.coded, words.data() + r.first_lane + (c - r.first_chunk) * kLanes);
     bytes[c] = len_a[c] + len_b[c];
   }
   for (uint64_t c = 0; c < m.chunks; ++c) {
@@ -139,15 +154,11 @@ void grid_context_encode_message(const MessageInputs<T>& in, const Params& p, co
     first_outlier[c + 1] = first_outlier[c] + chunk_outliers[c];
   }
   std::vector<uint8_t> streams(offset[m.chunks] + 1);
-  for (uint64_t thread = 0; thread < m.threads; ++thread) {
-    const ContextRow<T>& r = rows[row_at(rows.data(), count, thread, &ContextRow<T>::first_thread)];
-    const uint64_t t = thread - r.first_thread;
-    if (!r.coded || t >= r.grid().lanes()) continue;
+  coded_lanes(kLaneNone, [&](const ContextRow<T>& r, uint64_t t) {
     const uint64_t c = r.first_chunk + t / kLanes;
-    const LaneCode code{state.data() + r.first_lane, words.data() + r.first_lane,
-                        region.data() + r.first_lane * region_words};
-    write_lane_streams(r.grid(), t, code, chunk_b.data() + r.first_chunk * b_words, len_b[c], streams.data() + offset[c]);
-  }
+    write_coded_lane_streams(r.coded, r.grid(), t, code_of(r), chunk_a.data() + r.first_chunk * huffman_words_per_chunk(any),
+                             chunk_b.data() + r.first_chunk * b_words, len_a[c], len_b[c], streams.data() + offset[c]);
+  });
   std::vector<uint64_t> index(first_outlier[m.chunks]);
   std::vector<T> value(index.size());
   for (uint64_t c = 0; c < m.chunks; ++c) {

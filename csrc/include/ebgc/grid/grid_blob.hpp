@@ -4,16 +4,19 @@
 // arrive as one contiguous buffer in chunk order) into the blob.
 #pragma once
 #include <cstdint>
-#include <limits>
+#include <cstring>
+#include <memory>
 #include <vector>
 
 #include "../coders/bitpack_coder.hpp"
 #include "../coders/context_coder.hpp"
+#include "../coders/huffman_coder.hpp"
 #include "../encode/chunk_passes.hpp"
 #include "../format/container.hpp"
 #include "../plan.hpp"
 #include "blob_assembly.hpp"
 #include "context_lane_steps.hpp"
+#include "huffman_lane_steps.hpp"
 
 namespace ebgc {
 
@@ -75,12 +78,80 @@ inline SymbolStats grid_stats(const GridTotals& g, uint64_t n, uint64_t chunks, 
   return st;
 }
 
-// The coder of a grid-coded tensor: "auto" is the smallest of the coders the grid has (context,
-// bit-packing, raw), by the CPU's estimates (plan.hpp's pick_coder, Huffman left out).
+// The coder of a grid-coded tensor: "auto" is the smallest of all four coders by the CPU's
+// estimates (plan.hpp's pick_coder), so it is the CPU codec's pick for the same chunks.
 inline Coder pick_grid_coder(int requested, const SymbolStats& st, const ContextCoder::Model& context, size_t elem) {
-  const CoderCosts costs{context.cost(st), std::numeric_limits<double>::infinity(), BitpackCoder::Model(st).cost(st),
+  if (requested != kCoderAuto) return Coder(requested);
+  const CoderCosts costs{context.cost(st), HuffmanCoder::Model(st).cost(st), BitpackCoder::Model(st).cost(st),
                          double(st.values * elem)};
   return pick_coder(requested, costs);
+}
+
+// The host's choice for one row (or one tensor) from what the analysis counted: the coder
+// (context, Huffman, bit-packing or raw, by the CPU's estimates), and for the lane coders their
+// tables (as the blob carries them) and lane encoder. A lane-coded row with more outliers than
+// `capacity` is coded by the CPU codec instead.
+struct LaneCoderChoice {
+  Coder coder = Coder::Context;
+  bool over_capacity = false;
+  ByteWriter tables;
+  std::shared_ptr<const RansLaneEncoder> encoder;  // context
+  std::shared_ptr<const HuffmanCode> huffman;      // Huffman
+  uint32_t coded() const { return huffman ? kLaneHuffman : encoder ? kLaneContext : kLaneNone; }
+};
+
+inline LaneCoderChoice choose_lane_coder(const GridTotals& totals, uint64_t n, uint64_t chunks, uint64_t sign_period,
+                                         size_t elem, int requested, uint64_t capacity) {
+  LaneCoderChoice c;
+  const SymbolStats st = grid_stats(totals, n, chunks, sign_period, elem);
+  const ContextCoder::Model model(st);
+  c.coder = pick_grid_coder(requested, st, model, elem);
+  if (c.coder != Coder::Context && c.coder != Coder::Huffman) return c;
+  if (totals.outliers > capacity) {
+    c.over_capacity = true;
+    return c;
+  }
+  if (c.coder == Coder::Huffman) {
+    const HuffmanCoder::Model huffman(st);
+    huffman.save(c.tables);
+    c.huffman = std::make_shared<const HuffmanCode>(huffman.len);
+    return c;
+  }
+  model.save(c.tables);
+  c.encoder = std::make_shared<const RansLaneEncoder>(model.model);
+  return c;
+}
+
+// A lane coder's encode tables as the kernels read them, appended to `out` at a 16-byte boundary:
+// Huffman's codes and lengths, or the rANS entries then the two base tables. Returns where they
+// start (and where the rANS bases do).
+struct PlacedTables {
+  uint64_t tables, bases;
+};
+inline size_t context_table_bytes(size_t entries) {
+  return (sizeof(RansEncodeEntry) * entries + 2 * 128 * 4 + 15) & ~size_t(15);
+}
+// The most one tensor's tables take (entries of kCtxBuckets groups; Huffman's are smaller).
+inline size_t max_context_table_bytes() { return context_table_bytes(kCtxBuckets * kSymbols + 2 * kSignContexts); }
+static_assert(kHuffmanEncodeTableBytes <= sizeof(RansEncodeEntry) * kCtxBuckets * kSymbols, "Huffman's tables fit");
+inline PlacedTables place_lane_tables(const LaneCoderChoice& c, std::vector<uint8_t>& out) {
+  const size_t at = out.size();
+  if (c.huffman) {
+    out.resize(at + ((kHuffmanEncodeTableBytes + 15) & ~size_t(15)));
+    place_huffman_tables(*c.huffman, out.data() + at);
+    return {at, at};
+  }
+  const RansLaneEncoder& e = *c.encoder;
+  const size_t entry_bytes = sizeof(RansEncodeEntry) * e.entry.size();
+  out.resize(at + context_table_bytes(e.entry.size()));
+  std::memcpy(out.data() + at, e.entry.data(), entry_bytes);
+  std::memcpy(out.data() + at + entry_bytes, e.magnitude_base.data(), 128 * 4);
+  std::memcpy(out.data() + at + entry_bytes + 128 * 4, e.sign_base.data(), 128 * 4);
+  return {at, at + entry_bytes};
+}
+EBGC_HD inline RansEncodeView rans_tables_at(const uint8_t* tables, PlacedTables at) {
+  const uint32_t* bases = reinterpret_cast<const uint32_t*>(tables + at.bases);
+  return {reinterpret_cast<const RansEncodeEntry*>(tables + at.tables), bases, bases + 128};
 }
 
 // The blob of coded chunk streams: outliers (count, strictly increasing indices, values), the

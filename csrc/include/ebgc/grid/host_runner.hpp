@@ -1,12 +1,14 @@
 // The host runner: the device codec's steps executed on the CPU over the same grid, lane by lane,
-// with the same per-lane bodies (grid/context_lane_steps.hpp) the CUDA kernels run one lane a
-// thread. Launches become loops, atomics plain ORs, scans running sums; everything a thread
-// computes is the kernels' own code. Its blobs must equal the CPU codec's (coder 4, chunk_log2 =
-// kGridChunkLog2) byte for byte, and it must decode any coder-4 blob as the CPU does: the test
-// suite checks both on every run (tests/test_grid.py). Single-threaded: a proof, not a codec.
+// with the same per-lane bodies (grid/context_lane_steps.hpp, grid/huffman_lane_steps.hpp) the
+// CUDA kernels run one lane a thread. Launches become loops, atomics plain ORs, scans running sums;
+// everything a thread computes is the kernels' own code. Its blobs must equal the CPU codec's
+// (coders 2 and 4, chunk_log2 = kGridChunkLog2) byte for byte, and it must decode any such blob as
+// the CPU does: the test suite checks both on every run (tests/test_grid.py). Single-threaded: a
+// proof, not a codec.
 #pragma once
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <type_traits>
 #include <vector>
 
@@ -62,44 +64,54 @@ void grid_encode(const T* x, const std::vector<uint64_t>& shape, const Params& p
   }
 
   // The host's part: statistics, the coder, the tables.
-  const SymbolStats st = grid_stats(totals, n, g.chunks, sign_period, sizeof(T));
-  const ContextCoder::Model model(st);
-  h.coder = pick_grid_coder(p.coder, st, model, sizeof(T));
+  const LaneCoderChoice choice = choose_lane_coder(totals, n, g.chunks, sign_period, sizeof(T), p.coder,
+                                                   std::numeric_limits<uint64_t>::max());
+  h.coder = choice.coder;
   if (h.coder == Coder::Raw) return write_raw();
   if (h.coder == Coder::Bitpack) return grid_bitpack_encode(x, shape, p, predict, &range, reconstruction, allocate);
-  ByteWriter tables;
-  model.save(tables);
-  const RansLaneEncoder encoder(model.model);
+  const uint32_t coded = choice.coded();
 
-  // Step 2: rANS words and raw bits, lane by lane.
+  // Step 2: each lane's A (rANS words; or Huffman's bit count, then its bits) and raw bits.
   std::vector<uint32_t> state(g.lanes()), words(g.lanes()), chunk_b(g.chunks * g.b_words_per_chunk());
-  std::vector<uint16_t> region(g.lanes() * g.word_region());
+  std::vector<uint32_t> chunk_a(coded == kLaneHuffman ? g.chunks * huffman_words_per_chunk(g) : 0);
+  std::vector<uint16_t> region(coded == kLaneContext ? g.lanes() * g.word_region() : 0);
   const LaneCode code{state.data(), words.data(), region.data()};
-  for (uint64_t t = 0; t < g.lanes(); ++t) {
-    encode_lane(g, t, encoder.view(), sym.data(), ctx.data(), code);
-    place_lane_raw_bits(g, t, lane_raw.data(), lane_raw_bits.data(), chunk_b.data(), sink);
+  std::vector<uint8_t> placed;  // the tables as the kernels read them
+  const PlacedTables placed_at = place_lane_tables(choice, placed);
+  if (coded == kLaneHuffman) {
+    const HuffmanEncodeView view = huffman_view_at(placed.data());
+    for (uint64_t t = 0; t < g.lanes(); ++t) words[t] = huffman_lane_bits(g, t, view, sym.data());
+    for (uint64_t t = 0; t < g.lanes(); ++t)
+      encode_huffman_lane(g, t, view, sym.data(), huffman_lane_offset(t, words.data()), chunk_a.data(), sink);
+  } else {
+    const RansEncodeView view = rans_tables_at(placed.data(), placed_at);
+    for (uint64_t t = 0; t < g.lanes(); ++t) encode_lane(g, t, view, sym.data(), ctx.data(), code);
   }
+  for (uint64_t t = 0; t < g.lanes(); ++t)
+    place_lane_raw_bits(g, t, lane_raw.data(), lane_raw_bits.data(), chunk_b.data(), sink);
 
   // Step 3: chunk sizes, their running sum, every lane's share of the streams; outliers gathered.
   std::vector<uint64_t> offset(g.chunks + 1, 0);
   for (uint64_t c = 0; c < g.chunks; ++c) {
-    len_a[c] = chunk_a_bytes(words.data() + c * kLanes);
+    len_a[c] = lane_chunk_a_bytes(coded, words.data() + c * kLanes);
     offset[c + 1] = offset[c] + len_a[c] + len_b[c];
   }
   std::vector<uint8_t> streams(offset[g.chunks]);
   for (uint64_t t = 0; t < g.lanes(); ++t) {
     const uint64_t c = t / kLanes;
-    write_lane_streams(g, t, code, chunk_b.data(), len_b[c], streams.data() + offset[c]);
+    write_coded_lane_streams(coded, g, t, code, chunk_a.data(), chunk_b.data(), len_a[c], len_b[c],
+                             streams.data() + offset[c]);
   }
   std::vector<uint64_t> index(totals.outliers);
   std::vector<T> value(totals.outliers);
   for (uint64_t c = 0; c < g.chunks; ++c) gather_chunk_outliers(g, c, x, outlier_bits.data(), first_outlier[c], index.data(), value.data());
-  write_coded_blob(h, totals.outliers, index.data(), value.data(), sizeof(T), tables, len_a, len_b, streams.data(), allocate);
+  write_coded_blob(h, totals.outliers, index.data(), value.data(), sizeof(T), choice.tables, len_a, len_b, streams.data(),
+                   allocate);
 }
 
 // A host tensor through the device codec's steps: the predictor the device chooses (zero, or the
 // stream's blend by the GPU's own sums: grid/blend_steps.hpp; no low rank), then bit-packing
-// (coder 1) or the context coder's grid (the others: auto, context, raw).
+// (coder 1) or the lane coders' grid (the others: auto, context, Huffman, raw).
 template <class T>
 void grid_compress(const T* x, const std::vector<uint64_t>& shape, const Params& p, const T* const* previous,
                    T* reconstruction, const BlobAllocator& allocate) {
@@ -121,26 +133,36 @@ void grid_compress(const T* x, const std::vector<uint64_t>& shape, const Params&
   run(ZeroPredictor());
 }
 
-// The device decoder's steps for a coder-4 blob of any chunk size (raw and bit-packed blobs have
-// their own device paths). previous: the stream's reconstructions, for blend-predicted blobs.
+// The device decoder's steps for a lane-coded blob of any chunk size: context (coder 4, a thread a
+// lane) or Huffman (coder 2, a thread a chunk) for the symbols, then the values lane by lane (raw
+// and bit-packed blobs have their own device paths). previous: the stream's reconstructions, for
+// blend-predicted blobs.
 template <class T>
 void grid_decode(const ParsedBlob& pb, T* out, const T* const* previous) {
   const Header& h = pb.header;
-  if (h.coder != Coder::Context) throw InvalidArgument("the grid decoder reads context-coded (coder 4) blobs");
-  const ContextModel& m = pb.tables.context;
-  uint32_t sign_freq[kSignContexts + 1];
-  for (unsigned c = 0; c < kSignContexts; ++c) sign_freq[c] = m.sign_positive[c];
-  sign_freq[kSignContexts] = kRansScale;
-  const LaneDecodeTables tables{{m.view(), sign_freq}, m.sign_period};
+  if (h.coder != Coder::Context && h.coder != Coder::Huffman)
+    throw InvalidArgument("the grid decoder reads lane-coded (context or Huffman) blobs");
   const LaneGrid g(h.elements(), h.chunk_log2);
   std::vector<ChunkStreamRef> chunks(g.chunks);
   for (uint64_t c = 0; c < g.chunks; ++c) chunks[c] = {pb.offset[c], pb.len_a[c], pb.offset[c] + pb.len_a[c], pb.len_b[c]};
   std::vector<uint8_t> sym(g.n);
   std::vector<uint32_t> lane_raw_bits(g.lanes());
   bool ok = true;
-  for (uint64_t t = 0; t < g.lanes(); ++t)
-    ok &= decode_lane_symbols(g, t, tables, pb.streams, chunks.data(), sym.data(), lane_raw_bits.data());
-  require_format(ok, "rANS chunk is corrupt");
+  if (h.coder == Coder::Huffman) {
+    for (uint64_t c = 0; c < g.chunks; ++c)
+      ok &= decode_huffman_chunk(g, c, pb.tables.huffman->table.data(), pb.streams, chunks.data(), sym.data(),
+                                 lane_raw_bits.data());
+    require_format(ok, "Huffman chunk is corrupt");
+  } else {
+    const ContextModel& m = pb.tables.context;
+    uint32_t sign_freq[kSignContexts + 1];
+    for (unsigned c = 0; c < kSignContexts; ++c) sign_freq[c] = m.sign_positive[c];
+    sign_freq[kSignContexts] = kRansScale;
+    const LaneDecodeTables tables{{m.view(), sign_freq}, m.sign_period};
+    for (uint64_t t = 0; t < g.lanes(); ++t)
+      ok &= decode_lane_symbols(g, t, tables, pb.streams, chunks.data(), sym.data(), lane_raw_bits.data());
+    require_format(ok, "rANS chunk is corrupt");
+  }
   const LinearQuantizer qz(h.abs_bound);
   with_predictor(h, previous, [&](const auto& full) {
     const auto& predict = per_value(full);
@@ -152,8 +174,8 @@ void grid_decode(const ParsedBlob& pb, T* out, const T* const* previous) {
     std::memcpy(out + pb.outlier_index[k], pb.outlier_values + k * sizeof(T), sizeof(T));
 }
 
-// Any blob the device decodes itself: context (coder 4) and bit-packed (coder 1) by their grid
-// steps, raw by a copy.
+// Any blob the device decodes itself: context (coder 4), Huffman (coder 2) and bit-packed (coder 1)
+// by their grid steps, raw by a copy.
 template <class T>
 void grid_decode_any(const ParsedBlob& pb, T* out, const T* const* previous) {
   const Header& h = pb.header;
