@@ -2,7 +2,7 @@
 """How much the GPU codec's blobs weigh against the CPU codec's, measured on the CPU only.
 
 No GPU is used. The GPU (device) codec's exact encoder is available on the host as a test hook,
-the "host runner" ``_core._grid_compress`` (context coder in chunks of 2**GRID_CHUNK_LOG2 values,
+the "host runner" ``_core._grid_compress`` (context or Huffman lanes in chunks of 2**GRID_CHUNK_LOG2 values,
 no low-rank predictor, stream blend prediction from previous/previous2, ``reconstruction=``
 receives what the decoder will return). The device plan (csrc/include/ebgc/plan.hpp,
 compress_where) sends matrices that the low-rank predictor may take (2-D, low_rank on, ratio
@@ -22,7 +22,8 @@ per trace and REL bound:
               cpu_lr0_c14      CPU codec, low_rank off, chunk 2**14 (the runner's chunk size),
                                which splits runner_all vs cpu_lr0 into the chunk-size cost
                                (cpu_lr0_c14 / cpu_lr0) and what remains in the device encoder
-                               (runner_all / cpu_lr0_c14: coder choice, e.g. no Huffman)
+                               (runner_all / cpu_lr0_c14: what differs in the coder choice,
+                               i.e. bit-packing in the fast mode's chunks)
   stream    client 0's rounds as one stream, history 2 as ebgc.GradientEncoder does it (message 0
             a keyframe with no prediction, message 1 predicted from the last reconstruction,
             later ones from the last two), each tensor's history kept separately; the same five

@@ -125,22 +125,22 @@ def _wall_ms(f, repeats: int) -> float:
     return _median(times)
 
 
-def _ratio_row(name: str, x: Any, bound: float, mode: str, repeats: int) -> dict:
-    """Ratio mode through the public API, beside the CPU's auto blob of the same values."""
+def _ratio_row(name: str, x: Any, bound: float, mode: str, repeats: int, coder: str = "auto") -> dict:
+    """Ratio mode through the public API, beside the CPU's blob of the same values and coder."""
     import torch
 
-    blob = api.compress(x, bound, mode=mode, coder="auto")
+    blob = api.compress(x, bound, mode=mode, coder=coder)
     out = torch.empty_like(x)
-    c = _wall_ms(lambda: api.compress(x, bound, mode=mode, coder="auto"), repeats)
+    c = _wall_ms(lambda: api.compress(x, bound, mode=mode, coder=coder), repeats)
     d = _wall_ms(lambda: api.decompress(blob, out=out), repeats)
     host = x.cpu().numpy()
-    cpu_blob = api.compress(host, bound, mode=mode)
+    cpu_blob = api.compress(host, bound, mode=mode, coder=coder)
     back = out.cpu().numpy()
     err = float(np.max(np.abs(back.astype(np.float64) - host))) if host.size else 0.0
     abs_bound = api.info(blob)["abs_bound"]
     nbytes = x.numel() * 4
     return {"workload": name, "values": int(x.numel()), "bound": bound, "bound_mode": mode,
-            "coder": api.info(blob)["coder"], "ratio": nbytes / len(blob), "cpu_auto_ratio": nbytes / len(cpu_blob),
+            "coder": api.info(blob)["coder"], "ratio": nbytes / len(blob), "cpu_ratio": nbytes / len(cpu_blob),
             "ratio_vs_cpu": len(cpu_blob) / len(blob), "max_error_over_bound": err / abs_bound if abs_bound else 0.0,
             "api_compress_ms": c, "api_decompress_ms": d, "compress_GBps": _gbps(nbytes, c),
             "decompress_GBps": _gbps(nbytes, d), "runs": repeats}
@@ -199,6 +199,8 @@ def run_gpu_bench(traces: list, bounds: list[float], mode: str, repeats: int = 2
         for bound in bounds:
             rows.append(_device_row(f"{trace.name} tiled to {gib:g} GiB", big, bound, mode, repeats))
             rows.append(_ratio_row(f"{trace.name} tiled to {gib:g} GiB, ratio mode", big, bound, mode, repeats))
+            rows.append(_ratio_row(f"{trace.name} tiled to {gib:g} GiB, huffman", big, bound, mode, max(3, repeats // 4),
+                                   "huffman"))
             rows.append(_stream_row(trace, bound, mode))
             for coder in ("auto", "bitpack"):
                 rows.append(_device_blob_row(f"{trace.name} tiled to {gib:g} GiB, blob in device memory", big, bound,
