@@ -285,5 +285,23 @@ PYBIND11_MODULE(_core, m) {
         }, py::arg("data"), py::arg("seed") = 0, py::arg("part_bytes") = 1 << 14, py::arg("terms") = false,
         "Test hook: crc32c computed as the GPU does: raw CRCs of parts chained on the host (the stream\n"
         "digest), or, terms=True, every part's term on its own, combined by XOR (a blob it assembles).");
+  m.def("_seal_pieces_on_host", [](const py::list& pieces) {
+          std::vector<std::string> keep;
+          keep.reserve(pieces.size());
+          std::vector<SealPiece> parts;
+          for (const py::handle& piece : pieces) {
+            const auto pair = piece.cast<std::pair<py::bytes, bool>>();
+            keep.push_back(std::string(pair.first));
+            parts.push_back({reinterpret_cast<const uint8_t*>(keep.back().data()), keep.back().size(), pair.second});
+          }
+          uint64_t body = 0;
+          for (const SealPiece& p : parts) body += p.size;
+          std::string out(size_t(body + kChecksumSize), '\0');
+          const SealJobs jobs(parts, reinterpret_cast<uint8_t*>(out.data()));
+          seal_on_host(jobs);
+          return py::bytes(out);
+        }, py::arg("pieces"),
+        "Test hook: a container sealed from its pieces ((bytes, stays) pairs: framing on the host, blobs\n"
+        "where the assembly runs) by the steps the GPU runs for a message in its memory: body + CRC-32C.");
   py_stages::define(m);
 }

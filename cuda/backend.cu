@@ -451,6 +451,12 @@ uint32_t crc32c(const void* data, uint64_t bytes, uint32_t seed, uintptr_t strea
   return result;
 }
 
+void seal_pieces(uint8_t* out, const std::vector<SealPiece>& pieces, uintptr_t stream) {
+  on_device_of(out, DType::Float32, Execution(), [&](auto, Workspace& ws, cudaStream_t) {
+    enqueue_seal(SealJobs(pieces, out), ws, reinterpret_cast<cudaStream_t>(stream));
+  });
+}
+
 std::shared_ptr<DeviceBlob> inspect_device(const void* blob, size_t size, uint64_t max_output, uintptr_t stream) {
   auto db = std::make_shared<DeviceBlob>();
   db->data = static_cast<const uint8_t*>(blob);

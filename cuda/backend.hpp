@@ -11,6 +11,7 @@
 
 #include "ebgc/format/container.hpp"
 #include "ebgc/format/front.hpp"
+#include "ebgc/grid/blob_assembly.hpp"
 #include "ebgc/grid/message_blobs.hpp"
 #include "ebgc/request.hpp"
 
@@ -72,6 +73,11 @@ void decompress_device_blob(const DeviceBlob& blob, const TensorView& out, const
 // crc32c(bytes of device memory, seed), as common/checksum.hpp computes it on the host (the stream
 // digest of reconstructions that live on the device). Waits for the result.
 uint32_t crc32c(const void* data, uint64_t bytes, uint32_t seed, uintptr_t stream);
+
+// A container sealed in device memory from its pieces (host framing, and pieces that stay where
+// they are: device memory of out's device): into `out` (the pieces' bytes + 4), its CRC-32C
+// computed there. Two kernel launches and one upload, enqueued on `stream`; no host wait.
+void seal_pieces(uint8_t* out, const std::vector<SealPiece>& pieces, uintptr_t stream);
 
 // ---- measurements (bench/): device time of each stage, by CUDA events ----------------------
 struct Timings {

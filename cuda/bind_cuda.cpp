@@ -212,6 +212,26 @@ PYBIND11_MODULE(_cuda, m) {
           return gpu::crc32c(reinterpret_cast<const void*>(data), bytes, seed, stream);
         }, py::arg("data"), py::arg("nbytes"), py::arg("seed") = 0, py::arg("stream") = 0,
         "CRC-32C of device memory (pointer, bytes), the value ebgc._core.crc32c gives for the same bytes.");
+  m.def("seal_pieces", [](uintptr_t out, const py::list& pieces, uintptr_t stream) {
+          std::vector<std::string> keep;  // the framing, kept until its upload is staged
+          keep.reserve(pieces.size());
+          std::vector<SealPiece> parts;
+          for (const py::handle& piece : pieces) {
+            if (py::isinstance<py::bytes>(piece)) {
+              keep.push_back(std::string(piece.cast<py::bytes>()));
+              parts.push_back({reinterpret_cast<const uint8_t*>(keep.back().data()), keep.back().size(), false});
+            } else {
+              const auto device = piece.cast<std::pair<uintptr_t, uint64_t>>();
+              parts.push_back({reinterpret_cast<const uint8_t*>(device.first), device.second, true});
+            }
+          }
+          py::gil_scoped_release nogil;
+          gpu::seal_pieces(reinterpret_cast<uint8_t*>(out), parts, stream);
+        }, py::arg("out"), py::arg("pieces"), py::arg("stream") = 0,
+        "Seal a container in device memory: `pieces` in order, bytes (framing, from the host) or\n"
+        "(pointer, nbytes) of device memory on out's device; out (a device pointer) receives their\n"
+        "bytes and then their CRC-32C (4 bytes, little-endian), computed on the device. Enqueued on\n"
+        "`stream`; the device pieces and out must stay alive until it has run.");
   m.def("benchmark_bitpack", &benchmark, py::arg("data"), py::arg("dtype"), py::arg("n"), py::arg("mode"),
         py::arg("error_bound"), py::arg("scratch"), py::arg("repeats"), py::arg("stream") = 0,
         "Device time (ms, CUDA events) of compress, decompress and a device-to-device copy.");

@@ -1,7 +1,8 @@
 // Blobs assembled in device memory (grid/blob_assembly.hpp): every front of a call goes up in one
 // copy with the job table, one kernel places fronts and streams (which never leave the device),
 // one kernel checksums every blob by parts (crc32c_part_term, a thread a part; the last part of a
-// blob to finish writes its trailer). Enqueued on the call's stream; no host wait.
+// blob to finish writes its trailer). Enqueued on the call's stream; no host wait. A stream
+// message framed around device blobs is sealed by the same two kernels (enqueue_seal).
 #pragma once
 #include <cuda_runtime.h>
 
@@ -58,36 +59,59 @@ inline void check_blob_memory(const void* dst, const Workspace& ws) {
     throw InvalidArgument("a device blob must be allocated in the memory of the tensor's device");
 }
 
-// Enqueues the assembly of a's blobs (their dst: device memory on the workspace's device).
-inline void enqueue_assembly(const BlobAssembly& a, Workspace& ws, cudaStream_t s) {
-  const uint64_t count = a.jobs.size();
-  if (!count) return;
+// Enqueues the copy jobs (fronts from `fronts`, streams where they are) and then the checksum jobs
+// over `parts` parts (each writes its trailer after the bytes it covers). All dst: device memory
+// on the workspace's device.
+inline void enqueue_jobs(const std::vector<AssemblyJob>& copies, const std::vector<uint8_t>& fronts,
+                         const std::vector<AssemblyJob>& checks, uint64_t parts, Workspace& ws, cudaStream_t s) {
+  const uint64_t count = copies.size(), check_count = checks.size();
   uint64_t widest = 0;
-  for (const AssemblyJob& j : a.jobs) {
+  for (const AssemblyJob& j : copies) {
     check_blob_memory(j.dst, ws);
     widest = std::max(widest, j.covered());
   }
   Carve c;
-  const size_t jobs_at = c.take(sizeof(AssemblyJob) * count), fronts_at = c.take(a.fronts.size());
-  const size_t upload = c.end, terms_at = c.take(4 * count), done_at = c.take(8 * count);
+  const size_t jobs_at = c.take(sizeof(AssemblyJob) * count), checks_at = c.take(sizeof(AssemblyJob) * check_count);
+  const size_t fronts_at = c.take(fronts.size());
+  const size_t upload = c.end, terms_at = c.take(4 * check_count), done_at = c.take(8 * check_count);
   ws.wait_host();  // the pinned buffer may still be read by this call's last transfer
   uint8_t* h = ws.host_bytes(upload);
-  std::memcpy(h + jobs_at, a.jobs.data(), sizeof(AssemblyJob) * count);
-  std::memcpy(h + fronts_at, a.fronts.data(), a.fronts.size());
+  std::memcpy(h + jobs_at, copies.data(), sizeof(AssemblyJob) * count);
+  std::memcpy(h + checks_at, checks.data(), sizeof(AssemblyJob) * check_count);
+  std::memcpy(h + fronts_at, fronts.data(), fronts.size());
   uint8_t* d = ws.staging_bytes(c.end);
   const Crc32cShift* pow2 = ws.crc_powers();
-  auto* jobs = reinterpret_cast<const AssemblyJob*>(d + jobs_at);
   Enqueued work(ws, s);
   EBGC_CUDA(cudaMemcpyAsync(d, h, upload, cudaMemcpyHostToDevice, s));
   EBGC_CUDA(cudaMemsetAsync(d + terms_at, 0, c.end - terms_at, s));
-  const dim3 copy_grid(unsigned(std::min<uint64_t>(ceil_div(widest, kAssemblyThreads * 8), 1024)),
-                       unsigned(std::min<uint64_t>(count, 65535)));
-  assembly_copy_kernel<<<copy_grid, kAssemblyThreads, 0, s>>>(jobs, count, d + fronts_at);
-  assembly_crc_kernel<<<unsigned(ceil_div(a.parts, kAssemblyThreads)), kAssemblyThreads, 0, s>>>(
-      jobs, count, a.parts, pow2, reinterpret_cast<uint32_t*>(d + terms_at),
-      reinterpret_cast<unsigned long long*>(d + done_at));
+  if (count && widest) {
+    const dim3 copy_grid(unsigned(std::min<uint64_t>(ceil_div(widest, kAssemblyThreads * 8), 1024)),
+                         unsigned(std::min<uint64_t>(count, 65535)));
+    assembly_copy_kernel<<<copy_grid, kAssemblyThreads, 0, s>>>(reinterpret_cast<const AssemblyJob*>(d + jobs_at),
+                                                                 count, d + fronts_at);
+  }
+  if (parts)
+    assembly_crc_kernel<<<unsigned(ceil_div(parts, kAssemblyThreads)), kAssemblyThreads, 0, s>>>(
+        reinterpret_cast<const AssemblyJob*>(d + checks_at), check_count, parts, pow2,
+        reinterpret_cast<uint32_t*>(d + terms_at), reinterpret_cast<unsigned long long*>(d + done_at));
+  for (const AssemblyJob& j : checks)  // nothing covered: the checksum of no bytes is 0
+    if (!j.covered()) EBGC_CUDA(cudaMemsetAsync(j.dst, 0, kChecksumSize, s));
   EBGC_CUDA(cudaGetLastError());
   work.end();
+}
+
+// Enqueues the assembly of a's blobs (their dst: device memory on the workspace's device).
+inline void enqueue_assembly(const BlobAssembly& a, Workspace& ws, cudaStream_t s) {
+  if (!a.jobs.empty()) enqueue_jobs(a.jobs, a.fronts, a.jobs, a.parts, ws, s);
+}
+
+// Enqueues a container sealed where its pieces are (grid/blob_assembly.hpp: SealJobs) into `out`
+// (device memory of the workspace's device, body + 4 bytes); the staying pieces must be there too.
+inline void enqueue_seal(const SealJobs& jobs, Workspace& ws, cudaStream_t s) {
+  for (const AssemblyJob& j : jobs.copies)
+    if (j.stream_bytes) check_blob_memory(j.streams, ws);
+  check_blob_memory(jobs.checksum.dst, ws);
+  enqueue_jobs(jobs.copies, jobs.fronts, {jobs.checksum}, jobs.checksum.parts(), ws, s);
 }
 
 // The sink of a call whose blobs go to device memory: `allocate` returns memory on the

@@ -816,6 +816,24 @@ def test_gpu_device_blob_on_another_stream_and_under_a_budget():
 
 
 @pytest.mark.cuda
+def test_gpu_seals_pieces_as_the_host_runner():
+    """A container sealed in device memory from host framing and device pieces (two kernels, no
+    host wait) is the host runner's seal of the same pieces: empty framing, pieces side by side,
+    pieces over several checksum parts, one piece alone."""
+    from ebgc import _core
+
+    rng = np.random.default_rng(61)
+    blob = lambda n: rng.integers(0, 256, n, dtype=np.uint8).tobytes()  # noqa: E731
+    for layout in ([(b"", False), (blob(9000), True), (b"", False), (blob(5), True), (b"", False)],
+                   [(blob(3), False), (blob(4096), True), (blob(4097), True), (blob(70_001), True), (b"end", False)],
+                   [(blob(1), True)]):
+        pieces = [to_device(np.frombuffer(p, np.uint8).copy()) if on_device else p for p, on_device in layout]
+        sealed = cuda.seal_pieces(pieces)
+        synchronize()
+        assert _blob_bytes(sealed) == _core._seal_pieces_on_host(layout)
+
+
+@pytest.mark.cuda
 @pytest.mark.parametrize("coder", ["auto", "bitpack", "huffman"])
 def test_gpu_stream_messages_in_device_memory(coder):
     """encode(device_message=True) gives, in GPU memory, the bytes the same stream's host message

@@ -320,6 +320,13 @@ def test_a_message_framed_around_parts_is_the_sealed_message():
     assert pieces[1::2] == blobs and all(isinstance(p, bytes) for p in pieces[::2])
     body = b"".join(pieces)
     assert body + _core.crc32c(body).to_bytes(4, "little") == framed(False).seal()
+    # the GPU's steps (one copy job a blob with the framing before it, one checksum job over the
+    # body), run in host memory: also with framing pieces empty and blobs side by side
+    assert _core._seal_pieces_on_host([(p, k % 2 == 1) for k, p in enumerate(pieces)]) == framed(False).seal()
+    for pieces in ([(b"", False), (b"x" * 9000, True), (b"", False), (b"y" * 5, True), (b"", False)],
+                   [(b"head", False)], [(b"a" * 4096, True), (b"b" * 4097, True), (b"tail", False)], []):
+        body = b"".join(p for p, _ in pieces)
+        assert _core._seal_pieces_on_host(pieces) == body + _core.crc32c(body).to_bytes(4, "little")
     with pytest.raises(ebgc.InvalidArgumentError, match="sealed where"):
         with_parts.seal()
 

@@ -298,21 +298,6 @@ def empty_bytes(size: int, device: int, framework: str) -> Tuple[Any, int]:
     return t, int(t.data_ptr())
 
 
-def copy_bytes(out: Any, at: int, piece: Any) -> None:
-    """out[at : at + len(piece)] = piece, for a uint8 device array `out` (torch or cupy) and host
-    bytes or a uint8 device array of out's framework, on that framework's current stream."""
-    end = at + len(piece)
-    if _module_of(out) == "torch":
-        import torch
-
-        src = torch.frombuffer(bytearray(piece), dtype=torch.uint8) if isinstance(piece, bytes) else piece
-        out[at:end].copy_(src)
-    elif isinstance(piece, bytes):
-        out[at:end].set(np.frombuffer(piece, np.uint8))
-    else:
-        out[at:end] = piece
-
-
 def parse_device(device: Any) -> int:
     """The index of 'cuda' / 'cuda:N' / a torch CUDA device (-1: the current device)."""
     text = str(device)

@@ -165,23 +165,25 @@ class DeviceBytes:
 
 def seal_pieces(pieces: list) -> Any:
     """A sealed container assembled in device memory: `pieces` (host bytes, and uint8 device
-    arrays on one device, in order: wire.Writer.pieces) copied into one new uint8 array of the
-    first device piece's framework, then their CRC-32C, computed on the device, appended. The
-    device pieces never come to the host; the copies run on that framework's current stream."""
-    first = next(arrays.device_blob(p, _backend().device_of) for p in pieces if not isinstance(p, bytes))
-    total = sum(len(p) for p in pieces) + 4
-    out, _ = arrays.empty_bytes(total, first.device, first.framework)
-    host = b"".join(p for p in pieces if isinstance(p, bytes))
-    framing, _ = arrays.empty_bytes(len(host), first.device, first.framework)
-    arrays.copy_bytes(framing, 0, host)  # all host pieces up in one copy, then placed on the device
-    at = taken = 0
+    arrays on one device, in order: wire.Writer.pieces) placed into one new uint8 array of the
+    first device piece's framework, then their CRC-32C, computed on the device, appended: the
+    framing goes up in one copy, one kernel places every piece, one checksums the body, on the
+    first device piece's framework's current stream; no device piece comes to the host and the
+    host does not wait."""
+    backend = _backend()
+    devices = [arrays.device_blob(p, backend.device_of) for p in pieces if not isinstance(p, bytes)]
+    first = devices[0]
+    if any(d.device != first.device for d in devices if d.size):
+        raise InvalidArgumentError("the pieces of a message in device memory must be on one device")
+    out, ptr = arrays.empty_bytes(sum(len(p) for p in pieces) + 4, first.device, first.framework)
+    table, placed = [], iter(devices)
     for piece in pieces:
-        n = len(piece)
-        if n:
-            arrays.copy_bytes(out, at, framing[taken : taken + n] if isinstance(piece, bytes) else piece)
-        taken += n if isinstance(piece, bytes) else 0
-        at += n
-    arrays.copy_bytes(out, at, _byte_crc32c(out[:at]).to_bytes(4, "little"))
+        if isinstance(piece, bytes):
+            table.append(piece)
+        else:
+            d = next(placed)
+            table.append((d.ptr, d.size))
+    backend.seal_pieces(ptr, table, _stream_for(None, first))
     return out
 
 

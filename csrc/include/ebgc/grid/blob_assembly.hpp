@@ -4,7 +4,8 @@
 // copied next to the streams, and the checksum of both computed there part by part
 // (crc32c_part_term), so no stream byte crosses to the host. The CUDA backend assembles on the
 // device (cuda/blob_assembly.cuh); assemble_on_host runs the same steps in host memory, so the
-// tests check the assembled blobs against the CPU codec's.
+// tests check the assembled blobs against the CPU codec's. A container framed around blobs that
+// stay (a stream message in device memory) is sealed by the same two steps (SealJobs).
 #pragma once
 #include <cstdint>
 #include <cstring>
@@ -81,21 +82,75 @@ EBGC_HD inline void write_assembly_crc(const AssemblyJob& j, uint32_t crc) {
   for (unsigned k = 0; k < 4; ++k) j.dst[j.covered() + k] = uint8_t(crc >> (8 * k));
 }
 
-// The device's steps in host memory, thread by thread: every byte placed, then every part's term
-// of its blob's checksum (over the flat part index), then each blob's trailer.
-inline void assemble_on_host(const BlobAssembly& a) {
+// The device's copy step in host memory, byte by byte.
+inline void place_on_host(const std::vector<AssemblyJob>& jobs, const std::vector<uint8_t>& fronts) {
+  for (const AssemblyJob& j : jobs)
+    for (uint64_t i = 0; i < j.covered(); ++i) j.dst[i] = assembly_byte(j, fronts.data(), i);
+}
+// The device's checksum step in host memory: every part's term of its job's checksum (over the
+// flat part index of `parts`), then each job's trailer.
+inline void checksum_on_host(const std::vector<AssemblyJob>& jobs, uint64_t parts) {
   const auto& table = detail::crc32c_tables().t[0];
   const Crc32cShift* pow2 = Crc32cPowers::get().pow2;
-  for (const AssemblyJob& j : a.jobs)
-    for (uint64_t i = 0; i < j.covered(); ++i) j.dst[i] = assembly_byte(j, a.fronts.data(), i);
-  std::vector<uint32_t> terms(a.jobs.size(), 0);
-  for (uint64_t part = 0; part < a.parts; ++part) {
-    const uint64_t k = assembly_job_of(a.jobs.data(), a.jobs.size(), part);
-    const AssemblyJob& j = a.jobs[k];
+  std::vector<uint32_t> terms(jobs.size(), 0);
+  for (uint64_t part = 0; part < parts; ++part) {
+    const uint64_t k = assembly_job_of(jobs.data(), jobs.size(), part);
+    const AssemblyJob& j = jobs[k];
     terms[k] ^= crc32c_part_term(j.dst, j.covered(), part - j.first_part, kAssemblyPartBytes, table.data(), pow2);
   }
-  for (size_t k = 0; k < a.jobs.size(); ++k)
-    write_assembly_crc(a.jobs[k], crc32c_from_terms(0, terms[k], a.jobs[k].covered(), pow2));
+  for (size_t k = 0; k < jobs.size(); ++k) write_assembly_crc(jobs[k], crc32c_from_terms(0, terms[k], jobs[k].covered(), pow2));
+}
+// The device's steps in host memory: every byte placed, then every blob's checksum.
+inline void assemble_on_host(const BlobAssembly& a) {
+  place_on_host(a.jobs, a.fronts);
+  checksum_on_host(a.jobs, a.parts);
+}
+
+// ---- a container sealed where its pieces are ----------------------------------------------------
+
+// A container's body as pieces where they are (a stream message in device memory: host framing
+// around blobs that stay on the device), in order.
+struct SealPiece {
+  const uint8_t* data;
+  uint64_t size;
+  bool stays;  // bytes where the assembly runs (a device blob), else host bytes (framing)
+};
+
+// The body sealed into `out` (body + 4 bytes) by the blob assembly's two steps: one copy job a
+// staying piece, whose front is the host bytes before it (and one last job of the host bytes
+// after the last), then one checksum job over the whole body, whose trailer is the container's
+// CRC-32C. No byte of a staying piece is read on the host.
+struct SealJobs {
+  std::vector<AssemblyJob> copies;
+  std::vector<uint8_t> fronts;
+  AssemblyJob checksum{};
+
+  SealJobs(const std::vector<SealPiece>& pieces, uint8_t* out) {
+    AssemblyJob j{};
+    j.dst = out;
+    uint64_t body = 0;
+    for (const SealPiece& p : pieces) {
+      if (!p.stays) {
+        fronts.insert(fronts.end(), p.data, p.data + p.size);
+        j.front_bytes += p.size;
+        continue;
+      }
+      j.streams = p.data, j.stream_bytes = p.size;
+      copies.push_back(j);
+      body += j.covered();
+      j = AssemblyJob{};
+      j.dst = out + body, j.front_at = fronts.size();
+    }
+    if (j.front_bytes) copies.push_back(j);
+    body += j.front_bytes;
+    checksum.dst = out, checksum.stream_bytes = body;  // read where the copies put it
+  }
+  uint64_t body_bytes() const { return checksum.covered(); }
+};
+
+inline void seal_on_host(const SealJobs& s) {
+  place_on_host(s.copies, s.fronts);
+  checksum_on_host({s.checksum}, s.checksum.parts());
 }
 
 // Where a grid puts its coded blobs. put(): the blob of `tensor` whose front is in the writer and
