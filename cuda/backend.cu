@@ -87,8 +87,8 @@ void compress_raw_from_device(const TensorView& x, const Params& p, const Stream
 }
 
 // The device's codec for one tensor: predictor (zero, or the stream's blend), then the coder the
-// request or the device's statistics name, each falling back to the CPU codec where the device
-// cannot hold the outliers.
+// request or the device's statistics name; bit-packing falls back to the CPU codec where the
+// device cannot hold the outliers (the lane coders size their outlier buffer from the analysis).
 template <class T>
 void compress_typed(const TensorView& x, const Params& p, const Execution& e, const StreamTerms& stream, uint64_t n,
                     Workspace& ws, cudaStream_t s, const CodedBlobSink& sink, size_t tensor) {
@@ -115,12 +115,10 @@ void compress_typed(const TensorView& x, const Params& p, const Execution& e, co
     };
     if (p.coder == int(Coder::Raw)) return compress_raw_from_device<T>(x, p, stream, n, ws, s, sink, tensor);
     if (p.coder == int(Coder::Bitpack)) return bitpack();
-    const GridResult r = compress_context_on_device(xd, x.shape, p, predict, rec, ws, s, sink, tensor);
-    switch (r.outcome) {
+    switch (compress_context_on_device(xd, x.shape, p, predict, rec, ws, s, sink, tensor)) {
       case GridOutcome::Written: return;
       case GridOutcome::Raw: return compress_raw_from_device<T>(x, p, stream, n, ws, s, sink, tensor);
       case GridOutcome::Bitpack: return bitpack();
-      case GridOutcome::TooManyOutliers: return on_host_as(r.coder, kGridChunkLog2);
     }
   };
   if (choice.kind == PredictorKind::Blend) return run(choice.blend);
@@ -410,13 +408,6 @@ void compress_many(const std::vector<TensorView>& xs, const Params& p, const Exe
         fast_grid(left.bitpack, q, &given);
       }
       for (size_t k : left.raw) compress_raw_from_device<T>(xs[k], p, terms[k], xs[k].elements(), ws, s, sink, k);
-      // Over the outlier capacity: the CPU codec with the grid's coder and chunks (as one tensor).
-      q.chunk_log2 = kGridChunkLog2;
-      q.low_rank = false;
-      for (const auto& [k, coder] : left.host) {
-        q.coder = int(coder);
-        compress_on_host<T>(xs[k], q, e, terms[k], xs[k].elements(), ws, s, sink, k);
-      }
     });
   }
 }

@@ -23,13 +23,11 @@ namespace gpu {
 // Where a grid encode's buffers sit in the workspace.
 struct GridEncodeLayout {
   LaneGrid g;
-  uint64_t capacity;  // outliers the device gathers (more: the CPU codec runs instead)
   size_t summary, block_or, outlier_bits, chunk_outliers, zeroed_bytes, chunk_b, chunk_b_bytes;
   size_t bound, sym, ctx, lane_raw, lane_raw_bits, len_b, first_outlier, len_a, bytes, offset, scan_temp;
-  size_t state, words, region, tables, streams, index, value, reconstruction, scan_temp_bytes, total;
+  size_t state, words, region, tables, streams, reconstruction, scan_temp_bytes, total;
 
   GridEncodeLayout(uint64_t n, size_t elem, bool with_reconstruction) : g(n, kGridChunkLog2) {
-    capacity = outlier_capacity(n);
     scan_temp_bytes = 0;
     EBGC_CUDA(cub::DeviceScan::ExclusiveSum(nullptr, scan_temp_bytes, static_cast<unsigned long long*>(nullptr),
                                             static_cast<unsigned long long*>(nullptr), int64_t(g.chunks + 1)));
@@ -59,27 +57,20 @@ struct GridEncodeLayout {
     tables = c.take(max_context_table_bytes());
     // A chunk's streams: its head (<= 32 + 7 * 5 bytes), <= 2 words a value, <= 27 raw bits a value.
     streams = c.take(g.chunks * 72 + n * 4 + (n * kMaxRawBits + 7) / 8);
-    index = c.take(8 * capacity);
-    value = c.take(elem * capacity);
     reconstruction = c.take(with_reconstruction ? elem * n : 0);
     total = c.end;
   }
 };
 
-enum class GridOutcome { Written, Raw, Bitpack, TooManyOutliers };
-// What a grid encode did; for TooManyOutliers, the coder the CPU codec is to run in its place.
-struct GridResult {
-  GridOutcome outcome;
-  Coder coder = Coder::Context;
-};
+enum class GridOutcome { Written, Raw, Bitpack };
 
 inline unsigned lane_blocks(uint64_t threads, unsigned per_block) { return unsigned(ceil_div(threads, per_block)); }
 
 // Encodes x (n >= 1) with the context coder's or Huffman's lanes, or says which coder to run
-// instead: the plan's pick from the device's own statistics (raw, bit-packing) or the CPU codec
-// (outlier overflow).
+// instead: the plan's pick from the device's own statistics (raw, bit-packing). The outliers are
+// gathered into a buffer of their exact count (known from the analysis), so any number fits.
 template <class T, class Predictor>
-GridResult compress_context_on_device(const T* x, const std::vector<uint64_t>& shape, const Params& p,
+GridOutcome compress_context_on_device(const T* x, const std::vector<uint64_t>& shape, const Params& p,
                                        const Predictor& predict, T* reconstruction, Workspace& ws, cudaStream_t s,
                                        const CodedBlobSink& sink, size_t tensor) {
   uint64_t n = 1;
@@ -122,14 +113,16 @@ GridResult compress_context_on_device(const T* x, const std::vector<uint64_t>& s
   totals.bitpack_bytes = host_summary->bitpack_bytes;
   totals.outliers = host_summary->outliers;
   const double abs_bound = double_of(host_summary->abs_bound_bits);
-  const LaneCoderChoice choice = choose_lane_coder(totals, n, g.chunks, sign_period, sizeof(T), p.coder, L.capacity);
+  const LaneCoderChoice choice = choose_lane_coder(totals, n, g.chunks, sign_period, sizeof(T), p.coder);
   if (choice.coder == Coder::Raw) {
-    if (!sink.streams_stay()) return {GridOutcome::Raw};  // the values come to the host once
+    if (!sink.streams_stay()) return GridOutcome::Raw;  // the values come to the host once
     put_raw_on_device(x, reconstruction, shape, p, abs_bound, n, sink, tensor, ws, s);
-    return {GridOutcome::Written};
+    return GridOutcome::Written;
   }
-  if (choice.coder == Coder::Bitpack) return {GridOutcome::Bitpack};
-  if (choice.over_capacity) return {GridOutcome::TooManyOutliers, choice.coder};
+  if (choice.coder == Coder::Bitpack) return GridOutcome::Bitpack;
+  uint8_t* gathered = ws.gathered_bytes(std::max<uint64_t>(1, totals.outliers) * (8 + sizeof(T)));
+  auto* index = reinterpret_cast<uint64_t*>(gathered);
+  T* value = reinterpret_cast<T*>(gathered + 8 * totals.outliers);
   const uint32_t coded = choice.coded();
   std::vector<uint8_t> placed;
   const PlacedTables placed_at = place_lane_tables(choice, placed);
@@ -169,8 +162,7 @@ GridResult compress_context_on_device(const T* x, const std::vector<uint64_t>& s
   EBGC_CUDA(cudaGetLastError());
   if (totals.outliers)
     context_outlier_kernel<T><<<lane_blocks(g.chunks, 256), 256, 0, s>>>(
-        g, x, u32(L.outlier_bits), u64(L.chunk_outliers), u64(L.first_outlier), reinterpret_cast<uint64_t*>(at(L.index)),
-        reinterpret_cast<T*>(at(L.value)));
+        g, x, u32(L.outlier_bits), u64(L.chunk_outliers), u64(L.first_outlier), index, value);
   EBGC_CUDA(cudaGetLastError());
   EBGC_CUDA(cudaMemcpyAsync(h, at(L.len_a), 8 * g.chunks, cudaMemcpyDeviceToHost, s));
   EBGC_CUDA(cudaMemcpyAsync(h + 8 * g.chunks, at(L.len_b), 8 * g.chunks, cudaMemcpyDeviceToHost, s));
@@ -189,8 +181,7 @@ GridResult compress_context_on_device(const T* x, const std::vector<uint64_t>& s
   h = ws.host_bytes(streams_at + (stay ? 0 : stream_bytes));
   Enqueued download(ws, s);
   if (outliers) {
-    EBGC_CUDA(cudaMemcpyAsync(h, at(L.index), 8 * outliers, cudaMemcpyDeviceToHost, s));
-    EBGC_CUDA(cudaMemcpyAsync(h + value_at, at(L.value), sizeof(T) * outliers, cudaMemcpyDeviceToHost, s));
+    EBGC_CUDA(cudaMemcpyAsync(h, gathered, (8 + sizeof(T)) * outliers, cudaMemcpyDeviceToHost, s));
   }
   if (!stay) EBGC_CUDA(cudaMemcpyAsync(h + streams_at, at(L.streams), stream_bytes, cudaMemcpyDeviceToHost, s));
   if (reconstruction) EBGC_CUDA(cudaMemcpyAsync(reconstruction, staged, n * sizeof(T), cudaMemcpyDeviceToDevice, s));
@@ -201,7 +192,7 @@ GridResult compress_context_on_device(const T* x, const std::vector<uint64_t>& s
   put_coded_blob(hd, outliers, reinterpret_cast<const uint64_t*>(h), h + value_at, sizeof(T), choice.tables, len_a, len_b,
                  stay ? at(L.streams) : h + streams_at, sink, tensor);
   sink.finish();
-  return {GridOutcome::Written};
+  return GridOutcome::Written;
 }
 
 // ---- decoding ----------------------------------------------------------------------------------

@@ -9,7 +9,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <utility>
 #include <vector>
 
 #include <cub/device/device_scan.cuh>
@@ -25,10 +24,10 @@ namespace gpu {
 struct ContextMessageLayout {
   size_t rows, bounds, summaries, block_or, outlier_bits, chunk_outliers, zeroed_bytes, chunk_b, chunk_b_bytes;
   size_t sym, ctx, lane_raw, lane_raw_bits, len_a, len_b, bytes, offset, first_outlier, scan_temp, scan_temp_bytes;
-  size_t state, words, region, tables, streams, index, value, total;
+  size_t state, words, region, tables, streams, total;
   MessageBlendLayout blend;
   template <class T>
-  ContextMessageLayout(const ContextMessageGrid& m, size_t row_bytes, size_t elem, std::vector<BlendRow<T>>& blends) {
+  ContextMessageLayout(const ContextMessageGrid& m, size_t row_bytes, std::vector<BlendRow<T>>& blends) {
     const LaneGrid any(1, kGridChunkLog2);
     scan_temp_bytes = 0;
     EBGC_CUDA(cub::DeviceScan::ExclusiveSum(nullptr, scan_temp_bytes, static_cast<unsigned long long*>(nullptr),
@@ -60,19 +59,15 @@ struct ContextMessageLayout {
     tables = c.take(max_context_table_bytes() * m.rows);
     // A chunk's streams: its head (<= 32 + 7 * 5 bytes), <= 2 words a value, <= 27 raw bits a value.
     streams = c.take(m.chunks * 72 + m.values * 4 + (m.values * kMaxRawBits + 7) / 8);
-    index = c.take(8 * m.capacity);
-    value = c.take(elem * m.capacity);
     blend.carve(c, blends);
     total = c.end;
   }
 };
 
 // What the host gave to other coders: tensor indices the caller codes tensor by tensor (raw, for
-// host blobs; the CPU codec for rows over the outlier capacity) or through the fast mode's message
-// grid.
+// host blobs) or through the fast mode's message grid.
 struct ContextMessageLeftovers {
   std::vector<size_t> raw, bitpack;
-  std::vector<std::pair<size_t, Coder>> host;  // with the coder the CPU codec is to run
 };
 
 // rows: x, reconstruction, n, sign_period set; blends: the rows whose stream predictor is fitted
@@ -87,7 +82,7 @@ ContextMessageLeftovers compress_context_message_on_device(std::vector<ContextRo
   ContextMessageLeftovers left;
   const ContextMessageGrid m = plan_context_message(rows);
   const uint64_t count = m.rows;
-  const ContextMessageLayout L(m, sizeof(ContextRow<T>), sizeof(T), blends);
+  const ContextMessageLayout L(m, sizeof(ContextRow<T>), blends);
   uint8_t* d = ws.device_bytes(L.total);
   auto u32 = [&](size_t offset) { return reinterpret_cast<uint32_t*>(d + offset); };
   auto u64 = [&](size_t offset) { return reinterpret_cast<unsigned long long*>(d + offset); };
@@ -123,6 +118,7 @@ ContextMessageLeftovers compress_context_message_on_device(std::vector<ContextRo
   std::vector<LaneCoderChoice> choices(count);
   std::vector<double> abs_bound(count);
   std::vector<uint64_t> raw_rows;
+  uint64_t gathered = 0;  // outliers of the lane-coded rows: the gather's buffer is sized for them
   for (uint64_t k = 0; k < count; ++k) {
     const AnalysisSummary& sm = reinterpret_cast<const AnalysisSummary*>(h + row_bytes)[k];
     GridTotals totals;
@@ -132,12 +128,11 @@ ContextMessageLeftovers compress_context_message_on_device(std::vector<ContextRo
     totals.raw_bytes = sm.raw_bytes, totals.bitpack_bytes = sm.bitpack_bytes, totals.outliers = sm.outliers;
     abs_bound[k] = double_of(sm.abs_bound_bits);
     const ContextRow<T>& r = rows[k];
-    choices[k] = choose_lane_coder(totals, r.n, r.grid().chunks, r.sign_period, sizeof(T), p.coder,
-                                   message_outlier_capacity(r.n));
+    choices[k] = choose_lane_coder(totals, r.n, r.grid().chunks, r.sign_period, sizeof(T), p.coder);
     const size_t tensor = tensor_of[k];
     if (choices[k].coder == Coder::Raw) raw_rows.push_back(k);
     else if (choices[k].coder == Coder::Bitpack) left.bitpack.push_back(tensor);
-    else if (choices[k].over_capacity) left.host.push_back({tensor, choices[k].coder});
+    else gathered += sm.outliers;
   }
   // Raw rows: assembled from the values where they are for device blobs (after the loop above: the
   // assembly reuses the pinned buffer that held the summaries), else tensor by tensor.
@@ -149,6 +144,9 @@ ContextMessageLeftovers compress_context_message_on_device(std::vector<ContextRo
   std::vector<uint8_t> tables;
   place_context_tables(rows, choices, tables);
   if (tables.empty()) return left;  // no tensor for the lanes
+  uint8_t* outliers_at = ws.gathered_bytes(std::max<uint64_t>(1, gathered) * (8 + sizeof(T)));
+  auto* index = reinterpret_cast<uint64_t*>(outliers_at);
+  T* value = reinterpret_cast<T*>(outliers_at + 8 * gathered);
 
   // Steps 2 and 3: the coded tensors' lanes, sizes, one scan of offsets and one of outliers over
   // the message, streams and outliers in place; the chunk directory back in one copy.
@@ -172,8 +170,7 @@ ContextMessageLeftovers compress_context_message_on_device(std::vector<ContextRo
   EBGC_CUDA(cub::DeviceScan::ExclusiveSum(d + L.scan_temp, temp, a.chunk_outliers, a.first_outlier, int64_t(m.chunks + 1), s));
   context_message_streams_kernel<T><<<lane_grid, kLaneThreads, 0, s>>>(table, count, a, d + L.streams);
   context_message_outlier_kernel<T><<<chunk_grid, 256, 0, s>>>(table, count, m.chunks, a,
-                                                               reinterpret_cast<uint64_t*>(d + L.index),
-                                                               reinterpret_cast<T*>(d + L.value));
+                                                               index, value);
   EBGC_CUDA(cudaGetLastError());
   EBGC_CUDA(cudaMemcpyAsync(h + dir_at, a.len_a, 8 * m.chunks, cudaMemcpyDeviceToHost, s));
   EBGC_CUDA(cudaMemcpyAsync(h + dir_at + 8 * m.chunks, a.len_b, 8 * m.chunks, cudaMemcpyDeviceToHost, s));
@@ -190,7 +187,8 @@ ContextMessageLeftovers compress_context_message_on_device(std::vector<ContextRo
 
   // The coded tensors' outliers and streams in one transfer each; their blobs.
   const MessageParts parts =
-      download_message_parts(ws, s, d + L.index, d + L.value, sizeof(T), outliers, d + L.streams, stream_bytes, sink);
+      download_message_parts(ws, s, reinterpret_cast<const uint8_t*>(index), reinterpret_cast<const uint8_t*>(value),
+                             sizeof(T), outliers, d + L.streams, stream_bytes, sink);
   for (uint64_t k = 0; k < count; ++k)
     if (rows[k].coded)
       put_context_row_blob(rows[k], shapes[tensor_of[k]], p, abs_bound[k], choices[k].tables, len_a, len_b, offset,

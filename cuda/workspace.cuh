@@ -60,6 +60,8 @@ struct Workspace {
   size_t host_size = 0;
   uint8_t* staging = nullptr;  // device: what a step uploads while `device` still holds its inputs
   size_t staging_size = 0;
+  uint8_t* gathered = nullptr;  // device: the ratio coders' outliers, sized once their count is known
+  size_t gathered_size = 0;
   Crc32cShift* pow2 = nullptr;  // device: Crc32cPowers, for checksums by parts' terms
 
   // Device work of this call runs after the previous call's (which may be on another stream).
@@ -77,6 +79,7 @@ struct Workspace {
   uint8_t* device_bytes(size_t bytes) { return grow(device, device_size, bytes, false); }
   uint8_t* host_bytes(size_t bytes) { return grow(host, host_size, bytes, true); }
   uint8_t* staging_bytes(size_t bytes) { return grow(staging, staging_size, bytes, false); }
+  uint8_t* gathered_bytes(size_t bytes) { return grow(gathered, gathered_size, bytes, false); }
   const Crc32cShift* crc_powers() {
     if (!pow2) {
       void* p = nullptr;

@@ -42,7 +42,7 @@ struct ContextRow {
 };
 
 struct ContextMessageGrid {
-  uint64_t rows = 0, tiles = 0, threads = 0, lanes = 0, chunks = 0, blocks = 0, values = 0, capacity = 0;
+  uint64_t rows = 0, tiles = 0, threads = 0, lanes = 0, chunks = 0, blocks = 0, values = 0;
 };
 
 // Fills the rows' offsets (x, reconstruction, n, sign_period set; every n >= 1).
@@ -60,7 +60,6 @@ ContextMessageGrid plan_context_message(std::vector<ContextRow<T>>& rows) {
     m.tiles += (r.n + kBitpackTileValues - 1) / kBitpackTileValues;
     m.threads += r.threads();
     m.lanes += g.lanes(), m.chunks += g.chunks, m.blocks += g.blocks(), m.values += r.n;
-    m.capacity += message_outlier_capacity(r.n);  // each row's, as for the tensor alone
   }
   return m;
 }

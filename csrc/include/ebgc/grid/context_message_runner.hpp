@@ -76,17 +76,15 @@ void grid_context_encode_message(const MessageInputs<T>& in, const Params& p, co
     totals[k].outliers += tally.outliers;
   }
 
-  // The host's part: each row's coder and tables (no capacity here: the device codes rows over its
-  // own with the CPU codec, whose blob is this one). Raw rows are written now, bit-packed ones by
-  // the fast mode's message grid.
+  // The host's part: each row's coder and tables. Raw rows are written now, bit-packed ones by the
+  // fast mode's message grid.
   std::vector<LaneCoderChoice> choices(count);
   MessageInputs<T> pack;  // with the predictors chosen here
   std::vector<size_t> pack_tensor;
   for (uint64_t k = 0; k < count; ++k) {
     const ContextRow<T>& r = rows[k];
     const size_t tensor = tensor_of[k];
-    choices[k] = choose_lane_coder(totals[k], r.n, r.grid().chunks, r.sign_period, sizeof(T), p.coder,
-                                   std::numeric_limits<uint64_t>::max());
+    choices[k] = choose_lane_coder(totals[k], r.n, r.grid().chunks, r.sign_period, sizeof(T), p.coder);
     if (choices[k].coder == Coder::Raw) {
       if (r.reconstruction) std::memcpy(r.reconstruction, r.x, r.n * sizeof(T));
       put_raw_blob(shapes[tensor], p, abs_bound[k], r.x, r.n, sink, tensor);

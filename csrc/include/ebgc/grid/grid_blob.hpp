@@ -89,11 +89,9 @@ inline Coder pick_grid_coder(int requested, const SymbolStats& st, const Context
 
 // The host's choice for one row (or one tensor) from what the analysis counted: the coder
 // (context, Huffman, bit-packing or raw, by the CPU's estimates), and for the lane coders their
-// tables (as the blob carries them) and lane encoder. A lane-coded row with more outliers than
-// `capacity` is coded by the CPU codec instead.
+// tables (as the blob carries them) and lane encoder.
 struct LaneCoderChoice {
   Coder coder = Coder::Context;
-  bool over_capacity = false;
   ByteWriter tables;
   std::shared_ptr<const RansLaneEncoder> encoder;  // context
   std::shared_ptr<const HuffmanCode> huffman;      // Huffman
@@ -101,16 +99,12 @@ struct LaneCoderChoice {
 };
 
 inline LaneCoderChoice choose_lane_coder(const GridTotals& totals, uint64_t n, uint64_t chunks, uint64_t sign_period,
-                                         size_t elem, int requested, uint64_t capacity) {
+                                         size_t elem, int requested) {
   LaneCoderChoice c;
   const SymbolStats st = grid_stats(totals, n, chunks, sign_period, elem);
   const ContextCoder::Model model(st);
   c.coder = pick_grid_coder(requested, st, model, elem);
   if (c.coder != Coder::Context && c.coder != Coder::Huffman) return c;
-  if (totals.outliers > capacity) {
-    c.over_capacity = true;
-    return c;
-  }
   if (c.coder == Coder::Huffman) {
     const HuffmanCoder::Model huffman(st);
     huffman.save(c.tables);

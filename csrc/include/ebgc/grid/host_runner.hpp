@@ -8,7 +8,6 @@
 #pragma once
 #include <cstdint>
 #include <cstring>
-#include <limits>
 #include <type_traits>
 #include <vector>
 
@@ -64,8 +63,7 @@ void grid_encode(const T* x, const std::vector<uint64_t>& shape, const Params& p
   }
 
   // The host's part: statistics, the coder, the tables.
-  const LaneCoderChoice choice = choose_lane_coder(totals, n, g.chunks, sign_period, sizeof(T), p.coder,
-                                                   std::numeric_limits<uint64_t>::max());
+  const LaneCoderChoice choice = choose_lane_coder(totals, n, g.chunks, sign_period, sizeof(T), p.coder);
   h.coder = choice.coder;
   if (h.coder == Coder::Raw) return write_raw();
   if (h.coder == Coder::Bitpack) return grid_bitpack_encode(x, shape, p, predict, &range, reconstruction, allocate);
