@@ -569,6 +569,10 @@ def blob_seeds() -> tuple:
         blob = ebgc.compress(x, 1e-2, coder=coder)
         assert ebgc.info(blob)["predictor"] == "low-rank", name
         out.append(Seed("blob", name, blob))
+    # stream-predicted tensors of a message (decoded here with a stand-in history)
+    _, msgs = _stream(3)
+    for name, blob in message_tensors(msgs[2]):
+        out.append(Seed("blob", f"stream-{name}-{ebgc.info(blob)['predictor']}", blob))
     out.append(Seed("blob", "empty-raw", ebgc.compress(np.zeros((3, 0, 2), np.float32), 1e-2)))
     out.append(Seed("blob", "scalar-f64", ebgc.compress(np.array(2.5), 1e-2, mode="abs")))
     # layouts only older encoders wrote (still decoded): serial context coder, int16 factors
@@ -885,18 +889,52 @@ def _check_blob_result(y, h) -> Optional[str]:
     return None
 
 
+def _u16(a):
+    """What _core takes for an array: bfloat16 as its 16-bit integer view."""
+    return a if a is None or a.dtype != BFLOAT16 else a.view(np.uint16)
+
+
+def _history(h: dict) -> tuple:
+    """A stand-in for a stream-predicted blob's last reconstructions (its stream is unknown here):
+    fixed values of its dtype and shape, so that both decoders can run it."""
+    if h["predictor"] not in STREAM_PREDICTORS:
+        return None, None
+    n = int(np.prod(h["shape"], dtype=np.int64))
+    ramp = (np.arange(n) % 7 - 3).astype(np.float32).reshape(tuple(h["shape"]))
+    return ramp.astype(dtype_from_name(h["dtype"])), (0.5 * ramp).astype(dtype_from_name(h["dtype"]))
+
+
+STREAM_PREDICTORS = ("scaled-previous", "blend-two-previous")
+
+
+def _cpu_decode(data: bytes, h: dict):
+    """A blob decoded by the CPU decoder: ebgc.decompress, or for a stream-predicted blob (which
+    decompress refuses with InvalidArgumentError: it needs its stream) the core's decoder with
+    the stand-in history."""
+    if h is None or h["predictor"] not in STREAM_PREDICTORS:
+        return ebgc.decompress(data)
+    from ebgc import _core
+
+    parsed = _core.inspect(data)
+    p1, p2 = _history(h)
+    out = np.empty(tuple(h["shape"]), dtype_from_name(h["dtype"]))
+    _core.decompress_into(parsed, _u16(out), 1, previous=_u16(p1), previous2=_u16(p2), dtype=h["dtype"])
+    return out
+
+
 def _device_decode(data: bytes):
     """The GPU decoder's steps run on the host (the host runner of csrc/include/ebgc/grid/) for a
-    blob the GPU decodes itself (plan.hpp: raw, bit-packed, Huffman, context lanes, any predictor);
-    None for the others."""
+    blob the GPU decodes itself (plan.hpp: raw, bit-packed, Huffman, context lanes, any predictor;
+    a stream-predicted one with the stand-in history); None for the others."""
     from ebgc import _core
 
     parsed = _core.inspect(data)
     if _core._decompress_where_device(parsed) != "device":  # the plan's decision
         return None
     h = parsed.info()
+    p1, p2 = _history(h)
     out = np.empty(tuple(h["shape"]), dtype_from_name(h["dtype"]))
-    _core._grid_decompress_into(parsed, out.view(np.uint16) if h["dtype"] == "bfloat16" else out, dtype=h["dtype"])
+    _core._grid_decompress_into(parsed, _u16(out), dtype=h["dtype"], previous=_u16(p1), previous2=_u16(p2))
     return out
 
 
@@ -970,7 +1008,7 @@ def target_blob(data: bytes, ctx: bytes) -> Optional[str]:
         h = None
     _stage("decompress")
     try:
-        y = ebgc.decompress(data)
+        y = _cpu_decode(data, h)
     except allowed_errors():
         _stage("the GPU decoder's steps on a blob the CPU refused")
         try:
