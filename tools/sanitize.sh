@@ -5,7 +5,8 @@
 #  1. tools/tsan_driver.cpp runs every multithreaded path on 2 threads under TSan.
 #  2. ebgc._core is built with ASan + UBSan into build/sanitize (CMake directly; the installed ebgc
 #     is left alone), and the test modules that drive the core run against it: once with the AVX2
-#     loops, once on the portable paths. Extra arguments go to pytest.
+#     loops, once on the portable paths; the grid modules run the device codec's per-lane bodies
+#     (the host runners) under the sanitizers too. Extra arguments go to pytest.
 #
 #   pip install ".[test]" pybind11 cmake && bash tools/sanitize.sh
 #
@@ -72,7 +73,7 @@ def run(modules):
 # (tests/test_fuzz.py runs its inputs in children with an address-space cap, which ASan's shadow
 # memory cannot live under: the hostile and decode-guard modules drive the same parsers here.)
 status = run(["hostile", "decode_guard", "stages", "fixtures", "args", "bound", "roundtrip", "lowrank", "stream",
-              "budget", "narrow", "oracle", "byte_identity"])
+              "budget", "narrow", "oracle", "byte_identity", "grid", "grid_message", "grid_bitpack"])
 if status == 0 and ebgc._core._vector_paths(False):
     status = run(["hostile", "decode_guard", "lowrank", "stream"])
 sys.exit(status)

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "../coders/bitpack_coder.hpp"
@@ -78,18 +79,10 @@ inline SymbolStats grid_stats(const GridTotals& g, uint64_t n, uint64_t chunks, 
   return st;
 }
 
-// The coder of a grid-coded tensor: "auto" is the smallest of all four coders by the CPU's
-// estimates (plan.hpp's pick_coder), so it is the CPU codec's pick for the same chunks.
-inline Coder pick_grid_coder(int requested, const SymbolStats& st, const ContextCoder::Model& context, size_t elem) {
-  if (requested != kCoderAuto) return Coder(requested);
-  const CoderCosts costs{context.cost(st), HuffmanCoder::Model(st).cost(st), BitpackCoder::Model(st).cost(st),
-                         double(st.values * elem)};
-  return pick_coder(requested, costs);
-}
-
-// The host's choice for one row (or one tensor) from what the analysis counted: the coder
-// (context, Huffman, bit-packing or raw, by the CPU's estimates), and for the lane coders their
-// tables (as the blob carries them) and lane encoder.
+// The host's choice for one row (or one tensor) from what the analysis counted: the coder (as
+// requested; "auto": the smallest of all four by the CPU's estimates, plan.hpp's pick_coder, so
+// the CPU codec's pick for the same chunks), and for the lane coders their tables (as the blob
+// carries them) and lane encoder. Only the models the choice needs are fitted.
 struct LaneCoderChoice {
   Coder coder = Coder::Context;
   ByteWriter tables;
@@ -102,17 +95,21 @@ inline LaneCoderChoice choose_lane_coder(const GridTotals& totals, uint64_t n, u
                                          size_t elem, int requested) {
   LaneCoderChoice c;
   const SymbolStats st = grid_stats(totals, n, chunks, sign_period, elem);
-  const ContextCoder::Model model(st);
-  c.coder = pick_grid_coder(requested, st, model, elem);
-  if (c.coder != Coder::Context && c.coder != Coder::Huffman) return c;
+  const bool any = requested == kCoderAuto;
+  std::optional<ContextCoder::Model> context;
+  std::optional<HuffmanCoder::Model> huffman;
+  if (any || requested == int(Coder::Context)) context.emplace(st);
+  if (any || requested == int(Coder::Huffman)) huffman.emplace(st);
+  c.coder = any ? pick_coder(requested, {context->cost(st), huffman->cost(st), BitpackCoder::Model(st).cost(st),
+                                         double(st.values * elem)})
+                : Coder(requested);
   if (c.coder == Coder::Huffman) {
-    const HuffmanCoder::Model huffman(st);
-    huffman.save(c.tables);
-    c.huffman = std::make_shared<const HuffmanCode>(huffman.len);
-    return c;
+    huffman->save(c.tables);
+    c.huffman = std::make_shared<const HuffmanCode>(huffman->len);
+  } else if (c.coder == Coder::Context) {
+    context->save(c.tables);
+    c.encoder = std::make_shared<const RansLaneEncoder>(context->model);
   }
-  model.save(c.tables);
-  c.encoder = std::make_shared<const RansLaneEncoder>(model.model);
   return c;
 }
 
