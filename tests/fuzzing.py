@@ -897,7 +897,7 @@ def _u16(a):
 def _history(h: dict) -> tuple:
     """A stand-in for a stream-predicted blob's last reconstructions (its stream is unknown here):
     fixed values of its dtype and shape, so that both decoders can run it."""
-    if h["predictor"] not in STREAM_PREDICTORS:
+    if h.get("predictor") not in STREAM_PREDICTORS:
         return None, None
     n = int(np.prod(h["shape"], dtype=np.int64))
     ramp = (np.arange(n) % 7 - 3).astype(np.float32).reshape(tuple(h["shape"]))
@@ -911,7 +911,7 @@ def _cpu_decode(data: bytes, h: dict):
     """A blob decoded by the CPU decoder: ebgc.decompress, or for a stream-predicted blob (which
     decompress refuses with InvalidArgumentError: it needs its stream) the core's decoder with
     the stand-in history."""
-    if h is None or h["predictor"] not in STREAM_PREDICTORS:
+    if h is None or h.get("predictor") not in STREAM_PREDICTORS:  # (info() of a message has none)
         return ebgc.decompress(data)
     from ebgc import _core
 
