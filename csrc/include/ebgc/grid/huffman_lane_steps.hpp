@@ -47,6 +47,7 @@ EBGC_HD inline HuffmanEncodeView huffman_view_at(const uint8_t* tables) {
 // region of its lanes, read as 32-bit words (kLanes * word_region u16 is even, so it is aligned).
 EBGC_HD inline uint64_t huffman_words_per_chunk(const LaneGrid& g) { return kLanes * g.word_region() / 2; }
 static_assert(kLanes % 2 == 0, "a chunk's word region holds whole 32-bit words");
+static_assert(kHuffmanMaxValueBits <= 32, "the region (two u16 words a value) holds a chunk's longest A");
 
 // ---- encoding ------------------------------------------------------------------------------------
 
