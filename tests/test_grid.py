@@ -2,8 +2,8 @@
 that the CUDA kernels run (one lane a thread) over the same grid, lane by lane, and its blobs must
 be the CPU codec's byte for byte (context and Huffman coders, and auto's pick among all four,
 chunk_log2=GRID_CHUNK_LOG2, no low rank), its reconstructions the CPU's bit for bit, and its
-decoder must read every lane-coded blob the CPU writes (any chunk size) to the same bits. Runs without a GPU; only launch, synchronisation and
-speed are left for tests/test_cuda.py."""
+decoder must read every lane-coded blob the CPU writes (any chunk size) to the same bits. Runs
+without a GPU; only launch, synchronisation and speed are left for tests/test_cuda.py."""
 
 from __future__ import annotations
 

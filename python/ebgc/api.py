@@ -88,8 +88,8 @@ def compress_many(
     """:func:`compress` of every array of `data` (one message: a model's gradients or weights),
     blob k equal to ``compress(data[k], ...)``'s. On a GPU the device arrays of each device and
     dtype are coded together, as one grid ("auto", "context", "huffman" and "bitpack"): a fixed
-    number of kernel launches and a few waits for the whole message instead of a few per array, which is
-    what makes messages of many small tensors fast. Host arrays, and what the GPU leaves to the
+    number of kernel launches and a few waits for the whole message instead of a few per array,
+    which is what makes messages of many small tensors fast. Host arrays, and what the GPU leaves to the
     host (matrices for the low-rank fit), are coded one by one. device_blob: every blob
     in its array's device memory, as :func:`compress` (device arrays only).
     """

@@ -3,8 +3,8 @@
 Where the work runs is the native plan's decision (csrc/include/ebgc/plan.hpp): the context
 coder's lanes, Huffman on the same lanes, bit-packing and raw run on the GPU, with zero or stream
 (blend) prediction ("auto" picks among those four there). Matrices the low-rank fit may take
-(low_rank on, a ratio coder) are staged through pinned host memory and done by the CPU codec. A device blob is
-the CPU codec's blob with the device's chunk size, and decodes anywhere.
+(low_rank on, a ratio coder) are staged through pinned host memory and done by the CPU codec. A
+device blob is the CPU codec's blob with the device's chunk size, and decodes anywhere.
 
 Whole messages (``compress_many``) are coded as one grid per device and dtype. Blobs can stay in
 device memory both ways: assembled there (``device_blob``: only each blob's front, i.e. header,
